@@ -1,0 +1,38 @@
+import pytest
+
+from unlearnbench.benchmarks.base import SUITES
+from unlearnbench.errors import UnlearnBenchError
+from unlearnbench.methods.base import METHODS
+from unlearnbench.registry import Registry
+
+
+def test_register_and_get():
+    reg: Registry[int] = Registry("thing")
+    reg.register("alpha")(1)
+    assert reg.get("alpha") == 1
+    assert "alpha" in reg and len(reg) == 1
+
+
+def test_duplicate_is_rejected():
+    reg: Registry[int] = Registry("thing")
+    reg.register("alpha")(1)
+    with pytest.raises(ValueError, match="registered twice"):
+        reg.register("alpha")(2)
+
+
+def test_unknown_name_suggests_and_lists():
+    with pytest.raises(UnlearnBenchError) as err:
+        METHODS.get("slugg")
+    message = str(err.value)
+    assert "Did you mean 'slug'" in message
+    assert "Available:" in message and "noop" in message
+
+
+def test_unknown_suite_lists_suites():
+    with pytest.raises(UnlearnBenchError, match="Unknown suite 'clpi'.*'clip'"):
+        SUITES.get("clpi")
+
+
+def test_builtins_registered():
+    assert {"slug", "noop"} <= set(METHODS.names())
+    assert "clip" in SUITES.names()

@@ -1,0 +1,138 @@
+"""SLUG: the Pareto front and step search on hand-made inputs, then real forgetting on the micro suite."""
+
+import math
+
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from unlearnbench.methods.common import pareto_front
+from unlearnbench.methods.slug import Slug, SlugConfig, choose_trial, search_step
+from unlearnbench.task import Goal, UnlearningTask
+
+
+def test_pareto_front_keeps_undominated_points():
+    importance = torch.tensor([1.0, 2.0, 3.0, 0.5, 2.5])
+    alignment = torch.tensor([0.1, 0.5, 0.2, 0.05, 0.9])
+    # point 1 is dominated by 2 (more important, less aligned); point 4 by 2 as well.
+    assert pareto_front(importance, alignment).tolist() == [True, False, True, True, False]
+
+
+def test_pareto_front_ties_do_not_dominate():
+    importance = torch.tensor([1.0, 1.0])
+    alignment = torch.tensor([0.3, 0.3])
+    assert pareto_front(importance, alignment).tolist() == [True, True]
+
+
+class OneWeight(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.tensor([[3.0, 4.0]]))  # ||W|| = 5
+
+
+def fake_task(model: nn.Module, threshold: float) -> UnlearningTask:
+    """Forgetting is met once the weight moved by at least ``threshold``; retain falls with distance."""
+    w0 = model.w.detach().clone()
+
+    def validate(m, changed):
+        distance = (m.w - w0).norm().item()
+        return {"FA@5": 0.0 if distance >= threshold else 100.0, "retain@1": 100.0 - distance}
+
+    return UnlearningTask(
+        kind="clip", suite="fake", target="t", model=model, forget_batches=lambda: iter(()),
+        retain_batches=lambda: iter(()), forget_loss_fn=None, retain_loss_fn=None, validate_fn=validate,
+        goal=Goal("FA@5", 0.0, "retain@1"), editable=["w"], layer_groups={"w": "vision"})
+
+
+def test_search_doubles_then_bisects_and_restores_w0():
+    model = OneWeight()
+    task = fake_task(model, threshold=2.0)
+    grad = torch.tensor([[1.0, 0.0]])  # ||g|| = 1, so lambda0 = 0.1 * 5 / 1 = 0.5
+    trials = search_step(task, "w", grad, SlugConfig(search_steps=6))
+    steps = [t["step"] for t in trials]
+    assert steps[:4] == [0.5, 1.0, 2.0, 1.5]  # double until met (2.0), then bisect between 1.0 and 2.0
+    assert steps[4] == 1.75 and steps[5] == 1.875
+    assert [t["met"] for t in trials] == [False, False, True, False, False, False]
+    assert torch.equal(model.w, torch.tensor([[3.0, 4.0]]))  # always restored to W0
+    assert task.costs.evaluations == 1 + 6  # the base model once, then one per trial
+    assert task.base_validation()["retain@1"] == 100.0
+
+
+def test_choose_trial_prefers_best_retain_among_met():
+    trace = pd.DataFrame([
+        {"layer": "a", "step": 1.0, "met": False, "FA@5": 10.0, "retain@1": 90.0},
+        {"layer": "a", "step": 2.0, "met": True, "FA@5": 0.0, "retain@1": 70.0},
+        {"layer": "b", "step": 3.0, "met": True, "FA@5": 0.0, "retain@1": 80.0},
+    ])
+    assert choose_trial(trace, "FA@5", "retain@1").layer == "b"
+    none_met = trace.assign(met=False)
+    assert choose_trial(none_met, "FA@5", "retain@1").step == 3.0  # forgot most; ties: best retain
+
+
+@pytest.fixture(scope="module")
+def slug_run(micro_suite):
+    target = micro_suite.targets()[0]
+    task = micro_suite.task(target)
+    model = task.model
+    base = {k: v.clone() for k, v in model.state_dict().items()}
+    before = micro_suite.evaluate(model, target)
+    torch.manual_seed(0)
+    outcome = Slug().unlearn(task)
+    after = micro_suite.evaluate(model, target)
+    changed = [k for k, v in model.state_dict().items() if not torch.equal(v, base[k])]
+    model.load_state_dict(base)
+    return before, after, outcome, changed, task
+
+
+def test_slug_forgets_the_target_and_keeps_the_rest(slug_run):
+    before, after, outcome, _, _ = slug_run
+    assert before["FA@1"] >= 60, before  # the micro model really knows the target
+    assert outcome.info["goal_met"]
+    assert after["FA@1"] <= 20, after
+    assert after["TA_CA@1"] >= before["TA_CA@1"] - 15, (before, after)
+    assert after["TA_IN@1"] >= before["TA_IN@1"] - 15, (before, after)
+
+
+def test_slug_changes_exactly_one_front_tensor(slug_run):
+    _, _, outcome, changed, _ = slug_run
+    layers = outcome.tables["layers"]
+    assert changed == [outcome.info["layer"]]
+    assert layers.set_index("layer").loc[outcome.info["layer"], "on_front"]
+    assert layers.chosen.sum() == 1
+
+
+def test_slug_records_every_trial_and_costs(slug_run):
+    _, _, outcome, _, task = slug_run
+    front = outcome.tables["layers"].on_front.sum()
+    assert len(outcome.trace) == front * SlugConfig().search_steps
+    assert set(outcome.trace.layer) == set(outcome.tables["layers"].query("on_front").layer)
+    assert task.costs.backward_samples > 0 and task.costs.evaluations == len(outcome.trace) + 1
+    assert all(task.costs.seconds[p] > 0 for p in ("precompute", "search"))
+
+
+def test_slug_update_ascends_the_forget_loss(micro_suite):
+    target = micro_suite.targets()[1]
+    task = micro_suite.task(target)
+    model = task.model
+    base = {k: v.clone() for k, v in model.state_dict().items()}
+    batch = next(task.forget_batches())
+    loss_before = task.forget_loss(model, batch).item()
+    Slug().unlearn(task)
+    loss_after = task.forget_loss(model, batch).item()
+    model.load_state_dict(base)
+    assert loss_after > loss_before
+
+
+def test_vision_edit_reuses_the_text_classifier(micro_suite, monkeypatch):
+    target = micro_suite.targets()[0]
+    task = micro_suite.task(target)
+    task.base_validation()
+    calls = []
+    original = type(task.model).encode_text
+    monkeypatch.setattr(type(task.model), "encode_text", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    task.validate(task.model, {"visual.proj"})
+    assert calls == []
+    task.validate(task.model, {"text_projection"})
+    assert calls, "a text-side edit must rebuild the classifier"
+    assert math.isfinite(task.validate(task.model, set())["FA@1"])

@@ -1,0 +1,9 @@
+"""Benchmark suites, one file each; importing this package registers every one of them."""
+
+import importlib
+import pkgutil
+
+from unlearnbench.benchmarks import base
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")

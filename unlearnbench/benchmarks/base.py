@@ -1,0 +1,100 @@
+"""The suite interface: what a benchmark must provide to the runner.
+
+A suite owns a base model and data (real or embedded), names its targets, builds an
+``UnlearningTask`` per target, and scores a model on held-out test data. Metrics are declared so
+reports know their direction and units.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from torch import nn
+
+from unlearnbench.config import apply_overrides
+from unlearnbench.errors import UnlearnBenchError
+from unlearnbench.registry import Registry
+from unlearnbench.task import UnlearningTask
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    split: str  # which data it is measured on, e.g. "forget-test"
+    higher_is_better: bool
+    unit: str = "%"
+
+
+class Suite(ABC):
+    """Base class of benchmark suites. Subclasses set the class attributes and the methods."""
+
+    name: ClassVar[str] = ""
+    version: ClassVar[int]  # bump when the numbers a suite produces would change
+    kind: ClassVar[str]  # the task kind its tasks have ("clip", "diffusion", "vlm")
+    metrics: ClassVar[tuple[Metric, ...]]
+    table_metrics: ClassVar[tuple[str, ...]]  # the columns of its paper table, in order
+    plot_axes: ClassVar[tuple[str, str]]  # (forget metric, retain metric) of the forget-vs-retain plot
+    Config: ClassVar[type]
+
+    def __init__(self, config: Any | None = None) -> None:
+        self.config = config if config is not None else self.Config()
+
+    @classmethod
+    def summary(cls) -> str:
+        return (cls.__doc__ or "").strip().splitlines()[0]
+
+    @abstractmethod
+    def model_id(self) -> str:
+        """A fingerprint of the base model (its config hash or weights file), for caching."""
+
+    @abstractmethod
+    def base_model(self) -> nn.Module:
+        """The model before unlearning (methods edit it in place; the runner restores it)."""
+
+    @abstractmethod
+    def targets(self) -> list[str]:
+        """Every target this suite can unlearn, in a fixed order."""
+
+    @abstractmethod
+    def task(self, target: str) -> UnlearningTask:
+        """A fresh task for ``target`` on the (unmodified) base model."""
+
+    @abstractmethod
+    def evaluate(self, model: nn.Module, target: str) -> dict[str, float]:
+        """Test metrics of ``model`` for ``target`` (names from ``metrics``)."""
+
+    def resolve_targets(self, spec: str | None) -> list[str]:
+        """``None`` -> the first target; ``"5"`` -> the first five; else comma-separated names."""
+        available = self.targets()
+        if spec is None:
+            return available[:1]
+        if spec.strip().isdigit():
+            k = int(spec)
+            if not 1 <= k <= len(available):
+                raise UnlearnBenchError(
+                    f"--targets {k}: suite {self.name!r} has {len(available)} targets (1..{len(available)})")
+            return available[:k]
+        names = [t.strip() for t in spec.split(",") if t.strip()]
+        for target in names:
+            if target not in available:
+                raise UnlearnBenchError(
+                    f"unknown target {target!r} for suite {self.name!r}; targets: {', '.join(available)}")
+        return names
+
+
+SUITES: Registry[type[Suite]] = Registry("suite")
+
+
+def register_suite(name: str):
+    def add(cls: type[Suite]) -> type[Suite]:
+        cls.name = name
+        return SUITES.register(name)(cls)
+
+    return add
+
+
+def build_suite(name: str, overrides: dict[str, str] | None = None) -> Suite:
+    cls = SUITES.get(name)
+    return cls(apply_overrides(cls.Config(), overrides or {}, f"suite {name!r}"))

@@ -1,0 +1,139 @@
+"""Command line: ``bench.py [run] --suite clip --methods slug,noop``, ``bench.py ls``.
+
+Every user-facing problem is an UnlearnBenchError: printed as one line, exit status 2, no
+traceback, and nothing already written is touched (units are written atomically as they finish).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from unlearnbench.config import parse_assignments
+from unlearnbench.errors import UnlearnBenchError
+
+log = logging.getLogger("unlearnbench")
+
+COMMANDS = ("run", "ls")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bench.py", description="Benchmark machine-unlearning methods.")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command")
+
+    run = sub.add_parser("run", parents=[common],
+                         help="unlearn targets with methods and report (the default command)")
+    add_run_arguments(run)
+    run.add_argument("--suite", default="clip", help="benchmark suite (see `bench.py ls`); default: clip")
+    run.add_argument("--methods", default="slug,noop", help="comma-separated methods; default: slug,noop")
+
+    sub.add_parser("ls", parents=[common], help="list methods and suites")
+    return parser
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--targets", help="target names (comma-separated) or k for the suite's first k; "
+                        "default: the first target")
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds; default: 0")
+    parser.add_argument("--config", choices=("embedded", "real"), help="suite configuration; default: embedded")
+    parser.add_argument("--data", help="root folder of the real data sets (config real)")
+    parser.add_argument("--weights", help="model weights file or cache dir (config real)")
+    parser.add_argument("--set", dest="suite_set", action="append", metavar="KEY=VALUE",
+                        help="override a suite setting, e.g. --set forget_metric=FA@1 (repeatable)")
+    parser.add_argument("--method-set", action="append", metavar="METHOD.KEY=VALUE",
+                        help="override a method setting, e.g. --method-set slug.search_steps=5 (repeatable)")
+    parser.add_argument("--plugin", action="append", metavar="MODULE",
+                        help="import a module that registers your own methods or suites (repeatable)")
+    parser.add_argument("--out", default="runs", help="folder for run outputs; default: runs/")
+    parser.add_argument("--run-id", help="name of the run folder; default: derived from the configuration, "
+                        "so the same command resumes the same run")
+    parser.add_argument("--cache-dir", help="cache for trained embedded models and base evaluations "
+                        "(default: $UNLEARNBENCH_CACHE or ~/.cache/unlearnbench)")
+
+
+def run_spec(args: argparse.Namespace):
+    from unlearnbench.runner import RunSpec
+
+    suite_overrides = parse_assignments(args.suite_set, "--set")
+    for key in ("config", "data", "weights"):
+        if getattr(args, key) is not None:
+            suite_overrides[key] = getattr(args, key)
+    method_overrides: dict[str, dict[str, str]] = {}
+    for key, value in parse_assignments(args.method_set, "--method-set").items():
+        method, dot, setting = key.partition(".")
+        if not dot or not setting:
+            raise UnlearnBenchError(f"--method-set expects METHOD.KEY=VALUE, got {key}={value}")
+        method_overrides.setdefault(method, {})[setting] = value
+    try:
+        seeds = tuple(int(s) for s in args.seeds.split(","))
+    except ValueError:
+        raise UnlearnBenchError(f"--seeds expects comma-separated integers, got {args.seeds!r}") from None
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    return RunSpec(suite=args.suite, methods=methods, suite_overrides=suite_overrides,
+                   method_overrides=method_overrides, targets=args.targets, seeds=seeds,
+                   out_dir=Path(args.out), run_id=args.run_id)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from unlearnbench.reports.run_report import write_run_report
+    from unlearnbench.runner import prepare, run
+
+    spec = run_spec(args)
+    suite, _ = prepare(spec)  # fail on bad names before training anything
+    result = run(spec, suite)
+    print(write_run_report(result, suite))
+    print(f"\nwrote {result.run_dir}/ (records.parquet, manifest.json, table.md, plots)")
+    return 0
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    from unlearnbench.benchmarks.base import SUITES
+    from unlearnbench.methods.base import METHODS
+
+    print("methods:")
+    for name, cls in METHODS.items():
+        print(f"  {name:<10} [{', '.join(sorted(cls.kinds))}] {cls.summary()}")
+    print("suites:")
+    for name, cls in SUITES.items():
+        print(f"  {name:<10} v{cls.version} [{cls.kind}] {cls.summary()}")
+    return 0
+
+
+def load_plugins(modules: list[str] | None) -> None:
+    """Import the built-in methods and suites, then the user's modules (which register their own)."""
+    import importlib
+
+    import unlearnbench.benchmarks  # noqa: F401
+    import unlearnbench.methods  # noqa: F401
+
+    for module in modules or []:
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise UnlearnBenchError(f"--plugin {module}: cannot import it ({err})") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
+        argv.insert(0, "run")
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if getattr(args, "cache_dir", None):
+        os.environ["UNLEARNBENCH_CACHE"] = args.cache_dir
+    commands = {"run": cmd_run, "ls": cmd_ls}
+    try:
+        load_plugins(getattr(args, "plugin", None))
+        return commands[args.command or "run"](args)
+    except UnlearnBenchError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; finished units are kept and a rerun of the same command resumes", file=sys.stderr)
+        return 130

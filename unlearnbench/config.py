@@ -1,0 +1,63 @@
+"""``key=value`` overrides for the frozen config dataclasses of methods and suites."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, TypeVar
+
+from unlearnbench.errors import UnlearnBenchError
+
+C = TypeVar("C")
+
+
+def parse_assignments(items: list[str] | None, flag: str) -> dict[str, str]:
+    """``["a=1", "b=x"]`` -> ``{"a": "1", "b": "x"}``; anything without ``=`` is an error."""
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UnlearnBenchError(f"{flag} expects key=value, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def apply_overrides(config: C, overrides: dict[str, str], owner: str) -> C:
+    """A copy of ``config`` with the string ``overrides`` parsed to each field's type."""
+    known = {f.name for f in dataclasses.fields(config)}
+    parsed: dict[str, Any] = {}
+    for key, text in overrides.items():
+        if key not in known:
+            raise UnlearnBenchError(
+                f"{owner} has no setting {key!r}; its settings are: {', '.join(sorted(known))}")
+        parsed[key] = _coerce(text, getattr(config, key), f"{owner}.{key}")
+    return dataclasses.replace(config, **parsed)
+
+
+def _coerce(text: str, current: Any, where: str) -> Any:
+    if text.lower() in ("none", "null"):
+        return None
+    try:
+        if isinstance(current, bool):
+            if text.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(text)
+            return text.lower() in ("true", "1")
+        if isinstance(current, int):
+            return int(text)
+        if isinstance(current, float):
+            return float(text)
+        if isinstance(current, tuple):
+            kind = type(current[0]) if current else str
+            return tuple(kind(v) for v in text.split(","))
+        if dataclasses.is_dataclass(current):
+            raise UnlearnBenchError(f"{where} is a nested setting and cannot be set from the command line")
+    except ValueError:
+        raise UnlearnBenchError(
+            f"{where}={text!r} is not a valid {type(current).__name__}") from None
+    if current is None:
+        # Optional settings take a number where one parses, else the text.
+        for parse in (int, float):
+            try:
+                return parse(text)
+            except ValueError:
+                pass
+    return text

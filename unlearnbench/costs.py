@@ -1,0 +1,110 @@
+"""What an unlearning run costs: wall time per phase, peak memory, sample passes, patch bytes.
+
+PROTOCOLS.md ("Costs"): runtime split into precompute / update / search, peak memory of the
+unlearning step, forward and backward sample passes (the paper's complexity column, measured), and
+storage measured from the written patch file.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psutil
+import torch
+
+PHASES = ("precompute", "update", "search")
+
+
+class _PeakRSS:
+    """Samples the process RSS in a background thread; CPU has no max_memory_allocated."""
+
+    def __init__(self, interval_s: float = 0.005) -> None:
+        self._process = psutil.Process()
+        self._interval = interval_s
+        self._stop = threading.Event()
+        self.start_bytes = self._process.memory_info().rss
+        self.peak_bytes = self.start_bytes
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak_bytes = max(self.peak_bytes, self._process.memory_info().rss)
+            self._stop.wait(self._interval)
+
+    def __enter__(self) -> _PeakRSS:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak_bytes = max(self.peak_bytes, self._process.memory_info().rss)
+
+
+class CostMeter:
+    """Counts what a method spends. Methods open phases and report their sample passes:
+
+    >>> costs = CostMeter()
+    >>> with costs.phase("precompute"):
+    ...     costs.count(forward=32, backward=32)
+    """
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.forward_samples = 0
+        self.backward_samples = 0
+        self.evaluations = 0
+        self.peak_memory_bytes = 0
+        self._current: str | None = None
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        if name not in PHASES:
+            raise ValueError(f"unknown cost phase {name!r}; expected one of {PHASES}")
+        if self._current is not None:
+            raise RuntimeError(f"phase {name!r} opened inside phase {self._current!r}")
+        self._current = name
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] += time.perf_counter() - start
+            self._current = None
+
+    def count(self, forward: int = 0, backward: int = 0, evaluations: int = 0) -> None:
+        self.forward_samples += forward
+        self.backward_samples += backward
+        self.evaluations += evaluations
+
+    @contextmanager
+    def track_memory(self, device: torch.device) -> Iterator[None]:
+        """Peak memory growth over the block: CUDA max allocated, else sampled RSS growth."""
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+            base = torch.cuda.memory_allocated(device)
+            yield
+            self.peak_memory_bytes = torch.cuda.max_memory_allocated(device) - base
+        else:
+            with _PeakRSS() as rss:
+                yield
+            self.peak_memory_bytes = rss.peak_bytes - rss.start_bytes
+
+    @property
+    def runtime_s(self) -> float:
+        return sum(self.seconds[p] for p in PHASES)
+
+    def as_metrics(self) -> dict[str, float]:
+        """Cost metrics under the names the records and tables use."""
+        metrics = {"runtime_s": self.runtime_s}
+        metrics.update({f"runtime_{p}_s": self.seconds[p] for p in PHASES})
+        metrics.update({
+            "peak_memory_bytes": float(self.peak_memory_bytes),
+            "forward_samples": float(self.forward_samples),
+            "backward_samples": float(self.backward_samples),
+            "evaluations": float(self.evaluations),
+        })
+        return metrics

@@ -1,0 +1,9 @@
+"""Unlearning methods, one file each; importing this package registers every one of them."""
+
+import importlib
+import pkgutil
+
+from unlearnbench.methods import base
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")

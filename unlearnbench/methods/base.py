@@ -1,0 +1,76 @@
+"""The method interface and the registry every method joins.
+
+A method is a class with a frozen ``Config`` dataclass (the paper's defaults), the task kinds it
+supports, and ``unlearn(task)``, which leaves the unlearned weights in ``task.model`` and returns
+an ``Outcome``. The runner snapshots the base weights before and turns what changed into a patch,
+so a method never has to know how results are stored.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import pandas as pd
+
+from unlearnbench.config import apply_overrides
+from unlearnbench.registry import Registry
+from unlearnbench.task import UnlearningTask
+
+
+@dataclass
+class Outcome:
+    """What a method reports besides the edited model.
+
+    ``trace``: one row per trial or epoch (validation metrics, step sizes, layers...), written to
+    the run folder. ``info``: scalar facts about the run (chosen layer, whether the goal was met).
+    ``tables``: extra named DataFrames for reports (e.g. SLUG's per-layer statistics).
+    """
+
+    trace: pd.DataFrame = field(default_factory=pd.DataFrame)
+    info: dict[str, Any] = field(default_factory=dict)
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+
+class Method(ABC):
+    """Base class of unlearning methods. Subclasses set ``Config``, ``kinds`` and ``unlearn``."""
+
+    Config: ClassVar[type]
+    kinds: ClassVar[frozenset[str]]
+    name: ClassVar[str] = ""
+
+    def __init__(self, config: Any | None = None) -> None:
+        self.config = config if config is not None else self.Config()
+
+    @classmethod
+    def supports(cls, kind: str) -> bool:
+        return kind in cls.kinds
+
+    @classmethod
+    def summary(cls) -> str:
+        """The first line of the class docstring, for ``bench.py ls``."""
+        return (cls.__doc__ or "").strip().splitlines()[0]
+
+    @abstractmethod
+    def unlearn(self, task: UnlearningTask) -> Outcome:
+        """Unlearn ``task.target`` from ``task.model`` in place and report what happened."""
+
+
+METHODS: Registry[type[Method]] = Registry("method")
+
+
+def register_method(name: str):
+    """Register a Method subclass under ``name`` (also sets ``cls.name``)."""
+
+    def add(cls: type[Method]) -> type[Method]:
+        cls.name = name
+        return METHODS.register(name)(cls)
+
+    return add
+
+
+def build_method(name: str, overrides: dict[str, str] | None = None) -> Method:
+    """Instantiate a registered method, applying ``field=value`` overrides to its Config."""
+    cls = METHODS.get(name)
+    return cls(apply_overrides(cls.Config(), overrides or {}, f"method {name!r}"))

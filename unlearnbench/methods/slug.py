@@ -1,0 +1,143 @@
+"""SLUG — Single Layer Unlearning Gradient (Cai et al., ICML 2025, arXiv 2407.11867).
+
+1. One pass over the forget set and one over the retain set give mean gradients g_f, g_r.
+2. Per candidate tensor W: importance = ||g_f|| / ||W||, alignment = |cos(g_f, g_r)|.
+3. The Pareto front of (high importance, low alignment) per tower gives the candidate layers.
+4. For each front layer, W = W0 + lambda * g_f (ascent on the forget loss), always from W0, with
+   lambda found by a binary search of S evaluations on the forget *validation* split.
+5. The chosen layer is the one with the best retain score among those whose search met the goal.
+The result is one changed tensor: the unlearning patch.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+
+from unlearnbench.methods.base import Method, Outcome, register_method
+from unlearnbench.methods.common import mean_gradients, pareto_front
+from unlearnbench.task import UnlearningTask, iterate
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SlugConfig:
+    search_steps: int = 10  # S: evaluations of the binary search per layer (paper: 10)
+    initial_scale: float = 0.1  # lambda0 = initial_scale * ||W|| / ||g_f|| (paper: 0.1)
+    layer: str | None = None  # force this tensor instead of searching the Pareto front
+    max_front_layers: int | None = None  # search only this many front layers (by importance)
+    gradient_batches: int | None = None  # cap the batches of each gradient pass (None: all)
+
+
+@register_method("slug")
+class Slug(Method):
+    """Single Layer Unlearning Gradient: one gradient pass, Pareto-front layer, one-tensor patch."""
+
+    Config = SlugConfig
+    kinds = frozenset({"clip", "diffusion", "vlm"})
+
+    def unlearn(self, task: UnlearningTask) -> Outcome:
+        cfg = self.config
+        model = task.model
+        candidates = list(task.layer_groups)
+
+        # Step 1: mean gradients of the forget and retain losses.
+        with task.costs.phase("precompute"):
+            g_f = mean_gradients(task, model, iterate(task.forget_batches(), cfg.gradient_batches),
+                                 task.forget_loss, candidates)
+            g_r = mean_gradients(task, model, iterate(task.retain_batches(), cfg.gradient_batches),
+                                 task.retain_loss, candidates)
+            # Step 2-3: layer statistics and the Pareto front of each tower.
+            layers = layer_statistics(model, g_f, g_r, task.layer_groups)
+
+        front = layers[layers.on_front].sort_values("importance", ascending=False)
+        if cfg.layer is not None:
+            if cfg.layer not in g_f:
+                raise ValueError(f"slug.layer={cfg.layer!r} is not a candidate tensor; candidates: "
+                                 f"{', '.join(candidates)}")
+            front = layers[layers.layer == cfg.layer]
+        elif cfg.max_front_layers is not None:
+            front = front.head(cfg.max_front_layers)
+
+        # Step 4: binary search of the step size for each front layer.
+        trials = []
+        with task.costs.phase("search"):
+            for name in front.layer:
+                trials += search_step(task, name, g_f[name], cfg)
+        trace = pd.DataFrame(trials)
+
+        # Step 5: best retain score among the trials that met the goal (else the most forgetting).
+        with task.costs.phase("update"):
+            chosen = choose_trial(trace, task.goal.forget_metric, task.goal.retain_metric)
+            weight = dict(model.named_parameters())[chosen["layer"]]
+            with torch.no_grad():
+                weight.add_(chosen["step"] * g_f[chosen["layer"]].to(weight.dtype))
+        layers["chosen"] = layers.layer == chosen["layer"]
+        if not chosen["met"]:
+            log.warning("slug: no step on any front layer met the goal for %r; applied the step "
+                        "with the lowest %s", task.target, task.goal.forget_metric)
+        info = {"layer": chosen["layer"], "step": float(chosen["step"]), "goal_met": bool(chosen["met"]),
+                "front_size": int(layers.on_front.sum())}
+        return Outcome(trace=trace, info=info, tables={"layers": layers})
+
+
+def layer_statistics(model: torch.nn.Module, g_f: dict[str, torch.Tensor],
+                     g_r: dict[str, torch.Tensor], groups: dict[str, str]) -> pd.DataFrame:
+    """Importance, alignment and Pareto membership of every candidate tensor, front per tower."""
+    params = dict(model.named_parameters())
+    rows = []
+    for name, tower in groups.items():
+        gf, gr = g_f[name].flatten(), g_r[name].flatten()
+        importance = (gf.norm() / params[name].detach().float().norm().clamp_min(1e-12)).item()
+        alignment = torch.nn.functional.cosine_similarity(gf, gr, dim=0, eps=1e-12).abs().item()
+        rows.append({"layer": name, "tower": tower, "importance": importance,
+                     "alignment": alignment, "grad_norm": gf.norm().item()})
+    stats = pd.DataFrame(rows)
+    stats["on_front"] = False
+    for _, idx in stats.groupby("tower").groups.items():
+        sub = stats.loc[idx]
+        mask = pareto_front(torch.tensor(sub.importance.values), torch.tensor(sub.alignment.values))
+        stats.loc[idx, "on_front"] = mask.numpy()
+    # A layer with no forget gradient cannot be moved by SLUG's update.
+    stats.loc[stats.grad_norm == 0, "on_front"] = False
+    return stats
+
+
+def search_step(task: UnlearningTask, name: str, grad: torch.Tensor, cfg: SlugConfig) -> list[dict]:
+    """Binary search of lambda for one tensor; returns every trial and restores W0."""
+    task.base_validation()  # computed on W0, before the first trial edits the weight
+    weight = dict(task.model.named_parameters())[name]
+    w0 = weight.detach().clone()
+    grad = grad.to(w0.dtype)
+    step = cfg.initial_scale * w0.norm().item() / max(grad.norm().item(), 1e-12)
+    lo, hi = 0.0, math.inf
+    trials = []
+    try:
+        for i in range(cfg.search_steps):
+            with torch.no_grad():
+                weight.copy_(w0 + step * grad)
+            metrics = task.validate(task.model, {name})
+            met = task.goal_met(metrics)
+            trials.append({"layer": name, "trial": i, "step": step, "met": met, **metrics})
+            if met:
+                hi = step
+            else:
+                lo = step
+            step = step * 2 if math.isinf(hi) else (lo + hi) / 2
+    finally:
+        with torch.no_grad():
+            weight.copy_(w0)
+    return trials
+
+
+def choose_trial(trace: pd.DataFrame, forget_metric: str, retain_metric: str) -> pd.Series:
+    """The met trial with the best retain score; if none met, the one that forgot most."""
+    met = trace[trace.met]
+    if len(met):
+        return met.sort_values([retain_metric, "step"], ascending=[False, True]).iloc[0]
+    return trace.sort_values([forget_metric, retain_metric], ascending=[True, False]).iloc[0]

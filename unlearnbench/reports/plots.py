@@ -1,0 +1,84 @@
+"""Seaborn figures derived from records and method artifacts, written as PNG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from unlearnbench.reports.tables import ORIGINAL, method_metric_stats  # noqa: E402
+
+
+def slug_layers(layers: pd.DataFrame, path: Path, title: str = "") -> Path:
+    """SLUG's layer importance vs gradient alignment per tower, the Pareto front joined, the chosen
+    layer marked."""
+    towers = sorted(layers.tower.unique())
+    fig, axes = plt.subplots(1, len(towers), figsize=(5.2 * len(towers), 4.2), squeeze=False)
+    for ax, tower in zip(axes[0], towers):
+        sub = layers[layers.tower == tower]
+        sns.scatterplot(data=sub, x="alignment", y="importance", hue="on_front", palette={True: "C3", False: "C7"},
+                        ax=ax, s=40, legend=False)
+        front = sub[sub.on_front].sort_values("alignment")
+        ax.plot(front.alignment, front.importance, color="C3", lw=1, label="Pareto front")
+        chosen = sub[sub.get("chosen", False) == True]  # noqa: E712 - column of booleans
+        if len(chosen):
+            ax.scatter(chosen.alignment, chosen.importance, marker="*", s=260, color="gold", edgecolor="k",
+                       zorder=5, label=f"chosen: {chosen.layer.iloc[0]}")
+        for _, row in front.iterrows():
+            ax.annotate(short_layer(row.layer), (row.alignment, row.importance), fontsize=7,
+                        xytext=(3, 3), textcoords="offset points")
+        ax.set(title=f"{tower} tower", xlabel="|cos(g_forget, g_retain)| (alignment)",
+               ylabel="||g_forget|| / ||W|| (importance)", yscale="log")
+        ax.legend(fontsize=7, loc="best")
+    fig.suptitle(title or "SLUG layer selection")
+    return save(fig, path)
+
+
+def forget_vs_retain(records: pd.DataFrame, forget_metric: str, retain_metric: str, path: Path) -> Path:
+    """One point per method (mean over targets and seeds): forgetting on x, retention on y."""
+    stats = method_metric_stats(records)
+    wide = stats.pivot(index="method", columns="metric", values="mean").reset_index()
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    sns.scatterplot(data=wide, x=forget_metric, y=retain_metric, hue="method", style="method", s=110, ax=ax)
+    for _, row in wide.iterrows():
+        ax.annotate(row.method, (row[forget_metric], row[retain_metric]), fontsize=8, xytext=(4, 4),
+                    textcoords="offset points")
+    ax.set(xlabel=f"{forget_metric} (lower = more forgotten)", ylabel=f"{retain_metric} (higher = better kept)",
+           title=f"Forgetting vs retention ({ORIGINAL} = before unlearning)")
+    ax.legend(fontsize=7)
+    return save(fig, path)
+
+
+def cost_bars(records: pd.DataFrame, path: Path) -> Path:
+    """Runtime, storage and sample passes per method on log scales."""
+    stats = method_metric_stats(records)
+    metrics = ["runtime_s", "storage_bytes", "forward_samples", "backward_samples"]
+    data = stats[stats.metric.isin(metrics) & (stats.method != ORIGINAL)]
+    grid = sns.catplot(data=data, x="method", y="mean", col="metric", col_order=metrics, kind="bar",
+                       sharey=False, height=3.2, aspect=0.9)
+    for ax in grid.axes.flat:
+        ax.set_yscale("log")
+        ax.tick_params(axis="x", rotation=45)
+    grid.set_titles("{col_name}")
+    grid.set_axis_labels("", "")
+    return save(grid.figure, path)
+
+
+def short_layer(name: str) -> str:
+    return (name.replace("visual.transformer.resblocks.", "v").replace("transformer.resblocks.", "t")
+            .replace(".attn.", ".").replace(".mlp.", ".").replace("_weight", "").replace(".weight", ""))
+
+
+def save(fig: plt.Figure, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,0 +1,112 @@
+"""``UnlearningTask``: everything a suite hands a method, whatever the model family.
+
+A method sees a model, forget and retain batches, the two losses of METHODS.md, the tensors it may
+edit, and a validation hook with a goal. It never sees test data: selection (SLUG's step search,
+the iterative methods' stopping rule) uses the validation hook alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from unlearnbench.costs import CostMeter
+
+Batch = tuple[Any, ...]
+"""A tuple whose first element is indexed by sample (its length is the batch size)."""
+
+
+@dataclass(frozen=True)
+class Goal:
+    """When is the target forgotten, and how is retention scored among steps that forget it?
+
+    Met when ``metrics[forget_metric] <= forget_threshold`` and, if ``retain_tolerance`` is set,
+    ``metrics[retain_metric] >= base[retain_metric] - retain_tolerance``.
+    """
+
+    forget_metric: str
+    forget_threshold: float
+    retain_metric: str
+    retain_tolerance: float | None = None
+
+    def met(self, metrics: dict[str, float], base: dict[str, float] | None = None) -> bool:
+        if metrics[self.forget_metric] > self.forget_threshold:
+            return False
+        if self.retain_tolerance is not None and base is not None:
+            return metrics[self.retain_metric] >= base[self.retain_metric] - self.retain_tolerance
+        return True
+
+
+@dataclass
+class UnlearningTask:
+    """What a suite hands a method.
+
+    ``forget_batches()`` / ``retain_batches()`` return a fresh iterator over one epoch, in an
+    order fixed by the current torch seed. Losses return a scalar mean over the batch.
+    ``validate(model, changed)`` scores the model on validation splits; ``changed`` names the
+    tensors edited since the base model (None: unknown), so suites can reuse what an edit cannot
+    have changed (e.g. CLIP's text classifier after a vision-only edit).
+    """
+
+    kind: str  # "clip" | "diffusion" | "vlm": what a method may assume about the model
+    suite: str
+    target: str
+    model: nn.Module
+    forget_batches: Callable[[], Iterator[Batch]]
+    retain_batches: Callable[[], Iterator[Batch]]
+    forget_loss_fn: Callable[[nn.Module, Batch], torch.Tensor]
+    retain_loss_fn: Callable[[nn.Module, Batch], torch.Tensor]
+    validate_fn: Callable[[nn.Module, set[str] | None], dict[str, float]]
+    goal: Goal
+    editable: list[str]  # parameter names methods may change
+    layer_groups: dict[str, str]  # SLUG candidate tensor -> tower ("vision", "text", ...)
+    relabel_forget: Callable[[Batch, torch.Generator], Batch] | None = None
+    extras: dict[str, Any] = field(default_factory=dict)  # kind-specific parts (e.g. a scheduler)
+    costs: CostMeter = field(default_factory=CostMeter)
+    _base_validation: dict[str, float] | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def forget_loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        self.costs.count(forward=len(batch[0]))
+        return self.forget_loss_fn(model, batch)
+
+    def retain_loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        self.costs.count(forward=len(batch[0]))
+        return self.retain_loss_fn(model, batch)
+
+    def validate(self, model: nn.Module, changed: set[str] | None = None) -> dict[str, float]:
+        self.costs.count(evaluations=1)
+        with torch.no_grad():
+            return self.validate_fn(model, changed)
+
+    def base_validation(self) -> dict[str, float]:
+        """Validation metrics of the untouched model (computed once, before any edit)."""
+        if self._base_validation is None:
+            self._base_validation = self.validate(self.model, set())
+        return self._base_validation
+
+    def editable_parameters(self, model: nn.Module) -> dict[str, nn.Parameter]:
+        params = dict(model.named_parameters())
+        return {name: params[name] for name in self.editable}
+
+    def goal_met(self, metrics: dict[str, float]) -> bool:
+        return self.goal.met(metrics, self.base_validation())
+
+
+def batch_size(batch: Batch) -> int:
+    return len(batch[0])
+
+
+def iterate(batches: Iterable[Batch], limit: int | None) -> Iterator[Batch]:
+    """At most ``limit`` batches (all when None)."""
+    for i, batch in enumerate(batches):
+        if limit is not None and i >= limit:
+            return
+        yield batch
