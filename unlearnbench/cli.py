@@ -17,7 +17,7 @@ from unlearnbench.errors import UnlearnBenchError
 
 log = logging.getLogger("unlearnbench")
 
-COMMANDS = ("run", "ls")
+COMMANDS = ("run", "ls", "paper")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,6 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_arguments(run)
     run.add_argument("--suite", default="clip", help="benchmark suite (see `bench.py ls`); default: clip")
     run.add_argument("--methods", default="slug,noop", help="comma-separated methods; default: slug,noop")
+
+    paper = sub.add_parser("paper", parents=[common],
+                           help="regenerate a table of the SLUG paper, published numbers alongside")
+    paper.add_argument("table", help="which table: clip-table")
+    add_run_arguments(paper)
+    paper.set_defaults(seeds="0")
 
     sub.add_parser("ls", parents=[common], help="list methods and suites")
     return parser
@@ -91,6 +97,35 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_paper(args: argparse.Namespace) -> int:
+    import time
+
+    from unlearnbench.cache import atomic_write_text
+    from unlearnbench.reports import plots
+    from unlearnbench.reports.paper import paper_table, with_published
+    from unlearnbench.reports.tables import to_latex, to_markdown, to_terminal
+    from unlearnbench.runner import prepare, run
+
+    table = paper_table(args.table)
+    args.suite, args.methods = table.suite, ",".join(table.methods)
+    args.targets = args.targets or table.targets
+    spec = run_spec(args)
+    suite, _ = prepare(spec)
+    start = time.perf_counter()
+    result = run(spec, suite)
+    view = with_published(result.records, table)
+    stem = result.run_dir / f"paper_{args.table.replace('-', '_')}"
+    atomic_write_text(stem.with_suffix(".md"), f"{table.caption}; model `{suite.model_id()}`, targets: "
+                      f"{', '.join(result.manifest['targets'])}.\n\n" + to_markdown(view))
+    atomic_write_text(stem.with_suffix(".tex"), to_latex(view))
+    forget, retain = suite.plot_axes
+    plots.forget_vs_retain(result.records, forget, retain, stem.with_name(stem.name + "_forget_vs_retain.png"))
+    plots.cost_bars(result.records, stem.with_name(stem.name + "_costs.png"))
+    print(to_terminal(view))
+    print(f"\nwrote {stem}.md/.tex and plots in {time.perf_counter() - start:.0f} s")
+    return 0
+
+
 def cmd_ls(args: argparse.Namespace) -> int:
     from unlearnbench.benchmarks.base import SUITES
     from unlearnbench.methods.base import METHODS
@@ -127,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     if getattr(args, "cache_dir", None):
         os.environ["UNLEARNBENCH_CACHE"] = args.cache_dir
-    commands = {"run": cmd_run, "ls": cmd_ls}
+    commands = {"run": cmd_run, "ls": cmd_ls, "paper": cmd_paper}
     try:
         load_plugins(getattr(args, "plugin", None))
         return commands[args.command or "run"](args)

@@ -278,10 +278,11 @@ def load_real_assets(cfg: ClipSuiteConfig) -> ClipAssets:
     if cfg.data is None:
         raise UnlearnBenchError("clip config=real needs the data root: --data PATH "
                                 "(PATH/imagenet/val/<wnid>/*.JPEG and PATH/celeba/..., see README 'Real data')")
-    model, preprocess, model_id = load_open_clip(cfg.model, cfg.pretrained, cfg.weights, cfg.device)
     root = Path(cfg.data)
+    # Data first: a wrong path should fail in a second, not after building a large model.
     identities = load_celeba_identities(root / "celeba")
     objects = load_imagenet_splits(root / "imagenet", test_fraction=cfg.imagenet_fraction)
+    model, preprocess, model_id = load_open_clip(cfg.model, cfg.pretrained, cfg.weights, cfg.device)
     return ClipAssets(model, open_clip.get_tokenizer(cfg.model), identities, objects, preprocess, model_id)
 
 

@@ -50,17 +50,21 @@ def forget_vs_retain(records: pd.DataFrame, forget_metric: str, retain_metric: s
         ax.annotate(row.method, (row[forget_metric], row[retain_metric]), fontsize=8, xytext=(4, 4),
                     textcoords="offset points")
     ax.set(xlabel=f"{forget_metric} (lower = more forgotten)", ylabel=f"{retain_metric} (higher = better kept)",
-           title=f"Forgetting vs retention ({ORIGINAL} = before unlearning)")
+           title=f"Forgetting vs retention ({ORIGINAL} = before unlearning)", xlim=(-3, 103), ylim=(-3, 103))
     ax.legend(fontsize=7)
     return save(fig, path)
 
 
-def cost_bars(records: pd.DataFrame, path: Path) -> Path:
+def cost_bars(records: pd.DataFrame, path: Path) -> Path | None:
     """Runtime, storage and sample passes per method on log scales."""
     stats = method_metric_stats(records)
     metrics = ["runtime_s", "storage_bytes", "forward_samples", "backward_samples"]
-    data = stats[stats.metric.isin(metrics) & (stats.method != ORIGINAL)]
+    # Zero costs (noop) have no place on a log scale; they show as missing bars.
+    data = stats[stats.metric.isin(metrics) & (stats.method != ORIGINAL) & (stats["mean"] > 0)]
+    if data.empty:
+        return None
     grid = sns.catplot(data=data, x="method", y="mean", col="metric", col_order=metrics, kind="bar",
+                       order=list(dict.fromkeys(stats.method[stats.method != ORIGINAL])),
                        sharey=False, height=3.2, aspect=0.9)
     for ax in grid.axes.flat:
         ax.set_yscale("log")

@@ -1,0 +1,67 @@
+"""Bad input gets one clear message and exit status 2, never a traceback, and earlier results stay."""
+
+import hashlib
+
+import pytest
+
+from unlearnbench.cli import main
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_ls_lists_methods_and_suites(capsys):
+    code, out, _ = run_cli(capsys, "ls")
+    assert code == 0
+    assert "slug" in out and "noop" in out and "clip" in out
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--suite", "clpi"], "Unknown suite 'clpi'. Did you mean 'clip'?"),
+    (["--methods", "slgu"], "Unknown method 'slgu'. Did you mean 'slug'"),
+    (["--methods", ""], "no methods given"),
+    (["--set", "nonsense=1"], "has no setting 'nonsense'"),
+    (["--set", "batch_size=many"], "batch_size='many' is not a valid int"),
+    (["--set", "embedded=huge"], "unknown embedded CLIP preset 'huge'"),
+    (["--method-set", "slug.search_steps"], "--method-set expects"),
+    (["--method-set", "slug.nope=1"], "has no setting 'nope'"),
+    (["--seeds", "a,b"], "--seeds expects comma-separated integers"),
+    (["--config", "real"], "needs the data root: --data PATH"),
+    (["--plugin", "no_such_module_xyz"], "--plugin no_such_module_xyz: cannot import"),
+])
+def test_bad_input_is_one_clear_line(capsys, tmp_path, argv, expected):
+    code, _, err = run_cli(capsys, *argv, "--out", str(tmp_path))
+    assert code == 2
+    assert expected in err
+    assert "Traceback" not in err
+    assert not any(tmp_path.iterdir()), "a failed command must not write outputs"
+
+
+def test_missing_real_data_folder_is_named(capsys, tmp_path):
+    missing = tmp_path / "nowhere"
+    weights = tmp_path / "w.pt"
+    weights.write_bytes(b"not a checkpoint")
+    code, _, err = run_cli(capsys, "--config", "real", "--data", str(missing), "--weights", str(tmp_path),
+                           "--out", str(tmp_path / "runs"))
+    assert code == 2 and "Traceback" not in err
+    assert "nowhere" in err or "laion400m_e32" in err
+
+
+def test_unknown_target_and_previous_results_untouched(capsys, micro_suite, tmp_path):
+    common = ["--set", "embedded=micro", "--set", "retain_samples=128", "--methods", "noop", "--out", str(tmp_path)]
+    code, out, _ = run_cli(capsys, *common)
+    assert code == 0 and "noop" in out
+    written = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in tmp_path.rglob("*") if p.is_file()}
+    assert any(p.name == "records.parquet" for p in written)
+    assert any(p.name == "table.md" for p in written)
+    assert any(p.suffix == ".png" for p in written)
+
+    code, _, err = run_cli(capsys, *common, "--targets", "Nobody Atall")
+    assert code == 2 and "unknown target 'Nobody Atall'" in err
+    code, _, err = run_cli(capsys, *common, "--targets", "999")
+    assert code == 2 and "targets (1.." in err
+    after = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in tmp_path.rglob("*") if p.is_file()}
+    assert after == written

@@ -1,0 +1,105 @@
+"""The experiment loop end to end on the micro suite: records, resume, noop, patches, determinism."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from unlearnbench import records as rec
+from unlearnbench.methods.base import METHODS, Method, Outcome
+from unlearnbench.runner import RunSpec, run
+
+FAST_SLUG = {"slug": {"search_steps": "4", "max_front_layers": "2"}}
+
+
+@pytest.fixture(scope="module")
+def first_run(micro_suite, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    spec = RunSpec(suite="clip", methods=["slug", "noop"], method_overrides=FAST_SLUG, out_dir=out)
+    return spec, run(spec, micro_suite)
+
+
+def test_run_writes_records_and_manifest(first_run):
+    _, result = first_run
+    frame = rec.read(result.run_dir / "records.parquet")
+    assert list(frame.columns) == list(rec.COLUMNS)
+    assert set(frame.stage) == {"before", "after"}
+    assert set(frame.method) == {"slug", "noop"}
+    manifest = json.loads((result.run_dir / "manifest.json").read_text())
+    assert manifest["suite"]["name"] == "clip" and manifest["suite"]["version"] == 1
+    assert manifest["methods"]["slug"]["config"]["search_steps"] == 4
+    assert "torch" in manifest["packages"] and "machine" in manifest
+
+
+def test_noop_after_equals_before(first_run):
+    _, result = first_run
+    noop = result.records[result.records.method == "noop"]
+    wide = noop.pivot_table(index="metric", columns="stage", values="value")
+    evaluated = wide.dropna()
+    assert len(evaluated) == 6
+    assert (evaluated["before"] == evaluated["after"]).all()
+    costs = noop[(noop.stage == "after")].set_index("metric").value
+    assert costs["storage_bytes"] == 0 and costs["changed_tensors"] == 0
+
+
+def test_slug_patch_is_one_tensor(first_run, micro_suite):
+    _, result = first_run
+    slug = result.records[(result.records.method == "slug") & (result.records.stage == "after")]
+    costs = slug.set_index("metric").value
+    layer = result.artifacts[next(k for k in result.artifacts if k.endswith("/layers"))].query("chosen").layer.iloc[0]
+    weight = dict(micro_suite.base_model().named_parameters())[layer]
+    assert costs["changed_tensors"] == 1
+    assert costs["storage_bytes"] == weight.numel() * weight.element_size()
+    assert costs["backward_samples"] > 0 and costs["runtime_s"] > 0
+
+
+def test_base_model_is_restored_after_a_run(first_run, micro_suite):
+    _, result = first_run
+    target = micro_suite.targets()[0]
+    before = result.records[(result.records.stage == "before")].groupby("metric").value.first()
+    now = micro_suite.evaluate(micro_suite.base_model(), target)
+    for metric, value in now.items():
+        assert value == before[metric]
+
+
+def test_rerun_resumes_finished_units(first_run, micro_suite, monkeypatch):
+    spec, result = first_run
+    calls = []
+    for name in ("slug", "noop"):
+        monkeypatch.setattr(METHODS.get(name), "unlearn", lambda self, task: calls.append(1) or Outcome())
+    again = run(spec, micro_suite)
+    assert calls == []
+    assert again.run_dir == result.run_dir
+    pd.testing.assert_frame_equal(again.records, result.records)
+
+
+def test_same_seed_gives_identical_records(first_run, micro_suite, tmp_path):
+    spec, result = first_run
+    fresh = run(RunSpec(**{**spec.__dict__, "out_dir": tmp_path}), micro_suite)
+    timing = fresh.records.metric.str.contains("runtime|seconds|memory")
+    old_timing = result.records.metric.str.contains("runtime|seconds|memory")
+    pd.testing.assert_frame_equal(fresh.records[~timing].reset_index(drop=True),
+                                  result.records[~old_timing].reset_index(drop=True))
+
+
+def test_failing_method_keeps_earlier_units(micro_suite, tmp_path, monkeypatch):
+    class Exploding(Method):
+        """Raises half-way through unlearning."""
+
+        Config = METHODS.get("noop").Config
+        kinds = frozenset({"clip"})
+
+        def unlearn(self, task):
+            with __import__("torch").no_grad():
+                next(task.model.parameters()).mul_(float("nan"))
+            return Outcome()
+
+    monkeypatch.setitem(METHODS._entries, "exploding", Exploding)
+    Exploding.name = "exploding"
+    spec = RunSpec(suite="clip", methods=["noop", "exploding"], out_dir=tmp_path)
+    with pytest.raises(Exception, match="non-finite weights"):
+        run(spec, micro_suite)
+    units = list(tmp_path.glob("*/units/*.parquet"))
+    assert len(units) == 1 and "noop" in units[0].name
+    # ... and the model was restored despite the failure
+    assert all(p.isfinite().all() for p in micro_suite.base_model().parameters())
