@@ -23,12 +23,14 @@ def unlearn(suite, name: str, seed: int):
     task = suite.task(target)
     model = task.model
     base = {k: v.clone() for k, v in model.state_dict().items()}
-    batch = next(task.forget_batches())
-    loss_before = task.forget_loss(model, batch).item()
+    # ft's objective is the retain loss (METHODS.md: it often fails to forget), the others' the forget loss.
+    loss = task.retain_loss if name == "ft" else task.forget_loss
+    batch = next(task.retain_batches() if name == "ft" else task.forget_batches())
+    loss_before = loss(model, batch).item()
     torch.manual_seed(seed)
     fast_method(name).unlearn(task)
     result = {k: v.clone() for k, v in model.state_dict().items()}
-    loss_after = task.forget_loss(model, batch).item()
+    loss_after = loss(model, batch).item()
     model.load_state_dict(base)
     return base, result, loss_before, loss_after
 
@@ -48,10 +50,12 @@ def test_shapes_kept_and_finite(outcomes, name):
 
 
 @pytest.mark.parametrize("name", CLIP_METHODS)
-def test_forget_loss_does_not_fall(outcomes, name):
+def test_moves_its_objective(outcomes, name):
     _, _, before, after = outcomes[name]
     if name == "noop":
         assert after == before
+    elif name == "ft":
+        assert after < before, f"ft: retain loss {before:.4f} -> {after:.4f}"
     else:
         assert after > before, f"{name}: forget loss {before:.4f} -> {after:.4f}"
 

@@ -65,6 +65,8 @@ class UnlearningTask:
     editable: list[str]  # parameter names methods may change
     layer_groups: dict[str, str]  # SLUG candidate tensor -> tower ("vision", "text", ...)
     relabel_forget: Callable[[Batch, torch.Generator], Batch] | None = None
+    # The learning rate the reference code uses at this model's scale; iterative methods default to it.
+    reference_lr: float | None = None
     extras: dict[str, Any] = field(default_factory=dict)  # kind-specific parts (e.g. a scheduler)
     costs: CostMeter = field(default_factory=CostMeter)
     _base_validation: dict[str, float] | None = None

@@ -50,6 +50,10 @@ class ClipSuiteConfig:
     # both
     forget_metric: str = "FA@5"  # goal on the forget-validation split (METHODS.md, SLUG step 5)
     forget_threshold: float = 0.0  # ... reached when forget_metric <= this (in %)
+    # Learning rate of the iterative baselines unless a method sets its own. None: 1e-7 for real
+    # models (SLUG's ViT-B-32 comparison), 1e-4 embedded: the smallest power of ten with which GA
+    # reaches the forget goal within its 10 epochs on the default target (1e-5 leaves FA@1 at 60%).
+    reference_lr: float | None = None
     retain_samples: int = 1024  # retain pairs handed to methods (other identities + objects)
     batch_size: int = 32
     device: str = "cpu"
@@ -216,6 +220,7 @@ class ClipSuite(Suite):
             editable=[n for n, p in model.named_parameters() if p.requires_grad],
             layer_groups=clip_layer_groups(model),
             relabel_forget=relabel,
+            reference_lr=cfg.reference_lr or (1e-4 if cfg.config == "embedded" else 1e-7),
         )
 
     def _retain_pairs(self, target_label: int) -> tuple[ImageTensors, torch.Tensor]:
