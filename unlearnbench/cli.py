@@ -55,6 +55,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override a method setting, e.g. --method-set slug.search_steps=5 (repeatable)")
     parser.add_argument("--plugin", action="append", metavar="MODULE",
                         help="import a module that registers your own methods or suites (repeatable)")
+    parser.add_argument("--ci", type=float, metavar="LEVEL",
+                        help="show the t confidence interval of the mean at LEVEL (e.g. 0.95) instead of ± std")
     parser.add_argument("--out", default="runs", help="folder for run outputs; default: runs/")
     parser.add_argument("--run-id", help="name of the run folder; default: derived from the configuration, "
                         "so the same command resumes the same run")
@@ -85,14 +87,20 @@ def run_spec(args: argparse.Namespace):
                    out_dir=Path(args.out), run_id=args.run_id)
 
 
+def check_ci(level: float | None) -> None:
+    if level is not None and not 0 < level < 1:
+        raise UnlearnBenchError(f"--ci {level}: give a confidence level between 0 and 1, e.g. 0.95")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from unlearnbench.reports.run_report import write_run_report
     from unlearnbench.runner import prepare, run
 
+    check_ci(args.ci)
     spec = run_spec(args)
     suite, _ = prepare(spec)  # fail on bad names before training anything
     result = run(spec, suite)
-    print(write_run_report(result, suite))
+    print(write_run_report(result, suite, args.ci))
     print(f"\nwrote {result.run_dir}/ (records.parquet, manifest.json, table.md, plots)")
     return 0
 
@@ -109,11 +117,12 @@ def cmd_paper(args: argparse.Namespace) -> int:
     table = paper_table(args.table)
     args.suite, args.methods = table.suite, ",".join(table.methods)
     args.targets = args.targets or table.targets
+    check_ci(args.ci)
     spec = run_spec(args)
     suite, _ = prepare(spec)
     start = time.perf_counter()
     result = run(spec, suite)
-    view = with_published(result.records, table)
+    view = with_published(result.records, table, args.ci)
     stem = result.run_dir / f"paper_{args.table.replace('-', '_')}"
     atomic_write_text(stem.with_suffix(".md"), f"{table.caption}; model `{suite.model_id()}`, targets: "
                       f"{', '.join(result.manifest['targets'])}.\n\n" + to_markdown(view))

@@ -78,6 +78,18 @@ class TrainedClip:
     path: Path
 
 
+def create_model(name: str) -> torch.nn.Module:
+    """An untrained open_clip model. open_clip warns on the root logger that it is initialised
+    randomly, which is the point here (we train it, or load our own weights next), so hush it."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        return open_clip.create_model(name)
+    finally:
+        root.setLevel(level)
+
+
 def load_or_train(cfg: TinyClipTrainConfig, device: torch.device | str = "cpu") -> TrainedClip:
     """The trained model for ``cfg`` from the cache, training it first if absent."""
     folder = cache_dir() / "models" / f"{cfg.model}-{config_hash(cfg)}"
@@ -85,7 +97,7 @@ def load_or_train(cfg: TinyClipTrainConfig, device: torch.device | str = "cpu") 
     tokenizer = open_clip.get_tokenizer(cfg.model)
     weights, info = folder / "model.safetensors", folder / "train.json"
     if weights.is_file() and info.is_file():
-        model = open_clip.create_model(cfg.model)
+        model = create_model(cfg.model)
         model.load_state_dict(load_file(str(weights)))
         metrics = json.loads(info.read_text())["metrics"]
     else:
@@ -99,7 +111,7 @@ def load_or_train(cfg: TinyClipTrainConfig, device: torch.device | str = "cpu") 
 
 def train(cfg: TinyClipTrainConfig, data: SyntheticClipData, tokenizer) -> tuple[torch.nn.Module, dict[str, float]]:
     torch.manual_seed(cfg.seed)
-    model = open_clip.create_model(cfg.model)
+    model = create_model(cfg.model)
     ids, objs = data.identities["train"], data.objects["train"]
     images = torch.cat([ids.as_tensor(MEAN, STD), objs.as_tensor(MEAN, STD)])
     n_id = len(ids.classnames)

@@ -50,10 +50,10 @@ def paper_table(name: str) -> PaperTable:
     return PAPER_TABLES[name]
 
 
-def with_published(records: pd.DataFrame, table: PaperTable) -> pd.DataFrame:
+def with_published(records: pd.DataFrame, table: PaperTable, ci: float | None = None) -> pd.DataFrame:
     """Our cells in the paper's column order, each metric with a published number followed by a
     "(published)" column; costs (runtime, storage, measured sample passes) at the end."""
-    ours = summary_table(records, [*table.columns, *COST_COLUMNS])
+    ours = summary_table(records, [*table.columns, *COST_COLUMNS], ci)
     out = pd.DataFrame(index=ours.index)
     published_metrics = {m for row in table.published.values() for m in row}
     for metric in table.columns:

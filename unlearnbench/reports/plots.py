@@ -63,7 +63,8 @@ def cost_bars(records: pd.DataFrame, path: Path) -> Path | None:
     data = stats[stats.metric.isin(metrics) & (stats.method != ORIGINAL) & (stats["mean"] > 0)]
     if data.empty:
         return None
-    grid = sns.catplot(data=data, x="method", y="mean", col="metric", col_order=metrics, kind="bar",
+    present = [m for m in metrics if m in set(data.metric)]
+    grid = sns.catplot(data=data, x="method", y="mean", col="metric", col_order=present, kind="bar",
                        order=list(dict.fromkeys(stats.method[stats.method != ORIGINAL])),
                        sharey=False, height=3.2, aspect=0.9)
     for ax in grid.axes.flat:

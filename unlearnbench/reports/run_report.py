@@ -14,13 +14,14 @@ from unlearnbench.runner import RunResult
 log = logging.getLogger(__name__)
 
 
-def write_run_report(result: RunResult, suite: Suite) -> str:
+def write_run_report(result: RunResult, suite: Suite, ci: float | None = None) -> str:
     """Write the run's tables and plots; return the terminal table."""
-    table = summary_table(result.records, [*suite.table_metrics, *COST_COLUMNS])
+    table = summary_table(result.records, [*suite.table_metrics, *COST_COLUMNS], ci)
+    spread = "std" if ci is None else f"the half-width of the {ci:.0%} t confidence interval"
     run_dir = result.run_dir
     header = (f"# {suite.name} (v{suite.version}) — run {result.manifest['run_id']}\n\n"
               f"Model: `{suite.model_id()}`; targets: {', '.join(result.manifest['targets'])}; "
-              f"seeds: {result.manifest['seeds']}. Cells: mean ± std over targets and seeds; "
+              f"seeds: {result.manifest['seeds']}. Cells: mean ± {spread} over targets and seeds; "
               f"metrics in %, runtime in seconds, storage = patch tensor bytes.\n\n")
     atomic_write_text(run_dir / "table.md", header + to_markdown(table))
     atomic_write_text(run_dir / "table.tex", to_latex(table))

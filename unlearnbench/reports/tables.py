@@ -1,13 +1,16 @@
 """Tables derived from tidy records: a terminal summary and the paper's layouts (Markdown, LaTeX).
 
-Cells are the mean over targets and seeds; with more than one value, ``mean ± std``.
+Cells are the mean over targets and seeds; with more than one value, ``mean ± std``, or with
+``ci`` the half-width of Student's t confidence interval of the mean at that level (scipy).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
+from scipy import stats as scipy_stats
 
 ORIGINAL = "original"
 COST_COLUMNS = ("runtime_s", "storage_bytes", "forward_samples", "backward_samples")
@@ -28,16 +31,26 @@ def method_metric_stats(records: pd.DataFrame) -> pd.DataFrame:
     return stats.reset_index()
 
 
-def summary_table(records: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
+def summary_table(records: pd.DataFrame, metrics: Sequence[str], ci: float | None = None) -> pd.DataFrame:
     """methods x metrics of formatted cells, in run order, the original model first."""
     stats = method_metric_stats(records)
     stats = stats[stats.metric.isin(metrics)]
+    spread = stats["std"] if ci is None else ci_half_width(stats["std"], stats["count"], ci)
     cells = stats.assign(cell=[format_cell(m, s, n, metric) for m, s, n, metric in
-                               zip(stats["mean"], stats["std"], stats["count"], stats.metric)])
+                               zip(stats["mean"], spread, stats["count"], stats.metric)])
     table = cells.pivot(index="method", columns="metric", values="cell")
     order = [ORIGINAL] + [m for m in dict.fromkeys(records.method) if m != ORIGINAL]
     return table.reindex(index=[m for m in order if m in table.index],
                          columns=[m for m in metrics if m in table.columns]).fillna("")
+
+
+def ci_half_width(std: pd.Series, count: pd.Series, level: float) -> pd.Series:
+    """Half-width of the two-sided t interval of a mean: t_{(1+level)/2, n-1} * std / sqrt(n)."""
+    if not 0 < level < 1:
+        raise ValueError(f"confidence level must lie in (0, 1); got {level}")
+    n = count.to_numpy(dtype=float)
+    t = scipy_stats.t.ppf((1 + level) / 2, np.maximum(n - 1, 1))
+    return pd.Series(np.where(n > 1, t * std.to_numpy() / np.sqrt(n), np.nan), index=std.index)
 
 
 def format_cell(mean: float, std: float, count: int, metric: str) -> str:

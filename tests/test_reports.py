@@ -1,0 +1,84 @@
+"""Tables and plots are views of records: check their arithmetic on hand-made records."""
+
+import math
+
+import pandas as pd
+import pytest
+
+from unlearnbench.records import make_records
+from unlearnbench.reports import plots
+from unlearnbench.reports.paper import paper_table, with_published
+from unlearnbench.reports.tables import ORIGINAL, human_bytes, summary_table, to_latex, to_markdown
+
+
+def records_for(values: dict[str, dict[str, list[float]]], before: dict[str, list[float]]) -> pd.DataFrame:
+    """values[method][metric] = one value per target; ``before`` the base model's per target."""
+    frames = []
+    for method, metrics in values.items():
+        n = len(next(iter(metrics.values())))
+        for i in range(n):
+            keys = dict(run_id="r", suite="clip", suite_version=1, model="m", target=f"t{i}", method=method,
+                        config_hash="h", seed=0)
+            frames.append(make_records({k: v[i] for k, v in before.items()}, stage="before", **keys))
+            frames.append(make_records({k: v[i] for k, v in metrics.items()}, stage="after", **keys))
+    return pd.concat(frames, ignore_index=True)
+
+
+@pytest.fixture
+def records():
+    return records_for(
+        {"slug": {"FA@1": [0.0, 10.0], "TA_CA@1": [90.0, 80.0], "runtime_s": [2.0, 4.0],
+                  "storage_bytes": [4096.0, 4096.0]},
+         "ga": {"FA@1": [5.0, 5.0], "TA_CA@1": [50.0, 70.0], "runtime_s": [10.0, 10.0],
+                "storage_bytes": [2 * 1024 ** 2] * 2}},
+        before={"FA@1": [80.0, 90.0], "TA_CA@1": [95.0, 85.0]})
+
+
+def test_summary_is_mean_pm_std_with_original_first(records):
+    table = summary_table(records, ["FA@1", "TA_CA@1", "runtime_s", "storage_bytes"])
+    assert list(table.index) == [ORIGINAL, "slug", "ga"]
+    assert table.loc[ORIGINAL, "FA@1"] == f"85.00 ± {math.sqrt(50):.2f}"  # counted once per target
+    assert table.loc["slug", "FA@1"] == f"5.00 ± {math.sqrt(50):.2f}"
+    assert table.loc["ga", "FA@1"] == "5.00 ± 0.00"
+    assert table.loc["slug", "runtime_s"] == "3.0 ± 1.4"
+    assert table.loc["ga", "storage_bytes"] == "2.00 MB"
+    assert table.loc[ORIGINAL, "runtime_s"] == ""
+
+
+def test_confidence_interval_half_width(records):
+    table = summary_table(records, ["TA_CA@1"], ci=0.95)
+    # n = 2: t_{0.975, 1} = 12.706; std of (90, 80) = 7.071; half-width = 12.706 * 7.071 / sqrt(2)
+    assert table.loc["slug", "TA_CA@1"] == "85.00 ± 63.53"
+
+
+def test_human_bytes():
+    assert human_bytes(512) == "512 B"
+    assert human_bytes(16 * 1024) == "16.00 KB"
+    assert human_bytes(3 * 1024 ** 3) == "3.00 GB"
+
+
+def test_markdown_and_latex_have_every_row(records):
+    table = summary_table(records, ["FA@1", "TA_CA@1"])
+    md = to_markdown(table)
+    assert md.splitlines()[0] == "| method | FA@1 | TA_CA@1 |"
+    assert len(md.strip().splitlines()) == 2 + 3
+    tex = to_latex(table)
+    assert r"TA\_CA@1" in tex and r"$\pm$" in tex and tex.count(r"\\") == 4
+
+
+def test_paper_table_puts_published_numbers_beside_ours(records):
+    view = with_published(records, paper_table("clip-table"))
+    assert list(view.columns[:3]) == ["FA@1", "FA@1 (published)", "FA@5"]
+    assert view.loc[ORIGINAL, "FA@1 (published)"] == "73.05"
+    assert view.loc["slug", "TA_CA@1 (published)"] == "58.32"
+    assert view.loc["ga", "TA_IN@1 (published)"] == "35.88"
+    assert "FA@5 (published)" not in view.columns  # no published number, no invented column
+
+
+def test_plots_are_written(records, tmp_path):
+    assert plots.forget_vs_retain(records, "FA@1", "TA_CA@1", tmp_path / "a.png").stat().st_size > 0
+    assert plots.cost_bars(records, tmp_path / "b.png").stat().st_size > 0
+    layers = pd.DataFrame({"layer": ["visual.proj", "visual.x", "text_projection"], "tower": ["vision", "vision", "text"],
+                           "importance": [0.3, 0.1, 0.2], "alignment": [0.1, 0.2, 0.05],
+                           "on_front": [True, False, True], "chosen": [True, False, False]})
+    assert plots.slug_layers(layers, tmp_path / "c.png").stat().st_size > 0
