@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from unlearnbench.costs import CostMeter
+from unlearnbench.errors import UnlearnBenchError
 
 Batch = tuple[Any, ...]
 """A tuple whose first element is indexed by sample (its length is the batch size)."""
@@ -64,7 +65,9 @@ class UnlearningTask:
     goal: Goal
     editable: list[str]  # parameter names methods may change
     layer_groups: dict[str, str]  # SLUG candidate tensor -> tower ("vision", "text", ...)
-    relabel_forget: Callable[[Batch, torch.Generator], Batch] | None = None
+    # SalUn's random-label loss on a forget batch: the forget samples paired with random other
+    # labels (captions, concepts) under the model's training objective; None if the suite has none.
+    random_label_loss_fn: Callable[[nn.Module, Batch, torch.Generator], torch.Tensor] | None = None
     # The learning rate the reference code uses at this model's scale; iterative methods default to it.
     reference_lr: float | None = None
     extras: dict[str, Any] = field(default_factory=dict)  # kind-specific parts (e.g. a scheduler)
@@ -82,6 +85,12 @@ class UnlearningTask:
     def retain_loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         self.costs.count(forward=len(batch[0]))
         return self.retain_loss_fn(model, batch)
+
+    def random_label_loss(self, model: nn.Module, batch: Batch, generator: torch.Generator) -> torch.Tensor:
+        if self.random_label_loss_fn is None:
+            raise UnlearnBenchError(f"suite {self.suite!r} defines no random-label loss for its tasks")
+        self.costs.count(forward=len(batch[0]))
+        return self.random_label_loss_fn(model, batch, generator)
 
     def validate(self, model: nn.Module, changed: set[str] | None = None) -> dict[str, float]:
         self.costs.count(evaluations=1)

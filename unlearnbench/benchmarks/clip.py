@@ -189,6 +189,7 @@ class ClipSuite(Suite):
         retain_images, retain_tokens = self._retain_pairs(target_label)
         forget_images = self.tensors("identities", "train")
         other_names = [n for n in ids.classnames if n != target]
+        dev = self.device
 
         def batches(images, indices: torch.Tensor, tokens: torch.Tensor):
             def epoch():
@@ -198,17 +199,18 @@ class ClipSuite(Suite):
                     yield images(indices[pick]), tokens[pick]
             return epoch
 
-        def relabel(batch, generator: torch.Generator):
+        def random_label_loss(m: nn.Module, batch, generator: torch.Generator) -> torch.Tensor:
+            """CLIP's training objective on the forget images paired with other identities' names."""
             images, _ = batch
             picks = torch.randint(len(other_names), (len(images),), generator=generator)
-            return images, tok([IDENTITY_TEMPLATES[0](other_names[int(p)]) for p in picks])
+            tokens = tok([IDENTITY_TEMPLATES[0](other_names[int(p)]) for p in picks])
+            return clip_contrastive_loss(m, images.to(dev), tokens.to(dev))
 
         def validate(m: nn.Module, changed: set[str] | None) -> dict[str, float]:
             metrics = self._zero_shot(m, target, "val", changed)
             metrics["retain@1"] = 0.5 * (metrics["TA_CA@1"] + metrics["TA_IN@1"])
             return metrics
 
-        dev = self.device
         return UnlearningTask(
             kind="clip", suite=self.name, target=target, model=model,
             forget_batches=batches(forget_images.take, forget_idx, forget_tokens),
@@ -219,7 +221,7 @@ class ClipSuite(Suite):
             goal=Goal(cfg.forget_metric, cfg.forget_threshold, "retain@1"),
             editable=[n for n, p in model.named_parameters() if p.requires_grad],
             layer_groups=clip_layer_groups(model),
-            relabel_forget=relabel,
+            random_label_loss_fn=random_label_loss,
             reference_lr=cfg.reference_lr or (1e-4 if cfg.config == "embedded" else 1e-7),
         )
 

@@ -60,17 +60,17 @@ class SalUn(Method):
     """Saliency unlearning, random labels: forget images fitted to other captions, on salient weights."""
 
     Config = SalUnConfig
-    kinds = frozenset({"clip"})
+    kinds = frozenset({"clip", "diffusion"})
 
     def passes(self, task: UnlearningTask) -> list[Pass]:
-        if task.relabel_forget is None:
+        if task.random_label_loss_fn is None:
             raise UnlearnBenchError(
                 f"salun needs a task that can pair forget samples with other labels; suite {task.suite!r} "
-                "gives none (UnlearningTask.relabel_forget) — use salun-ga instead")
+                "gives none (UnlearningTask.random_label_loss_fn) — use salun-ga instead")
         # Drawn from the seeded global generator, so the random labels repeat with the run's seed.
         generator = torch.Generator().manual_seed(int(torch.randint(2**62, ())))
         relabelled = Pass("relabel", task.forget_batches,
-                          lambda model, batch: task.retain_loss(model, task.relabel_forget(batch, generator)),
+                          lambda model, batch: task.random_label_loss(model, batch, generator),
                           self.config.forget_batches)
         return [relabelled, retain_pass(task, self.config)]
 
