@@ -31,6 +31,10 @@ def test_ls_lists_methods_and_suites(capsys):
     (["--seeds", "a,b"], "--seeds expects comma-separated integers"),
     (["--config", "real"], "needs the data root: --data PATH"),
     (["--plugin", "no_such_module_xyz"], "--plugin no_such_module_xyz: cannot import"),
+    (["--methods", "slug,esd"], "method 'esd' does not support suite 'clip' (task kind 'clip'); methods that do:"),
+    (["--suite", "unlearncanvas", "--methods", "ssd"], "method 'ssd' does not support suite 'unlearncanvas'"),
+    (["--suite", "unlearncanvas", "--set", "target_kind=colour"], "target_kind='colour'"),
+    (["--ci", "95"], "--ci 95"),
 ])
 def test_bad_input_is_one_clear_line(capsys, tmp_path, argv, expected):
     code, _, err = run_cli(capsys, *argv, "--out", str(tmp_path))

@@ -75,6 +75,19 @@ def test_paper_table_puts_published_numbers_beside_ours(records):
     assert "FA@5 (published)" not in view.columns  # no published number, no invented column
 
 
+def test_paper_variants_label_their_metrics():
+    from unlearnbench.reports.paper import label_records
+
+    table = paper_table("unlearncanvas-table")
+    style = records_for({"slug": {"UA": [90.0], "IRA": [80.0], "runtime_s": [3.0]}}, before={"UA": [0.0], "IRA": [85.0]})
+    labelled = label_records(style, "style")
+    assert set(labelled.metric) == {"UA (style)", "IRA (style)", "runtime_s (style)"}
+    view = with_published(labelled, table)
+    assert view.loc["slug", "UA (style)"] == "90.00"
+    assert view.loc["slug", "UA (style) (published)"] == "86.29"
+    assert view.loc["slug", "runtime (s) (style) (published)"] == "39 s"
+
+
 def test_plots_are_written(records, tmp_path):
     assert plots.forget_vs_retain(records, "FA@1", "TA_CA@1", tmp_path / "a.png").stat().st_size > 0
     assert plots.cost_bars(records, tmp_path / "b.png").stat().st_size > 0

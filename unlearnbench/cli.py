@@ -106,11 +106,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_paper(args: argparse.Namespace) -> int:
+    import json
     import time
+
+    import pandas as pd
 
     from unlearnbench.cache import atomic_write_text
     from unlearnbench.reports import plots
-    from unlearnbench.reports.paper import paper_table, with_published
+    from unlearnbench.reports.paper import for_variant, label_records, paper_table, with_published
     from unlearnbench.reports.tables import to_latex, to_markdown, to_terminal
     from unlearnbench.runner import prepare, run
 
@@ -119,19 +122,26 @@ def cmd_paper(args: argparse.Namespace) -> int:
     args.targets = args.targets or table.targets
     check_ci(args.ci)
     spec = run_spec(args)
-    suite, _ = prepare(spec)
+    specs = {label: for_variant(spec, table, label) for label, _ in table.variants}
+    suites = {label: prepare(s)[0] for label, s in specs.items()}  # every bad name fails before any work
     start = time.perf_counter()
-    result = run(spec, suite)
-    view = with_published(result.records, table, args.ci)
-    stem = result.run_dir / f"paper_{args.table.replace('-', '_')}"
-    atomic_write_text(stem.with_suffix(".md"), f"{table.caption}; model `{suite.model_id()}`, targets: "
-                      f"{', '.join(result.manifest['targets'])}.\n\n" + to_markdown(view))
+    results = {label: run(specs[label], suites[label]) for label in specs}
+    records = pd.concat([label_records(r.records, label) for label, r in results.items()], ignore_index=True)
+    view = with_published(records, table, args.ci)
+    out = Path(args.out) / f"paper-{args.table}"
+    stem = out / f"paper_{args.table.replace('-', '_')}"
+    first = next(iter(results.values()))
+    atomic_write_text(stem.with_suffix(".md"), f"{table.caption}; model `{next(iter(suites.values())).model_id()}`, "
+                      f"targets per run: {', '.join(first.manifest['targets'])}.\n\n" + to_markdown(view))
     atomic_write_text(stem.with_suffix(".tex"), to_latex(view))
-    forget, retain = suite.plot_axes
-    plots.forget_vs_retain(result.records, forget, retain, stem.with_name(stem.name + "_forget_vs_retain.png"))
-    plots.cost_bars(result.records, stem.with_name(stem.name + "_costs.png"))
+    atomic_write_text(out / "runs.json", json.dumps({label: str(r.run_dir) for label, r in results.items()}, indent=2))
+    for label, result in results.items():
+        forget, retain = suites[label].plot_axes
+        suffix = f"_{label}" if label else ""
+        plots.forget_vs_retain(result.records, forget, retain, out / f"forget_vs_retain{suffix}.png")
+        plots.cost_bars(result.records, out / f"costs{suffix}.png")
     print(to_terminal(view))
-    print(f"\nwrote {stem}.md/.tex and plots in {time.perf_counter() - start:.0f} s")
+    print(f"\nwrote {out}/ (tables, plots; runs in runs.json) in {time.perf_counter() - start:.0f} s")
     return 0
 
 

@@ -19,8 +19,10 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
+from PIL import Image
 
 from unlearnbench import records as rec
 from unlearnbench.benchmarks.base import Suite, build_suite
@@ -116,6 +118,7 @@ def run_unit(suite: Suite, method: Method, target: str, seed: int, before: dict[
     task = suite.task(target)
     model = task.model
     base_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    samples_before = suite.sample_grid(model, target)
     try:
         torch.manual_seed(seed)
         with task.costs.track_memory(task.device):
@@ -128,6 +131,8 @@ def run_unit(suite: Suite, method: Method, target: str, seed: int, before: dict[
         start = time.perf_counter()
         after = suite.evaluate(model, target)
         eval_seconds = time.perf_counter() - start
+        if samples_before is not None:
+            save_samples(samples_before, suite.sample_grid(model, target), run_dir / "samples" / f"{name}.png")
     finally:
         model.load_state_dict(base_state)
 
@@ -142,6 +147,15 @@ def run_unit(suite: Suite, method: Method, target: str, seed: int, before: dict[
         atomic_write(artifact_dir / f"{name}__{kind}.parquet", lambda tmp, t=table: t.to_parquet(tmp, index=False))
     rec.write(frame, unit_file)
     return frame, {f"{name}/{k}": v for k, v in artifacts.items()}
+
+
+def save_samples(before: np.ndarray, after: np.ndarray, path: Path) -> None:
+    """Before | after side by side, enlarged so small images stay readable."""
+    gap = np.full((before.shape[0], max(2, before.shape[1] // 64), 3), 255, np.uint8)
+    grid = np.concatenate([before, gap, after], axis=1)
+    scale = max(1, 512 // grid.shape[0])
+    image = Image.fromarray(grid).resize((grid.shape[1] * scale, grid.shape[0] * scale), Image.NEAREST)
+    atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
 
 
 def check_finite(model: torch.nn.Module, method: str, target: str) -> None:

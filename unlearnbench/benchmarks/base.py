@@ -11,6 +11,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import numpy as np
 from torch import nn
 
 from unlearnbench.config import apply_overrides
@@ -64,6 +65,10 @@ class Suite(ABC):
     @abstractmethod
     def evaluate(self, model: nn.Module, target: str) -> dict[str, float]:
         """Test metrics of ``model`` for ``target`` (names from ``metrics``)."""
+
+    def sample_grid(self, model: nn.Module, target: str) -> np.ndarray | None:
+        """Generated samples to show a person (uint8 H x W x 3), for generative suites; else None."""
+        return None
 
     def resolve_targets(self, spec: str | None) -> list[str]:
         """``None`` -> the first target; ``"5"`` -> the first five; else comma-separated names."""

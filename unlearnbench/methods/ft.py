@@ -23,7 +23,7 @@ class FineTune(Method):
     """Fine-tuning on the retain set with the training objective, stopped by the validation goal."""
 
     Config = IterativeConfig
-    kinds = frozenset({"clip"})
+    kinds = frozenset({"clip", "diffusion"})
 
     def unlearn(self, task: UnlearningTask) -> Outcome:
         return optimise(task, self.name, self.config, [retain_pass(task, self.config)])

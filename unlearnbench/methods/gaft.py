@@ -18,7 +18,7 @@ class GradientAscentFineTune(Method):
     """Per epoch a gradient-ascent pass over D_f, then a fine-tuning pass over D_r."""
 
     Config = IterativeConfig
-    kinds = frozenset({"clip"})
+    kinds = frozenset({"clip", "diffusion"})
 
     def unlearn(self, task: UnlearningTask) -> Outcome:
         cfg = self.config

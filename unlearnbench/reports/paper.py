@@ -6,7 +6,7 @@ the project's PROTOCOLS.md; a cell with no published number stays empty rather t
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pandas as pd
 
@@ -20,8 +20,19 @@ class PaperTable:
     methods: tuple[str, ...]
     targets: str  # as --targets takes it
     columns: tuple[str, ...]  # metric columns in the paper's order
-    published: dict[str, dict[str, float]] = field(default_factory=dict)  # our row -> metric -> value
+    published: dict[str, dict[str, float | str]] = field(default_factory=dict)  # our row -> column -> value
     caption: str = ""
+    # Runs the table needs, each a label and suite settings; a label suffixes that run's metrics
+    # ("UA (style)"). One unlabelled run by default.
+    variants: tuple[tuple[str, dict[str, str]], ...] = (("", {}),)
+
+    @property
+    def cost_columns(self) -> tuple[str, ...]:
+        return tuple(with_label(c, label) for label, _ in self.variants for c in COST_COLUMNS)
+
+
+def with_label(metric: str, label: str) -> str:
+    return f"{metric} ({label})" if label else metric
 
 
 PAPER_TABLES = {
@@ -41,6 +52,21 @@ PAPER_TABLES = {
         },
         caption="CLIP identity unlearning (SLUG Table 1 layout): zero-shot accuracy in %, mean ± std over targets",
     ),
+    "unlearncanvas-table": PaperTable(
+        suite="unlearncanvas",
+        methods=("slug", "esd", "salun", "salun-ga", "ga", "ft"),
+        targets="2",
+        columns=tuple(with_label(m, kind) for kind in ("style", "object") for m in ("UA", "UA_para", "IRA", "CRA")),
+        # SD v1.5 fine-tuned on UnlearnCanvas, style unlearning, mean over styles (PROTOCOLS.md).
+        published={
+            "esd": {"UA (style)": 98.58, "runtime_s (style)": "6163 s", "storage_bytes (style)": "4.3 GB"},
+            "salun": {"UA (style)": 86.26, "runtime_s (style)": "667 s", "storage_bytes (style)": "4.0 GB"},
+            "slug": {"UA (style)": 86.29, "runtime_s (style)": "39 s", "storage_bytes (style)": "0.04 GB"},
+        },
+        caption="UnlearnCanvas (SLUG Table 3 layout): UA, IRA, CRA in % on generated images, style and object "
+                "targets, mean ± std over targets",
+        variants=(("style", {"target_kind": "style"}), ("object", {"target_kind": "object"})),
+    ),
 }
 
 
@@ -51,18 +77,32 @@ def paper_table(name: str) -> PaperTable:
 
 
 def with_published(records: pd.DataFrame, table: PaperTable, ci: float | None = None) -> pd.DataFrame:
-    """Our cells in the paper's column order, each metric with a published number followed by a
+    """Our cells in the paper's column order, each column with a published number followed by a
     "(published)" column; costs (runtime, storage, measured sample passes) at the end."""
-    ours = summary_table(records, [*table.columns, *COST_COLUMNS], ci)
+    ours = summary_table(records, [*table.columns, *table.cost_columns], ci)
     out = pd.DataFrame(index=ours.index)
-    published_metrics = {m for row in table.published.values() for m in row}
-    for metric in table.columns:
+    published_columns = {m for row in table.published.values() for m in row}
+    for metric in [*table.columns, *table.cost_columns]:
         out[metric] = ours.get(metric, "")
-        if metric in published_metrics:
-            out[f"{metric} (published)"] = [
-                f"{table.published[row][metric]:.2f}" if metric in table.published.get(row, {}) else ""
-                for row in out.index]
-    for metric in COST_COLUMNS:
-        out[metric] = ours.get(metric, "")
-    return out.rename(columns={"runtime_s": "runtime (s)", "storage_bytes": "storage",
-                               "forward_samples": "fwd samples", "backward_samples": "bwd samples"})
+        if metric in published_columns:
+            out[f"{metric} (published)"] = [format_published(table.published.get(row, {}).get(metric))
+                                            for row in out.index]
+    names = {"runtime_s": "runtime (s)", "storage_bytes": "storage", "forward_samples": "fwd samples",
+             "backward_samples": "bwd samples"}
+    return out.rename(columns=lambda c: next((c.replace(k, v) for k, v in names.items() if c.startswith(k)), c))
+
+
+def format_published(value: float | str | None) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else f"{value:.2f}"
+
+
+def label_records(records: pd.DataFrame, label: str) -> pd.DataFrame:
+    """Suffix every metric of one variant's run with its label."""
+    return records.assign(metric=[with_label(m, label) for m in records.metric]) if label else records
+
+
+def for_variant(spec, table: PaperTable, label: str):
+    """The RunSpec of one variant: the user's settings plus the variant's suite settings."""
+    return replace(spec, suite_overrides={**spec.suite_overrides, **dict(table.variants)[label]})

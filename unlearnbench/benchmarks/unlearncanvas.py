@@ -1,0 +1,332 @@
+"""unlearncanvas — style and object unlearning in text-to-image diffusion (UnlearnCanvas; SLUG Table 3).
+
+Forget one style (or object) from a text-to-image model and measure, on generated images scored
+by a style and an object classifier (all in %):
+- UA: unlearning accuracy, 100 - the target's classification accuracy on images generated from
+  prompts that name it (every object for a style target, every style for an object target);
+- IRA: in-domain retain accuracy, the mean accuracy over the other styles (objects);
+- CRA: cross-domain retain accuracy, the mean accuracy of the other domain (objects for a style
+  target) on images whose prompts do not name the target;
+- UA_para: UA on held-out paraphrased prompts that name the target, never seen in training, which
+  tells forgetting a concept from forgetting one phrasing of it.
+
+``config=embedded`` (default) trains a tiny pixel-space diffusion model (diffusers UNet + a
+transformers CLIP text encoder) on the procedural MiniCanvas. ``config=real`` loads a diffusers
+Stable Diffusion folder fine-tuned on UnlearnCanvas and the official classifiers, with the official
+protocol (prompt template, seeds {188, 288, 588, 688, 888}, DDIM 100 steps, guidance 9.0).
+Generated images are cached per (model weights, prompt, seed), so the base model is sampled once.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from unlearnbench.benchmarks.base import Metric, Suite, register_suite
+from unlearnbench.errors import UnlearnBenchError
+from unlearnbench.task import Goal, UnlearningTask
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class UnlearnCanvasConfig:
+    config: str = "embedded"  # "embedded" (MiniCanvas, tiny diffusion model) or "real"
+    embedded: str = "tiny"  # embedded model preset (unlearnbench.models.tiny_diffusion.PRESETS)
+    target_kind: str = "style"  # unlearn a "style" or an "object"
+    test_seeds: tuple[int, ...] = (188, 288, 588, 688, 888)  # sampling seeds of the test metrics (the protocol's)
+    val_seeds: tuple[int, ...] = (7,)  # sampling seeds of the validation metrics (selection, stopping)
+    steps: int | None = None  # sampling steps; None: the model's own (embedded DDIM 5; real DDIM 100)
+    guidance: float | None = None  # classifier-free guidance; None: the model's own (real 9.0)
+    forget_threshold: float = 0.0  # goal: the target's accuracy (100 - UA, %) on validation samples
+    retain_tolerance: float = 10.0  # goal: IRA within this many points of the original (SLUG: 0.1)
+    reference_lr: float | None = None  # None: 1e-5 real (SD fine-tuning), 1e-4 embedded
+    retain_samples: int = 512  # retain images handed to methods (other styles / objects)
+    batch_size: int = 32
+    device: str = "cpu"
+    # real configuration
+    model_path: str | None = None  # diffusers Stable Diffusion folder
+    data: str | None = None  # UnlearnCanvas images: <Style>/<Object>/<n>.jpg
+    images_per_pair: int | None = 4  # training images read per (style, object) for the methods' data
+    style_classifier: str | None = None  # official style classifier checkpoint
+    object_classifier: str | None = None  # official object classifier checkpoint
+
+
+@dataclass
+class CanvasAssets:
+    model: nn.Module  # unlearnbench.models.t2i.TextToImage
+    styles: list[str]
+    objects: list[str]
+    train_images: object  # indices -> float (N, 3, H, W) in [-1, 1] (in memory, or read from files)
+    train_styles: torch.Tensor
+    train_objects: torch.Tensor
+    classify: object  # images -> (style labels, object labels)
+    template: str
+    paraphrases: tuple[str, ...]
+    steps: int
+    guidance: float
+    model_id: str
+    non_targets: tuple[str, ...] = ()  # classes that are scored but never unlearned (UnlearnCanvas' photo class)
+
+
+@register_suite("unlearncanvas")
+class UnlearnCanvasSuite(Suite):
+    """Text-to-image style/object unlearning: UA, IRA, CRA on generated images (UnlearnCanvas)."""
+
+    version = 1
+    kind = "diffusion"
+    Config = UnlearnCanvasConfig
+    metrics = (Metric("UA", "target prompts", True), Metric("IRA", "other in-domain prompts", True),
+               Metric("CRA", "cross-domain prompts", True), Metric("UA_para", "paraphrased target prompts", True))
+    table_metrics = ("UA", "UA_para", "IRA", "CRA")
+    plot_axes = ("UA", "IRA")
+
+    def __init__(self, config: UnlearnCanvasConfig | None = None) -> None:
+        super().__init__(config)
+        cfg = self.config
+        if cfg.config not in ("embedded", "real"):
+            raise UnlearnBenchError(f"unlearncanvas: config={cfg.config!r}; expected 'embedded' or 'real'")
+        if cfg.target_kind not in ("style", "object"):
+            raise UnlearnBenchError(f"unlearncanvas: target_kind={cfg.target_kind!r}; expected 'style' or 'object'")
+        self._images: dict[tuple, torch.Tensor] = {}
+
+    @functools.cached_property
+    def assets(self) -> CanvasAssets:
+        assets = embedded_assets(self.config) if self.config.config == "embedded" else real_assets(self.config)
+        # Loaders hand out frozen inference models; methods need gradients (the VAE stays frozen).
+        assets.model.requires_grad_(True)
+        return assets
+
+    def model_id(self) -> str:
+        return self.assets.model_id
+
+    def base_model(self) -> nn.Module:
+        return self.assets.model
+
+    def targets(self) -> list[str]:
+        names = self.assets.styles if self.config.target_kind == "style" else self.assets.objects
+        return [n for n in names if n not in self.assets.non_targets]
+
+    # -- generation and scoring ----------------------------------------------------------------
+    def generate(self, model: nn.Module, prompts: list[str], seeds: tuple[int, ...]) -> torch.Tensor:
+        """Images for every (prompt, seed), prompt-major, from the cache where the weights match."""
+        key_model = fingerprint(model)
+        pairs = [(p, s) for p in prompts for s in seeds]
+        missing = [(p, s) for p, s in pairs if (key_model, p, s, self.assets.steps, self.assets.guidance) not in self._images]
+        if missing:
+            images = model.sample([p for p, _ in missing], [s for _, s in missing],
+                                  steps=self.assets.steps, guidance=self.assets.guidance)
+            for (p, s), image in zip(missing, images):
+                self._images[(key_model, p, s, self.assets.steps, self.assets.guidance)] = image
+        return torch.stack([self._images[(key_model, p, s, self.assets.steps, self.assets.guidance)] for p, s in pairs])
+
+    def score(self, model: nn.Module, target: str, seeds: tuple[int, ...], paraphrases: bool) -> dict[str, float]:
+        a = self.assets
+        by_style = self.config.target_kind == "style"
+        grid = [(s, o) for s in range(len(a.styles)) for o in range(len(a.objects))]
+        prompts = [a.template.format(style=a.styles[s], object=a.objects[o]) for s, o in grid]
+        style_pred, object_pred = a.classify(self.generate(model, prompts, seeds))
+        n = len(seeds)
+        styles = torch.tensor([s for s, _ in grid]).repeat_interleave(n)
+        objects = torch.tensor([o for _, o in grid]).repeat_interleave(n)
+        target_idx = (a.styles if by_style else a.objects).index(target)
+        metrics = canvas_metrics(style_pred, object_pred, styles, objects, target_idx, by_style)
+        if paraphrases and a.paraphrases:
+            others = a.objects if by_style else a.styles
+            para = [t.format(style=target, object=o) if by_style else t.format(style=o, object=target)
+                    for t in a.paraphrases for o in others]
+            p_style, p_object = a.classify(self.generate(model, para, seeds))
+            hits = (p_style if by_style else p_object) == target_idx
+            metrics["UA_para"] = 100 * (1 - hits.float().mean().item())
+        return metrics
+
+    def evaluate(self, model: nn.Module, target: str) -> dict[str, float]:
+        metrics = self.score(model, target, self.config.test_seeds, paraphrases=True)
+        return {m.name: metrics[m.name] for m in self.metrics if m.name in metrics}
+
+    def sample_grid(self, model: nn.Module, target: str) -> np.ndarray:
+        """One row per style (object), one column per object (style), first test seed."""
+        a = self.assets
+        by_style = self.config.target_kind == "style"
+        rows, cols = (a.styles, a.objects) if by_style else (a.objects, a.styles)
+        prompts = [a.template.format(style=r, object=c) if by_style else a.template.format(style=c, object=r)
+                   for r in rows for c in cols]
+        return to_grid(self.generate(model, prompts, self.config.test_seeds[:1]), len(rows), len(cols))
+
+    # -- the task --------------------------------------------------------------------------------
+    def task(self, target: str) -> UnlearningTask:
+        if target not in self.targets():
+            raise UnlearnBenchError(f"unknown target {target!r} for suite 'unlearncanvas'; targets: "
+                                    f"{', '.join(self.targets())}")
+        a, cfg = self.assets, self.config
+        model = self.base_model()
+        by_style = cfg.target_kind == "style"
+        target_idx = (a.styles if by_style else a.objects).index(target)
+        labels = a.train_styles if by_style else a.train_objects
+        captions = [a.template.format(style=a.styles[s], object=a.objects[o])
+                    for s, o in zip(a.train_styles.tolist(), a.train_objects.tolist())]
+        forget_idx = torch.nonzero(labels == target_idx).flatten()
+        pool = torch.nonzero(labels != target_idx).flatten()
+        retain_idx = pool[torch.randperm(len(pool), generator=torch.Generator().manual_seed(0))[:cfg.retain_samples]]
+
+        def batches(indices: torch.Tensor):
+            def epoch():
+                order = indices[torch.randperm(len(indices))]
+                for start in range(0, len(order), cfg.batch_size):
+                    pick = order[start:start + cfg.batch_size]
+                    yield a.train_images(pick), [captions[int(i)] for i in pick], pick
+            return epoch
+
+        def random_label_loss(m: nn.Module, batch, generator: torch.Generator) -> torch.Tensor:
+            """SalUn for diffusion: on the forget images, the noise predicted for the target's prompt
+            is pulled towards the (frozen) prediction for the same object in a random other style
+            (for an object target, the same style with a random other object)."""
+            images, prompts, pick = batch
+            other = [i for i in range(len(a.styles if by_style else a.objects)) if i != target_idx]
+            swap = [other[int(j)] for j in torch.randint(len(other), (len(pick),), generator=generator)]
+            relabelled = [a.template.format(style=a.styles[w], object=a.objects[int(a.train_objects[i])]) if by_style
+                          else a.template.format(style=a.styles[int(a.train_styles[i])], object=a.objects[w])
+                          for w, i in zip(swap, pick.tolist())]
+            x0 = m.to_model_space(images)
+            t = torch.randint(0, m.noise_scheduler.config.num_train_timesteps, (len(x0),), generator=generator)
+            x_t = m.noise_scheduler.add_noise(x0, torch.randn(x0.shape, generator=generator).to(x0), t)
+            with torch.no_grad():
+                target_eps = m.predict_noise(x_t, t, m.encode_prompts(relabelled))
+            return torch.nn.functional.mse_loss(m.predict_noise(x_t, t, m.encode_prompts(prompts)), target_eps)
+
+        def validate(m: nn.Module, changed: set[str] | None) -> dict[str, float]:
+            metrics = self.score(m, target, cfg.val_seeds, paraphrases=False)
+            metrics["target_acc"] = 100 - metrics["UA"]
+            return metrics
+
+        concept = [target] + [a.template.format(style=target, object=o) if by_style
+                              else a.template.format(style=s, object=target)
+                              for o, s in zip(a.objects, a.styles)][:3]
+        return UnlearningTask(
+            kind="diffusion", suite=self.name, target=target, model=model,
+            forget_batches=batches(forget_idx), retain_batches=batches(retain_idx),
+            forget_loss_fn=lambda m, b: m.noise_loss(b[0], b[1]),
+            retain_loss_fn=lambda m, b: m.noise_loss(b[0], b[1]),
+            validate_fn=validate,
+            goal=Goal("target_acc", cfg.forget_threshold, "IRA", cfg.retain_tolerance),
+            # The training-based methods (GA, FT, SalUn, ESD) train the UNet, as their references do.
+            editable=[n for n, p in model.named_parameters() if n.startswith("unet.") and p.requires_grad],
+            layer_groups=text_encoder_layer_groups(model),
+            random_label_loss_fn=random_label_loss,
+            reference_lr=cfg.reference_lr or (1e-4 if cfg.config == "embedded" else 1e-5),
+            extras={"concept_prompts": concept},
+        )
+
+
+def canvas_metrics(style_pred: torch.Tensor, object_pred: torch.Tensor, styles: torch.Tensor, objects: torch.Tensor,
+                   target: int, by_style: bool) -> dict[str, float]:
+    """UA, IRA and CRA in % from classifier predictions on images generated from (style, object) prompts.
+
+    For a style target: UA = 100 - accuracy of the style classifier on the target style's images;
+    IRA = mean over the other styles of their style accuracy; CRA = mean over objects of the object
+    accuracy on images of the other styles. An object target swaps the roles.
+    """
+    domain_pred, domain = (style_pred, styles) if by_style else (object_pred, objects)
+    cross_pred, cross = (object_pred, objects) if by_style else (style_pred, styles)
+    on_target = domain == target
+    correct = (domain_pred == domain).float()
+    cross_correct = (cross_pred == cross).float()
+    others = [c for c in domain.unique().tolist() if c != target]
+    return {
+        "UA": 100 * (1 - correct[on_target].mean().item()),
+        "IRA": 100 * torch.stack([correct[domain == c].mean() for c in others]).mean().item(),
+        "CRA": 100 * torch.stack([cross_correct[(cross == c) & ~on_target].mean()
+                                  for c in cross[~on_target].unique().tolist()]).mean().item(),
+    }
+
+
+def text_encoder_layer_groups(model: nn.Module) -> dict[str, str]:
+    """SLUG's candidates in a text-to-image model: the text encoder's 2-D weights (attention, MLP,
+    projections), not its embeddings, norms or biases — SLUG edits one text-encoder layer of SD."""
+    return {name: "text" for name, p in model.named_parameters()
+            if name.startswith("text_encoder.") and p.ndim == 2 and "embedding" not in name}
+
+
+def fingerprint(model: nn.Module) -> str:
+    """A hash of the model's weights: equal weights, equal generated images."""
+    digest = hashlib.sha1()
+    for name, value in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def to_grid(images: torch.Tensor, rows: int, cols: int) -> np.ndarray:
+    x = ((images.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+    h, w = x.shape[1:3]
+    return x.reshape(rows, cols, h, w, 3).transpose(0, 2, 1, 3, 4).reshape(rows * h, cols * w, 3)
+
+
+def embedded_assets(cfg: UnlearnCanvasConfig) -> CanvasAssets:
+    from unlearnbench.datasets.synthetic.canvas import PARAPHRASE_TEMPLATES, TRAIN_TEMPLATE
+    from unlearnbench.models.tiny_diffusion import load_or_train, preset
+
+    trained = load_or_train(preset(cfg.embedded))
+    train = trained.data.splits["train"]
+    classifiers = trained.classifiers
+    images = train.images()
+    return CanvasAssets(
+        model=trained.model.to(cfg.device).eval(), styles=trained.data.styles, objects=trained.data.objects,
+        train_images=lambda idx: images[idx], train_styles=train.style_labels, train_objects=train.object_labels,
+        classify=classifiers.classify, template=TRAIN_TEMPLATE, paraphrases=PARAPHRASE_TEMPLATES,
+        steps=cfg.steps or trained.sample_steps, guidance=cfg.guidance or trained.guidance,
+        model_id=trained.model_id)
+
+
+def real_assets(cfg: UnlearnCanvasConfig) -> CanvasAssets:
+    """Stable Diffusion fine-tuned on UnlearnCanvas, its data and the official classifiers, with
+    the official protocol (DDIM 100 steps, guidance 9.0, the template; seeds from ``test_seeds``)."""
+    from pathlib import Path
+
+    import torch.nn.functional as F
+
+    from unlearnbench.datasets.unlearncanvas import (DDIM_STEPS, GUIDANCE, PHOTO_STYLE, PROMPT_TEMPLATE,
+                                                     load_unlearncanvas_images, style_prompt_name)
+    from unlearnbench.models.sd_loader import load_stable_diffusion, load_unlearncanvas_classifier
+    from unlearnbench.models.t2i import SamplerConfig, TextToImage
+
+    for key, what in (("data", "the UnlearnCanvas image folder (<Style>/<Object>/<n>.jpg)"),
+                      ("model_path", "the diffusers Stable Diffusion folder fine-tuned on UnlearnCanvas"),
+                      ("style_classifier", "the official style classifier checkpoint"),
+                      ("object_classifier", "the official object classifier checkpoint")):
+        if getattr(cfg, key) is None:
+            raise UnlearnBenchError(f"unlearncanvas config=real needs {what}: --set {key}=PATH")
+    # Cheap checks first: the data and classifiers fail in seconds, the model takes minutes to load.
+    data = load_unlearncanvas_images(Path(cfg.data), per_pair=cfg.images_per_pair)
+    classifiers = {kind: load_unlearncanvas_classifier(Path(getattr(cfg, f"{kind}_classifier")), kind, cfg.device)
+                   for kind in ("style", "object")}
+    parts = load_stable_diffusion(Path(cfg.model_path), cfg.device)
+    sampler = SamplerConfig(scheduler="DDIMScheduler", timestep_spacing=parts["scheduler"].config.timestep_spacing,
+                            clip_sample=False, steps=DDIM_STEPS, guidance=GUIDANCE)
+    model = TextToImage(parts["unet"], parts["text_encoder"], parts["tokenizer"], parts["scheduler"], sampler,
+                        vae=parts["vae"])
+    files = data.by_style()
+
+    def train_images(indices: torch.Tensor) -> torch.Tensor:
+        pixels = [torch.from_numpy(np.asarray(files[int(i)].resize((model.image_size,) * 2))) for i in indices]
+        return torch.stack(pixels).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+
+    @torch.no_grad()
+    def classify(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # The classifiers normalise with mean = std = 0.5, which is exactly the model's [-1, 1] range.
+        x = F.interpolate(images.to(cfg.device), size=(224, 224), mode="bilinear", antialias=True)
+        return tuple(torch.cat([classifiers[k](c).argmax(1).cpu() for c in x.split(32)]) for k in ("style", "object"))
+
+    styles = [style_prompt_name(s) for s in data.styles]
+    return CanvasAssets(
+        model=model, styles=styles, objects=list(data.objects), train_images=train_images,
+        train_styles=data.style_labels, train_objects=data.object_labels, classify=classify,
+        template=PROMPT_TEMPLATE, paraphrases=(), steps=cfg.steps or DDIM_STEPS,
+        guidance=cfg.guidance or GUIDANCE, model_id=f"sd-{Path(cfg.model_path).resolve().name}",
+        non_targets=(style_prompt_name(PHOTO_STYLE),))

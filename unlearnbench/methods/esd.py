@@ -1,0 +1,137 @@
+"""ESD — Erased Stable Diffusion (Gandikota et al., "Erasing Concepts from Diffusion Models", ICCV 2023).
+
+Fine-tune the UNet so that, for the concept prompt c, it predicts the negatively guided noise of
+the frozen original model:
+
+    eps_theta(x_t, c, t)  ->  eps*(x_t, t) - eta * (eps*(x_t, c, t) - eps*(x_t, t))      (ESD Eq. 3)
+
+where x_t is not a noised training image but a partial sample of the model being trained, drawn
+with the concept prompt (guidance 3) over a 50-step DDIM schedule and stopped at a random step.
+``esd-x`` trains the cross-attention layers only (``attn2``; UnlearnCanvas's setting), ``esd-u``
+everything in the UNet but cross-attention. Defaults are the reference ones: 1000 iterations, Adam
+lr 1e-5 (unless the suite's reference_lr says otherwise for its model), eta 1, batch 1. All
+randomness comes from the run's seed.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from diffusers import DDIMScheduler
+from tqdm.auto import tqdm
+
+from unlearnbench.errors import UnlearnBenchError
+from unlearnbench.methods.base import Method, Outcome, register_method
+from unlearnbench.task import UnlearningTask
+
+
+@dataclass(frozen=True)
+class ESDConfig:
+    iterations: int = 1000  # reference train_esd.py --iterations
+    lr: float | None = None  # None: the suite's reference lr (SD v1.5: 1e-5, the reference's)
+    negative_guidance: float = 1.0  # eta
+    start_guidance: float = 3.0  # guidance of the partial sampling that makes x_t
+    ddim_steps: int = 50  # schedule of the partial sampling; x_t stops at a random step of it
+    parameters: str = "xattn"  # "xattn" (esd-x: attn2 only) or "noxattn" (esd-u: all but attn2)
+
+
+def esd_parameter_names(unet_names: list[str], parameters: str) -> list[str]:
+    """The UNet tensors ESD trains: cross-attention (attn2) or everything else."""
+    if parameters == "xattn":
+        return [n for n in unet_names if ".attn2." in n]
+    if parameters == "noxattn":
+        return [n for n in unet_names if ".attn2." not in n]
+    raise UnlearnBenchError(f"esd.parameters={parameters!r}; expected 'xattn' (esd-x) or 'noxattn' (esd-u)")
+
+
+@register_method("esd")
+class ESD(Method):
+    """Erased Stable Diffusion: UNet fine-tuned towards negatively guided noise (esd-x by default)."""
+
+    Config = ESDConfig
+    kinds = frozenset({"diffusion"})
+
+    def unlearn(self, task: UnlearningTask) -> Outcome:
+        cfg = self.config
+        model = task.model
+        prompts = task.extras.get("concept_prompts")
+        if not prompts:
+            raise UnlearnBenchError(f"esd needs the concept's prompts (task.extras['concept_prompts']); "
+                                    f"suite {task.suite!r} gives none")
+        lr = cfg.lr if cfg.lr is not None else task.reference_lr
+        if lr is None:
+            raise UnlearnBenchError("esd: no learning rate; set --method-set esd.lr=VALUE")
+        unet_params = {f"unet.{n}": p for n, p in model.unet.named_parameters()}
+        names = [n for n in esd_parameter_names(list(unet_params), cfg.parameters) if n in set(task.editable)]
+        if not names:
+            raise UnlearnBenchError(f"esd ({cfg.parameters}): no trainable UNet tensors among the task's editable ones")
+        generator = torch.Generator().manual_seed(int(torch.randint(2**62, ())))
+
+        with task.costs.phase("precompute"):
+            frozen = copy.deepcopy(model.unet).eval().requires_grad_(False)
+            empty = model.encode_prompts([""]).detach()
+            contexts = {p: model.encode_prompts([p]).detach() for p in prompts}
+            sampler = DDIMScheduler.from_config(model.noise_scheduler.config, clip_sample=False)
+            sampler.set_timesteps(cfg.ddim_steps)
+        optimizer = torch.optim.Adam([unet_params[n] for n in names], lr=lr)
+        train_steps = model.noise_scheduler.config.num_train_timesteps
+        rows = []
+        with task.costs.phase("update"):
+            model.train()
+            for it in tqdm(range(cfg.iterations), desc=f"{self.name} {task.target}", unit="it"):
+                prompt = prompts[int(torch.randint(len(prompts), (1,), generator=generator))]
+                stop = int(torch.randint(cfg.ddim_steps, (1,), generator=generator))
+                # 1. x_t: a partial sample of the current model with the concept prompt.
+                with torch.no_grad():
+                    x_t = partial_sample(model, sampler, contexts[prompt], empty, stop, cfg.start_guidance, generator)
+                    t = sampler.timesteps[stop].reshape(1)
+                    # 2. The frozen model's negatively guided target (ESD Eq. 3).
+                    eps_uncond = frozen(x_t, t, encoder_hidden_states=empty).sample
+                    eps_concept = frozen(x_t, t, encoder_hidden_states=contexts[prompt]).sample
+                    target = eps_uncond - cfg.negative_guidance * (eps_concept - eps_uncond)
+                # 3. Regress the trained model's conditional prediction onto it.
+                loss = F.mse_loss(model.unet(x_t, t, encoder_hidden_states=contexts[prompt]).sample, target)
+                if not torch.isfinite(loss):
+                    raise UnlearnBenchError(f"{self.name}: loss {loss.item()} at iteration {it}; lower {self.name}.lr (now {lr})")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                task.costs.count(forward=stop + 3, backward=1)
+                rows.append({"iteration": it, "loss": loss.item(), "stop_step": stop, "timestep": int(t),
+                             "train_timesteps": train_steps})
+            model.eval()
+        return Outcome(trace=pd.DataFrame(rows), info={"lr": lr, "tensors": len(names)})
+
+
+def partial_sample(model, sampler: DDIMScheduler, context: torch.Tensor, empty: torch.Tensor, stop: int,
+                   guidance: float, generator: torch.Generator) -> torch.Tensor:
+    """Run the first ``stop`` DDIM steps from noise with classifier-free guidance."""
+    cfg = model.unet.config
+    x = torch.randn((1, cfg.in_channels, cfg.sample_size, cfg.sample_size), generator=generator)
+    x = x.to(next(model.unet.parameters()).device) * sampler.init_noise_sigma
+    both = torch.cat([empty, context])
+    for t in sampler.timesteps[:stop]:
+        eps_uncond, eps_cond = model.unet(torch.cat([x, x]), t, encoder_hidden_states=both).sample.chunk(2)
+        x = sampler.step(eps_uncond + guidance * (eps_cond - eps_uncond), t, x).prev_sample
+    return x
+
+
+@register_method("esd-x")
+class ESDX(ESD):
+    """ESD on cross-attention only (UnlearnCanvas's ESD setting)."""
+
+
+@dataclass(frozen=True)
+class ESDUConfig(ESDConfig):
+    parameters: str = "noxattn"
+
+
+@register_method("esd-u")
+class ESDU(ESD):
+    """ESD on every UNet layer except cross-attention (unconditional erasure)."""
+
+    Config = ESDUConfig
