@@ -289,6 +289,11 @@ def load_real_assets(cfg: ClipSuiteConfig) -> ClipAssets:
     # Data first: a wrong path should fail in a second, not after building a large model.
     identities = load_celeba_identities(root / "celeba")
     objects = load_imagenet_splits(root / "imagenet", test_fraction=cfg.imagenet_fraction)
+    for domain, splits in (("CelebA", identities), ("ImageNet", objects)):
+        for split, images in splits.items():
+            if len(images) == 0:
+                raise UnlearnBenchError(f"the {domain} {split} split under {root} is empty; it needs more images "
+                                        "per class (ImageNet val has 50, so use the full val set)")
     model, preprocess, model_id = load_open_clip(cfg.model, cfg.pretrained, cfg.weights, cfg.device)
     return ClipAssets(model, open_clip.get_tokenizer(cfg.model), identities, objects, preprocess, model_id)
 
