@@ -107,7 +107,10 @@ def test_slug_records_every_trial_and_costs(slug_run):
     front = outcome.tables["layers"].on_front.sum()
     assert len(outcome.trace) == front * SlugConfig().search_steps
     assert set(outcome.trace.layer) == set(outcome.tables["layers"].query("on_front").layer)
-    assert task.costs.backward_samples > 0 and task.costs.evaluations == len(outcome.trace) + 1
+    # the base model, one forget-only check per trial, and a full validation per trial that forgot
+    assert task.costs.backward_samples > 0
+    assert task.costs.evaluations == 1 + len(outcome.trace) + int(outcome.trace.met.sum())
+    assert outcome.trace.loc[~outcome.trace["FA@5"].eq(0), "TA_CA@1"].isna().all()
     assert all(task.costs.seconds[p] > 0 for p in ("precompute", "search"))
 
 
@@ -122,6 +125,21 @@ def test_slug_update_ascends_the_forget_loss(micro_suite):
     loss_after = task.forget_loss(model, batch).item()
     model.load_state_dict(base)
     assert loss_after > loss_before
+
+
+def test_forget_only_validation_matches_the_full_one(micro_suite):
+    target = micro_suite.targets()[2]
+    task = micro_suite.task(target)
+    full = task.base_validation()
+    quick = task.validate_forget(task.model, set())
+    assert quick == {"FA@1": full["FA@1"], "FA@5": full["FA@5"]}
+    with torch.no_grad():
+        weight = dict(task.model.named_parameters())["visual.proj"]
+        weight.mul_(-1)
+        try:
+            assert task.validate_forget(task.model, {"visual.proj"})["FA@1"] == task.validate(task.model, {"visual.proj"})["FA@1"]
+        finally:
+            weight.mul_(-1)
 
 
 def test_vision_edit_reuses_the_text_classifier(micro_suite, monkeypatch):

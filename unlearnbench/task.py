@@ -34,8 +34,11 @@ class Goal:
     retain_metric: str
     retain_tolerance: float | None = None
 
+    def forget_met(self, metrics: dict[str, float]) -> bool:
+        return metrics[self.forget_metric] <= self.forget_threshold
+
     def met(self, metrics: dict[str, float], base: dict[str, float] | None = None) -> bool:
-        if metrics[self.forget_metric] > self.forget_threshold:
+        if not self.forget_met(metrics):
             return False
         if self.retain_tolerance is not None and base is not None:
             return metrics[self.retain_metric] >= base[self.retain_metric] - self.retain_tolerance
@@ -68,6 +71,9 @@ class UnlearningTask:
     # SalUn's random-label loss on a forget batch: the forget samples paired with random other
     # labels (captions, concepts) under the model's training objective; None if the suite has none.
     random_label_loss_fn: Callable[[nn.Module, Batch, torch.Generator], torch.Tensor] | None = None
+    # Optional cheap validation of the forget split alone (at least ``goal.forget_metric``), so a
+    # search can skip scoring retention for steps that do not forget; None: use ``validate_fn``.
+    validate_forget_fn: Callable[[nn.Module, set[str] | None], dict[str, float]] | None = None
     # The learning rate the reference code uses at this model's scale; iterative methods default to it.
     reference_lr: float | None = None
     extras: dict[str, Any] = field(default_factory=dict)  # kind-specific parts (e.g. a scheduler)
@@ -96,6 +102,14 @@ class UnlearningTask:
         self.costs.count(evaluations=1)
         with torch.no_grad():
             return self.validate_fn(model, changed)
+
+    def validate_forget(self, model: nn.Module, changed: set[str] | None = None) -> dict[str, float]:
+        """Forget-split metrics only, where the suite can compute them on their own; else all."""
+        if self.validate_forget_fn is None:
+            return self.validate(model, changed)
+        self.costs.count(evaluations=1)
+        with torch.no_grad():
+            return self.validate_forget_fn(model, changed)
 
     def base_validation(self) -> dict[str, float]:
         """Validation metrics of the untouched model (computed once, before any edit)."""

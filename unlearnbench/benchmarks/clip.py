@@ -149,6 +149,24 @@ class ClipSuite(Suite):
     def evaluate(self, model: nn.Module, target: str) -> dict[str, float]:
         return self._zero_shot(model, target, "test", changed=None)
 
+    def _forget_only(self, model: nn.Module, target: str, split: str, changed: set[str] | None) -> dict[str, float]:
+        """FA@k on the target's images of ``split`` alone: a tenth of the work of ``_zero_shot``."""
+        ids = self.assets.identities[split]
+        label = ids.classnames.index(target)
+        rows = torch.nonzero(ids.labels == label).flatten()
+        text_changed = changed is None or any(not n.startswith("visual.") for n in changed)
+        image_changed = changed is None or any(n.startswith("visual.") for n in changed)
+        if text_changed or "id_text" not in self._val_cache:
+            id_text = text_classifier(model, self.assets.tokenizer, ids.classnames, IDENTITY_TEMPLATES, self.device)
+        else:
+            id_text = self._val_cache["id_text"]
+        if image_changed or f"id_img_{split}" not in self._val_cache:
+            images = image_features(model, [self.tensors("identities", split).take(rows)], self.device)
+        else:
+            images = self._val_cache[f"id_img_{split}"][rows]
+        logits = images @ id_text.T
+        return {f"FA@{k}": 100 * topk_correct(logits, ids.labels[rows], k).float().mean().item() for k in KS}
+
     def _zero_shot(self, model: nn.Module, target: str, split: str, changed: set[str] | None) -> dict[str, float]:
         """Zero-shot metrics on ``split``; with ``changed`` given, reuse base-model features the
         edit cannot have changed (text side: every tensor outside ``visual.``)."""
@@ -222,6 +240,7 @@ class ClipSuite(Suite):
             editable=[n for n, p in model.named_parameters() if p.requires_grad],
             layer_groups=clip_layer_groups(model),
             random_label_loss_fn=random_label_loss,
+            validate_forget_fn=lambda m, changed: self._forget_only(m, target, "val", changed),
             reference_lr=cfg.reference_lr or (1e-4 if cfg.config == "embedded" else 1e-7),
         )
 

@@ -121,7 +121,10 @@ def search_step(task: UnlearningTask, name: str, grad: torch.Tensor, cfg: SlugCo
         for i in range(cfg.search_steps):
             with torch.no_grad():
                 weight.copy_(w0 + step * grad)
-            metrics = task.validate(task.model, {name})
+            # Retention only matters for steps that forget, so score it only for those.
+            metrics = task.validate_forget(task.model, {name})
+            if task.goal.forget_met(metrics) and task.goal.retain_metric not in metrics:
+                metrics = task.validate(task.model, {name})
             met = task.goal_met(metrics)
             trials.append({"layer": name, "trial": i, "step": step, "met": met, **metrics})
             if met:
