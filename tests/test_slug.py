@@ -68,6 +68,8 @@ def test_choose_trial_prefers_best_retain_among_met():
     assert choose_trial(trace, "FA@5", "retain@1").layer == "b"
     none_met = trace.assign(met=False)
     assert choose_trial(none_met, "FA@5", "retain@1").step == 3.0  # forgot most; ties: best retain
+    unscored = none_met.drop(columns="retain@1")  # retention is scored only for trials that forget
+    assert choose_trial(unscored, "FA@5", "retain@1").step in (2.0, 3.0)
 
 
 @pytest.fixture(scope="module")

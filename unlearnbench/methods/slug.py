@@ -140,6 +140,8 @@ def search_step(task: UnlearningTask, name: str, grad: torch.Tensor, cfg: SlugCo
 
 def choose_trial(trace: pd.DataFrame, forget_metric: str, retain_metric: str) -> pd.Series:
     """The met trial with the best retain score; if none met, the one that forgot most."""
+    if retain_metric not in trace:  # no trial forgot, so retention was never scored
+        trace = trace.assign(**{retain_metric: float("nan")})
     met = trace[trace.met]
     if len(met):
         return met.sort_values([retain_metric, "step"], ascending=[False, True]).iloc[0]
