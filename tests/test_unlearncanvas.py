@@ -1,0 +1,123 @@
+"""unlearncanvas: metric arithmetic on hand-made predictions, protocol constants, and the methods
+on the micro embedded model."""
+
+import pytest
+import torch
+
+from unlearnbench.benchmarks.unlearncanvas import UnlearnCanvasConfig, UnlearnCanvasSuite, canvas_metrics
+from unlearnbench.datasets.unlearncanvas import DDIM_STEPS, GUIDANCE, PROMPT_TEMPLATE, SEEDS
+from unlearnbench.errors import UnlearnBenchError
+from unlearnbench.methods.base import METHODS, build_method
+
+
+def test_protocol_constants_are_the_official_ones():
+    assert SEEDS == (188, 288, 588, 688, 888)
+    assert DDIM_STEPS == 100 and GUIDANCE == 9.0
+    assert PROMPT_TEMPLATE.format(object="Cats", style="Van Gogh") == "A Cats image in Van Gogh style."
+    assert UnlearnCanvasConfig().test_seeds == SEEDS
+
+
+def test_metrics_for_a_style_target_by_hand():
+    # 3 styles x 2 objects, one image each; target style 0.
+    styles = torch.tensor([0, 0, 1, 1, 2, 2])
+    objects = torch.tensor([0, 1, 0, 1, 0, 1])
+    style_pred = torch.tensor([0, 2, 1, 1, 2, 0])  # target kept once of 2; style 1: 2/2; style 2: 1/2
+    object_pred = torch.tensor([1, 1, 0, 0, 0, 1])  # on other styles: object 0: 2/2, object 1: 1/2
+    m = canvas_metrics(style_pred, object_pred, styles, objects, target=0, by_style=True)
+    assert m["UA"] == pytest.approx(50.0)
+    assert m["IRA"] == pytest.approx(75.0)  # mean(100, 50)
+    assert m["CRA"] == pytest.approx(75.0)  # mean(100, 50), target-style images excluded
+
+
+def test_metrics_for_an_object_target_swap_roles():
+    styles = torch.tensor([0, 0, 1, 1])
+    objects = torch.tensor([0, 1, 0, 1])
+    style_pred = torch.tensor([0, 1, 1, 1])
+    object_pred = torch.tensor([1, 1, 0, 0])  # target object 1: 1/2 correct -> UA 50
+    m = canvas_metrics(style_pred, object_pred, styles, objects, target=1, by_style=False)
+    assert m["UA"] == pytest.approx(50.0)
+    assert m["IRA"] == pytest.approx(50.0)  # object 0: 1/2
+    assert m["CRA"] == pytest.approx(100.0)  # style accuracy on object-0 images: 2/2
+
+
+def test_bad_config_is_a_clear_error():
+    with pytest.raises(UnlearnBenchError, match="target_kind='colour'"):
+        UnlearnCanvasSuite(UnlearnCanvasConfig(target_kind="colour"))
+    suite = UnlearnCanvasSuite(UnlearnCanvasConfig(config="real"))
+    with pytest.raises(UnlearnBenchError, match="--set data=PATH"):
+        suite.targets()
+
+
+def test_real_configuration_loads_fixture_tree_before_the_model(tmp_path):
+    from fixtures_canvas import make_canvas_tree  # noqa: PLC0415 - shared fixture builder
+
+    from unlearnbench.datasets.unlearncanvas import UNLEARNCANVAS_OBJECTS, UNLEARNCANVAS_STYLES
+
+    make_canvas_tree(tmp_path / "data", UNLEARNCANVAS_STYLES, UNLEARNCANVAS_OBJECTS, numbers=(1, 2, 3, 4))
+    suite = UnlearnCanvasSuite(UnlearnCanvasConfig(config="real", data=str(tmp_path / "data"),
+                                                   model_path=str(tmp_path / "no-model"),
+                                                   style_classifier=str(tmp_path / "style.pth"),
+                                                   object_classifier=str(tmp_path / "object.pth")))
+    with pytest.raises(UnlearnBenchError, match="style.pth"):
+        suite.targets()
+
+
+def test_esd_and_ssd_declare_what_they_support():
+    assert METHODS.get("esd").supports("diffusion") and not METHODS.get("esd").supports("clip")
+    assert not METHODS.get("ssd").supports("diffusion")
+
+
+@pytest.fixture(scope="module")
+def canvas_suite():
+    suite = UnlearnCanvasSuite(UnlearnCanvasConfig(embedded="micro", test_seeds=(188, 288), retain_samples=64))
+    suite.assets  # trains the micro model (seconds) once
+    return suite
+
+
+def test_micro_base_model_generates_recognisable_styles(canvas_suite):
+    target = canvas_suite.targets()[0]
+    metrics = canvas_suite.evaluate(canvas_suite.base_model(), target)
+    assert set(metrics) == {"UA", "IRA", "CRA", "UA_para"}
+    assert metrics["IRA"] > 100 / len(canvas_suite.targets()) + 10, metrics  # far above chance
+
+
+def test_generation_is_cached_per_weights(canvas_suite):
+    model = canvas_suite.base_model()
+    prompts = ["A cat image in warm coral watercolor style."]
+    first = canvas_suite.generate(model, prompts, (1,))
+    weight = next(model.unet.parameters())
+    saved = weight.detach().clone()
+    with torch.no_grad():
+        weight.add_(1.0)
+    try:
+        changed = canvas_suite.generate(model, prompts, (1,))
+    finally:
+        with torch.no_grad():
+            weight.copy_(saved)
+    assert not torch.equal(first, changed)
+    assert torch.equal(canvas_suite.generate(model, prompts, (1,)), first)
+
+
+@pytest.mark.parametrize("name, settings", [
+    ("slug", {"search_steps": "3", "max_front_layers": "1"}),
+    ("ga", {"epochs": "1", "forget_batches": "1"}),
+    ("salun", {"epochs": "1", "forget_batches": "1", "retain_batches": "1"}),
+    ("esd", {"iterations": "3", "ddim_steps": "4"}),
+])
+def test_methods_change_the_model_and_stay_finite(canvas_suite, name, settings):
+    target = canvas_suite.targets()[0]
+    task = canvas_suite.task(target)
+    model = task.model
+    base = {k: v.clone() for k, v in model.state_dict().items()}
+    torch.manual_seed(0)
+    try:
+        build_method(name, settings).unlearn(task)
+        changed = [k for k, v in model.state_dict().items() if not torch.equal(v, base[k])]
+        assert changed, f"{name} changed nothing"
+        assert all(torch.isfinite(v).all() for v in model.state_dict().values())
+        if name == "slug":
+            assert len(changed) == 1 and changed[0].startswith("text_encoder.")
+        if name == "esd":
+            assert all(".attn2." in k for k in changed)  # esd-x: cross-attention only
+    finally:
+        model.load_state_dict(base)

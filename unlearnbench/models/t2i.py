@@ -1,0 +1,178 @@
+"""One wrapper for every text-to-image diffusion model the ``unlearncanvas`` suite unlearns.
+
+The embedded MiniCanvas model (pixel space, tiny CLIP text encoder) and Stable Diffusion
+(latent space) share this interface, so methods never ask which one they hold. Only the UNet and
+the text encoder are submodules: the state dict names exactly the tensors an unlearning method may
+change (``unet.*``, ``text_encoder.*``), which is what a patch of changed tensors refers to. The
+tokenizer, the frozen VAE and the schedulers are plain attributes.
+
+Sampling is deterministic per (prompt, seed): each image draws its starting noise from its own
+CPU ``torch.Generator`` seeded with its seed, so batching and device do not change which noise an
+image gets.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+
+import diffusers
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL, SchedulerMixin, UNet2DConditionModel
+from diffusers.utils.torch_utils import randn_tensor
+from torch import nn
+from transformers import CLIPTextModel, PreTrainedTokenizerBase
+
+from unlearnbench.errors import UnlearnBenchError
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """Which diffusers scheduler generates images, built from the training scheduler's config."""
+
+    scheduler: str = "DDIMScheduler"  # a scheduler class name exported by diffusers
+    # Stated, not inherited from the training scheduler's config. "trailing" starts at the last
+    # training step (pure noise). There, with the cosine schedule, alpha_bar is 2e-9, so without
+    # clipping a 1e-2 error of the noise estimate becomes a 1e2 error of x_0 and the image is lost
+    # (style accuracy 0.33 instead of 0.99 on the embedded model). Latent models do not clip.
+    timestep_spacing: str = "trailing"
+    clip_sample: bool = True  # clip the x_0 estimate to [-1, 1] at every step (pixel space)
+    thresholding: bool = False  # dynamic thresholding (DPM-Solver++ needs it in pixel space)
+    steps: int = 5  # default number of denoising steps
+    guidance: float = 3.0  # default classifier-free guidance scale
+
+
+class TextToImage(nn.Module):
+    """A text-conditioned epsilon-prediction diffusion model: UNet + text encoder (+ optional VAE).
+
+    Example::
+
+        model = load_or_train(PRESETS["tiny"]).model
+        images = model.sample(["A cat image in warm coral watercolor style."], seeds=[188])
+        loss = model.noise_loss(images, ["A cat image in warm coral watercolor style."])
+    """
+
+    def __init__(self, unet: UNet2DConditionModel, text_encoder: CLIPTextModel,
+                 tokenizer: PreTrainedTokenizerBase, noise_scheduler: SchedulerMixin,
+                 sampler_config: SamplerConfig, vae: AutoencoderKL | None = None,
+                 image_size: int | None = None) -> None:
+        super().__init__()
+        if noise_scheduler.config.prediction_type != "epsilon":
+            raise UnlearnBenchError(f"TextToImage needs an epsilon-prediction model; the scheduler says "
+                                    f"prediction_type={noise_scheduler.config.prediction_type!r}")
+        self.unet = unet
+        self.text_encoder = text_encoder
+        self.tokenizer = tokenizer
+        self.noise_scheduler = noise_scheduler
+        self.sampler_config = sampler_config
+        # Kept out of the module tree (no parameters, no state-dict entries): the VAE is frozen and
+        # never part of what unlearning changes. _apply below still moves it with the model.
+        self.__dict__["vae"] = vae.eval().requires_grad_(False) if vae is not None else None
+        self.vae_scale = 2 ** (len(vae.config.block_out_channels) - 1) if vae is not None else 1
+        self.image_size = image_size or unet.config.sample_size * self.vae_scale
+        self.make_sampler()  # fail now, not at the first sample(), on a bad scheduler name
+
+    def _apply(self, fn, recurse=True):
+        if self.vae is not None:
+            self.vae._apply(fn)
+        return super()._apply(fn, recurse)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.unet.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.unet.parameters()).dtype
+
+    def make_sampler(self) -> SchedulerMixin:
+        """A fresh sampling scheduler (they keep per-run state, so each sampling run gets its own)."""
+        cfg = self.sampler_config
+        cls = getattr(diffusers, cfg.scheduler, None)
+        if not (inspect.isclass(cls) and issubclass(cls, SchedulerMixin)):
+            raise UnlearnBenchError(f"sampler_config.scheduler={cfg.scheduler!r} is not a diffusers scheduler; "
+                                    f"use a class name such as 'DDIMScheduler' or 'DPMSolverMultistepScheduler'")
+        return cls.from_config(self.noise_scheduler.config, timestep_spacing=cfg.timestep_spacing,
+                               clip_sample=cfg.clip_sample, thresholding=cfg.thresholding)
+
+    def encode_prompts(self, prompts: list[str]) -> torch.Tensor:
+        """Text-encoder hidden states (N, context_length, hidden): the UNet's cross-attention context.
+
+        Prompts are padded to the tokenizer's ``model_max_length`` and every position is kept,
+        padding included, as Stable Diffusion does.
+        """
+        ids = self.tokenizer(list(prompts), padding="max_length", max_length=self.tokenizer.model_max_length,
+                             truncation=True, return_tensors="pt").input_ids
+        return self.text_encoder(ids.to(self.device))[0].to(self.dtype)
+
+    def predict_noise(self, x_t: torch.Tensor, t: torch.Tensor | int, context: torch.Tensor) -> torch.Tensor:
+        """The UNet's epsilon estimate for noisy inputs ``x_t`` (latents if there is a VAE) at step ``t``."""
+        return self.unet(x_t, t, encoder_hidden_states=context).sample
+
+    def to_model_space(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Images in [-1, 1] -> what the UNet denoises: the images themselves, or scaled VAE latents."""
+        images = images.to(self.device, self.dtype)
+        if self.vae is None:
+            return images
+        with torch.no_grad():
+            latents = self.vae.encode(images).latent_dist.sample(generator)
+        return latents * self.vae.config.scaling_factor
+
+    def noise_loss(self, images: torch.Tensor, prompts: list[str], generator: torch.Generator | None = None,
+                   timesteps: torch.Tensor | int | None = None) -> torch.Tensor:
+        """The denoising loss E ||eps - eps_theta(x_t, t, c)||^2 (mean over all elements).
+
+        ``images`` are (N, 3, H, W) in [-1, 1]; ``timesteps`` an int or (N,) tensor, uniformly random
+        when None; ``generator`` (a CPU generator) makes noise and timesteps reproducible.
+        """
+        x0 = self.to_model_space(images, generator)
+        n = len(x0)
+        if timesteps is None:
+            t = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (n,), generator=generator)
+        else:
+            t = torch.as_tensor(timesteps).expand(n)
+        t = t.to(self.device)
+        noise = randn_tensor(x0.shape, generator=generator, device=self.device, dtype=x0.dtype)
+        x_t = self.noise_scheduler.add_noise(x0, noise, t)
+        return F.mse_loss(self.predict_noise(x_t, t, self.encode_prompts(prompts)), noise)
+
+    @torch.no_grad()
+    def sample(self, prompts: list[str], seeds: list[int], steps: int | None = None,
+               guidance: float | None = None, batch_size: int = 256) -> torch.Tensor:
+        """Generate one image per (prompt, seed) pair: float (N, 3, H, W) in [-1, 1].
+
+        Classifier-free guidance against the empty prompt; ``steps`` and ``guidance`` default to
+        ``sampler_config``. The same (prompt, seed) always gives the same image.
+        """
+        if len(prompts) != len(seeds):
+            raise UnlearnBenchError(f"sample() needs one seed per prompt; got {len(prompts)} prompts, {len(seeds)} seeds")
+        steps = steps or self.sampler_config.steps
+        guidance = self.sampler_config.guidance if guidance is None else guidance
+        size = self.image_size // self.vae_scale
+        shape_one = (self.unet.config.in_channels, size, size)
+        empty = self.encode_prompts([""])
+        out = []
+        for start in range(0, len(prompts), batch_size):
+            chunk, chunk_seeds = list(prompts[start:start + batch_size]), seeds[start:start + batch_size]
+            n = len(chunk)
+            generators = [torch.Generator("cpu").manual_seed(int(s)) for s in chunk_seeds]
+            context = torch.cat([empty.expand(n, -1, -1), self.encode_prompts(chunk)])
+            sampler = self.make_sampler()
+            sampler.set_timesteps(steps, device=self.device)
+            step_kwargs = {"generator": generators} if "generator" in inspect.signature(sampler.step).parameters else {}
+            # 1. start from per-image Gaussian noise
+            x = randn_tensor((n, *shape_one), generator=generators, device=self.device, dtype=self.dtype)
+            x = x * sampler.init_noise_sigma
+            for t in sampler.timesteps:
+                # 2. guided noise estimate: eps_uncond + w (eps_cond - eps_uncond)
+                x_in = sampler.scale_model_input(torch.cat([x, x]), t)
+                eps_uncond, eps_cond = self.predict_noise(x_in, t, context).chunk(2)
+                eps = eps_uncond + guidance * (eps_cond - eps_uncond)
+                # 3. one scheduler step towards x_0
+                x = sampler.step(eps, t, x, **step_kwargs).prev_sample
+            # 4. back to pixels
+            if self.vae is not None:
+                x = self.vae.decode(x / self.vae.config.scaling_factor).sample
+            out.append(x.float().clamp(-1, 1))
+        return torch.cat(out)
