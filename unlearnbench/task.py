@@ -92,6 +92,14 @@ class UnlearningTask:
         self.costs.count(forward=len(batch[0]))
         return self.retain_loss_fn(model, batch)
 
+    def learning_rate(self, configured: float | None, method: str) -> float:
+        """A method's configured learning rate, else this task's reference one."""
+        lr = configured if configured is not None else self.reference_lr
+        if lr is None:
+            raise UnlearnBenchError(f"{method}: no learning rate: suite {self.suite!r} gives no reference_lr; "
+                                    f"set one with --method-set {method}.lr=VALUE")
+        return lr
+
     def random_label_loss(self, model: nn.Module, batch: Batch, generator: torch.Generator) -> torch.Tensor:
         if self.random_label_loss_fn is None:
             raise UnlearnBenchError(f"suite {self.suite!r} defines no random-label loss for its tasks")

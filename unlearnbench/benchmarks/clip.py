@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -199,7 +198,7 @@ class ClipSuite(Suite):
             raise UnlearnBenchError(f"unknown target {target!r} for suite 'clip'")
         self._val_cache.clear()
         model, tok, cfg = self.base_model(), self.assets.tokenizer, self.config
-        ids, objs = self.assets.identities["train"], self.assets.objects["train"]
+        ids = self.assets.identities["train"]
         target_label = ids.classnames.index(target)
 
         forget_idx = torch.nonzero(ids.labels == target_label).flatten()

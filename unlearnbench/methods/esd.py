@@ -62,9 +62,7 @@ class ESD(Method):
         if not prompts:
             raise UnlearnBenchError(f"esd needs the concept's prompts (task.extras['concept_prompts']); "
                                     f"suite {task.suite!r} gives none")
-        lr = cfg.lr if cfg.lr is not None else task.reference_lr
-        if lr is None:
-            raise UnlearnBenchError("esd: no learning rate; set --method-set esd.lr=VALUE")
+        lr = task.learning_rate(cfg.lr, self.name)
         unet_params = {f"unet.{n}": p for n, p in model.unet.named_parameters()}
         names = [n for n in esd_parameter_names(list(unet_params), cfg.parameters) if n in set(task.editable)]
         if not names:

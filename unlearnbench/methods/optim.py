@@ -136,10 +136,7 @@ def optimise(task: UnlearningTask, method: str, cfg: IterativeConfig, passes: li
     """
     model = task.model
     params = task.editable_parameters(model)
-    lr = cfg.lr if cfg.lr is not None else task.reference_lr
-    if lr is None:
-        raise UnlearnBenchError(f"{method}: no learning rate: suite {task.suite!r} gives no reference_lr; "
-                                f"set one with --method-set {method}.lr=VALUE")
+    lr = task.learning_rate(cfg.lr, method)
     optimizer = adamw(params, cfg, lr)
     with task.costs.phase("precompute"):
         # The cosine schedule spans the planned steps, so count the batches of one epoch first.

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import logging
-from pathlib import Path
-
 from unlearnbench.benchmarks.base import Suite
 from unlearnbench.cache import atomic_write_text
 from unlearnbench.reports import plots
 from unlearnbench.reports.tables import COST_COLUMNS, summary_table, to_latex, to_markdown, to_terminal
 from unlearnbench.runner import RunResult
-
-log = logging.getLogger(__name__)
 
 
 def write_run_report(result: RunResult, suite: Suite, ci: float | None = None) -> str:
