@@ -85,8 +85,8 @@ def test_classifiers_recognise_held_out_images_and_give_features():
         features = classifiers.style.features(test.images())
     assert features.shape == (len(test), classifiers.style.head.in_features)
     half = len(features) // 2
-    assert frechet_distance(features, features) == pytest.approx(0.0, abs=1e-6)
-    assert frechet_distance(features[:half], features[half:]) > 0
+    assert frechet_distance(features, features) == pytest.approx(0.0, abs=1e-3)
+    assert frechet_distance(features[:half], features[half:]) > 1e-2
     cached = load_or_train_classifiers(MICRO.data, MICRO.classifier)
     assert all(torch.equal(a, b) for a, b in zip(cached.style.state_dict().values(),
                                                  classifiers.style.state_dict().values()))

@@ -88,7 +88,8 @@ def load_or_train_classifiers(data_cfg: CanvasDataConfig,
 
     Both come back in eval mode with frozen parameters (gradients still flow to the input).
     """
-    folder = cache_dir() / "models" / f"canvas-classifiers-{config_hash({'data': asdict(data_cfg), 'train': asdict(cfg)})}"
+    key = config_hash({"data": asdict(data_cfg), "train": asdict(cfg)})
+    folder = cache_dir() / "models" / f"canvas-classifiers-{key}"
     paths = {name: folder / f"{name}.safetensors" for name in ("style", "object")}
     info = folder / "train.json"
     data = None

@@ -143,10 +143,12 @@ class TextToImage(nn.Module):
         """Generate one image per (prompt, seed) pair: float (N, 3, H, W) in [-1, 1].
 
         Classifier-free guidance against the empty prompt; ``steps`` and ``guidance`` default to
-        ``sampler_config``. The same (prompt, seed) always gives the same image.
+        ``sampler_config``. The same (prompt, seed) always gives the same image, whatever else is in
+        the batch. ``batch_size`` prompts share one UNet call (of twice that many inputs, for guidance).
         """
         if len(prompts) != len(seeds):
-            raise UnlearnBenchError(f"sample() needs one seed per prompt; got {len(prompts)} prompts, {len(seeds)} seeds")
+            raise UnlearnBenchError(f"sample() needs one seed per prompt; got {len(prompts)} prompts, "
+                                    f"{len(seeds)} seeds")
         steps = steps or self.sampler_config.steps
         guidance = self.sampler_config.guidance if guidance is None else guidance
         size = self.image_size // self.vae_scale
