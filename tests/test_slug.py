@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from unlearnbench.errors import UnlearnBenchError
 from unlearnbench.methods.common import pareto_front
 from unlearnbench.methods.slug import Slug, SlugConfig, choose_trial, search_step
 from unlearnbench.task import Goal, UnlearningTask
@@ -31,7 +32,7 @@ class OneWeight(nn.Module):
         self.w = nn.Parameter(torch.tensor([[3.0, 4.0]]))  # ||W|| = 5
 
 
-def fake_task(model: nn.Module, threshold: float) -> UnlearningTask:
+def fake_task(model: nn.Module, threshold: float, retain_tolerance: float | None = None) -> UnlearningTask:
     """Forgetting is met once the weight moved by at least ``threshold``; retain falls with distance."""
     w0 = model.w.detach().clone()
 
@@ -42,7 +43,7 @@ def fake_task(model: nn.Module, threshold: float) -> UnlearningTask:
     return UnlearningTask(
         kind="clip", suite="fake", target="t", model=model, forget_batches=lambda: iter(()),
         retain_batches=lambda: iter(()), forget_loss_fn=None, retain_loss_fn=None, validate_fn=validate,
-        goal=Goal("FA@5", 0.0, "retain@1"), editable=["w"], layer_groups={"w": "vision"})
+        goal=Goal("FA@5", 0.0, "retain@1", retain_tolerance), editable=["w"], layer_groups={"w": "vision"})
 
 
 def test_search_doubles_then_bisects_and_restores_w0():
@@ -57,6 +58,39 @@ def test_search_doubles_then_bisects_and_restores_w0():
     assert torch.equal(model.w, torch.tensor([[3.0, 4.0]]))  # always restored to W0
     assert task.costs.evaluations == 1 + 6  # the base model once, then one per trial
     assert task.base_validation()["retain@1"] == 100.0
+
+
+def test_search_bisects_down_when_a_step_forgets_but_loses_too_much():
+    """With a retain tolerance, a step that forgets but breaks retention is not met, yet the bracket
+    still closes on it: only a smaller step can keep more."""
+    model = OneWeight()
+    task = fake_task(model, threshold=2.0, retain_tolerance=1.9)  # met only for distance in [2, 1.9]: never
+    trials = search_step(task, "w", torch.tensor([[1.0, 0.0]]), SlugConfig(search_steps=6))
+    assert [t["step"] for t in trials] == [0.5, 1.0, 2.0, 1.5, 1.75, 1.875]
+    assert not any(t["met"] for t in trials)
+    relaxed = search_step(fake_task(OneWeight(), threshold=2.0, retain_tolerance=2.5), "w",
+                          torch.tensor([[1.0, 0.0]]), SlugConfig(search_steps=4))
+    assert [t["met"] for t in relaxed] == [False, False, True, False]
+
+
+def test_expensive_validation_scores_retention_once_per_layer():
+    """Same bracket, but only the smallest forgetting step is scored in full."""
+    task = fake_task(OneWeight(), threshold=2.0, retain_tolerance=2.5)
+    full_calls = []
+    forget_only = task.validate_fn
+    task.validate_forget_fn = lambda m, changed: {"FA@5": forget_only(m, changed)["FA@5"]}
+    task.validate_fn = lambda m, changed: full_calls.append(1) or forget_only(m, changed)
+    task.expensive_validation = True
+    trials = search_step(task, "w", torch.tensor([[1.0, 0.0]]), SlugConfig(search_steps=6))
+    assert [t["step"] for t in trials] == [0.5, 1.0, 2.0, 1.5, 1.75, 1.875]
+    assert len(full_calls) == 1 + 1  # the base model, then the smallest forgetting step (2.0)
+    assert [t["met"] for t in trials] == [False, False, True, False, False, False]
+    assert "retain@1" in trials[2] and "retain@1" not in trials[3]
+    paper_rule = search_step(task, "w", torch.tensor([[1.0, 0.0]]),
+                             SlugConfig(search_steps=6, retain_scoring="forgetting"))
+    assert [t["met"] for t in paper_rule] == [t["met"] for t in trials]
+    with pytest.raises(UnlearnBenchError, match="retain_scoring"):
+        SlugConfig(retain_scoring="all")
 
 
 def test_choose_trial_prefers_best_retain_among_met():

@@ -121,3 +121,35 @@ def test_methods_change_the_model_and_stay_finite(canvas_suite, name, settings):
             assert all(".attn2." in k for k in changed)  # esd-x: cross-attention only
     finally:
         model.load_state_dict(base)
+
+
+def test_validation_grids_share_the_target_prompts(canvas_suite, monkeypatch):
+    """The smaller validation grid keeps every target prompt and every cross-domain class; the
+    forget-only check generates the target's prompts alone and gives the same UA."""
+    target = canvas_suite.targets()[1]
+    model = canvas_suite.base_model()
+    n_styles, n_objects = len(canvas_suite.assets.styles), len(canvas_suite.assets.objects)
+    asked = []
+    generate = canvas_suite.generate
+    monkeypatch.setattr(canvas_suite, "generate", lambda m, prompts, seeds: asked.append(prompts) or
+                        generate(m, prompts, seeds))
+    full = canvas_suite.score(model, target, (5,), paraphrases=False)
+    small = canvas_suite.score(model, target, (5,), paraphrases=False, per_class=1)
+    forget_only = canvas_suite.score(model, target, (5,), paraphrases=False, target_only=True)
+    assert [len(p) for p in asked] == [n_styles * n_objects, n_objects + (n_styles - 1), n_objects]
+    assert full["UA"] == small["UA"] == forget_only["UA"]
+    assert set(forget_only) == {"UA"} and {"IRA", "CRA"} <= set(small)
+    covered = {p.split(" image in ")[0] for p in asked[1] if target not in p}
+    assert len(covered) == min(n_objects, n_styles - 1)  # the other styles rotate through the objects
+
+
+def test_task_validation_is_forget_first(canvas_suite):
+    task = canvas_suite.task(canvas_suite.targets()[0])
+    forget = task.validate_forget(task.model)
+    assert set(forget) == {"UA", "target_acc"}
+    assert forget["target_acc"] == task.validate(task.model)["target_acc"]
+
+
+def test_bad_validation_grid_is_a_clear_error():
+    with pytest.raises(UnlearnBenchError, match="val_prompts_per_class=0"):
+        UnlearnCanvasSuite(UnlearnCanvasConfig(val_prompts_per_class=0))

@@ -74,6 +74,9 @@ class UnlearningTask:
     # Optional cheap validation of the forget split alone (at least ``goal.forget_metric``), so a
     # search can skip scoring retention for steps that do not forget; None: use ``validate_fn``.
     validate_forget_fn: Callable[[nn.Module, set[str] | None], dict[str, float]] | None = None
+    # Validation generates samples (images, answers) and costs far more than a gradient step:
+    # searches should score retention sparingly (SLUG's retain_scoring).
+    expensive_validation: bool = False
     # The learning rate the reference code uses at this model's scale; iterative methods default to it.
     reference_lr: float | None = None
     extras: dict[str, Any] = field(default_factory=dict)  # kind-specific parts (e.g. a scheduler)

@@ -42,6 +42,9 @@ class UnlearnCanvasConfig:
     target_kind: str = "style"  # unlearn a "style" or an "object"
     test_seeds: tuple[int, ...] = (188, 288, 588, 688, 888)  # sampling seeds of the test metrics (the protocol's)
     val_seeds: tuple[int, ...] = (7,)  # sampling seeds of the validation metrics (selection, stopping)
+    # Validation prompts per non-target class (the target gets every one); None: all (embedded),
+    # 2 (real: 51 x 20 prompts at DDIM 100 would cost SD half an hour per validation).
+    val_prompts_per_class: int | None = None
     steps: int | None = None  # sampling steps; None: the model's own (embedded DDIM 5; real DDIM 100)
     guidance: float | None = None  # classifier-free guidance; None: the model's own (real 9.0)
     forget_threshold: float = 0.0  # goal: the target's accuracy (100 - UA, %) on validation samples
@@ -94,6 +97,9 @@ class UnlearnCanvasSuite(Suite):
             raise UnlearnBenchError(f"unlearncanvas: config={cfg.config!r}; expected 'embedded' or 'real'")
         if cfg.target_kind not in ("style", "object"):
             raise UnlearnBenchError(f"unlearncanvas: target_kind={cfg.target_kind!r}; expected 'style' or 'object'")
+        if cfg.val_prompts_per_class is not None and cfg.val_prompts_per_class < 1:
+            raise UnlearnBenchError(f"unlearncanvas: val_prompts_per_class={cfg.val_prompts_per_class}; "
+                                    "expected at least 1 (or unset for every prompt)")
         self._images: dict[tuple, torch.Tensor] = {}
 
     @functools.cached_property
@@ -126,21 +132,46 @@ class UnlearnCanvasSuite(Suite):
                 self._images[(key_model, p, s, self.assets.steps, self.assets.guidance)] = image
         return torch.stack([self._images[(key_model, p, s, self.assets.steps, self.assets.guidance)] for p, s in pairs])
 
-    def score(self, model: nn.Module, target: str, seeds: tuple[int, ...], paraphrases: bool) -> dict[str, float]:
+    def score(self, model: nn.Module, target: str, seeds: tuple[int, ...], paraphrases: bool,
+              per_class: int | None = None, target_only: bool = False) -> dict[str, float]:
+        """UA, IRA, CRA (and UA_para) on images generated for ``seeds``.
+
+        ``per_class``: prompts per non-target class (rotating through the other domain, so that
+        every cross-domain class is still covered); None: the full grid. ``target_only``: UA alone,
+        from the target's prompts.
+        """
         a = self.assets
         by_style = self.config.target_kind == "style"
-        grid = [(s, o) for s in range(len(a.styles)) for o in range(len(a.objects))]
-        prompts = [a.template.format(style=a.styles[s], object=a.objects[o]) for s, o in grid]
+        domain, cross = (a.styles, a.objects) if by_style else (a.objects, a.styles)
+        target_idx = domain.index(target)
+        grid = []  # (domain class, cross class)
+        others = 0  # non-target classes so far: where the next one starts in the rotation
+        for c in range(len(domain)):
+            if c == target_idx or per_class is None:
+                picks = range(len(cross))
+            elif target_only:
+                continue
+            else:
+                n = min(per_class, len(cross))
+                picks = [(others * n + k) % len(cross) for k in range(n)]
+                others += 1
+            if target_only and c != target_idx:
+                continue
+            grid.extend((c, k) for k in picks)
+        pairs = [(c, k) if by_style else (k, c) for c, k in grid]  # (style, object)
+        prompts = [a.template.format(style=a.styles[s], object=a.objects[o]) for s, o in pairs]
         style_pred, object_pred = a.classify(self.generate(model, prompts, seeds))
         n = len(seeds)
-        styles = torch.tensor([s for s, _ in grid]).repeat_interleave(n)
-        objects = torch.tensor([o for _, o in grid]).repeat_interleave(n)
-        target_idx = (a.styles if by_style else a.objects).index(target)
-        metrics = canvas_metrics(style_pred, object_pred, styles, objects, target_idx, by_style)
+        styles = torch.tensor([s for s, _ in pairs]).repeat_interleave(n)
+        objects = torch.tensor([o for _, o in pairs]).repeat_interleave(n)
+        if target_only:
+            hits = (style_pred if by_style else object_pred) == target_idx
+            metrics = {"UA": 100 * (1 - hits.float().mean().item())}
+        else:
+            metrics = canvas_metrics(style_pred, object_pred, styles, objects, target_idx, by_style)
         if paraphrases and a.paraphrases:
-            others = a.objects if by_style else a.styles
             para = [t.format(style=target, object=o) if by_style else t.format(style=o, object=target)
-                    for t in a.paraphrases for o in others]
+                    for t in a.paraphrases for o in cross]
             p_style, p_object = a.classify(self.generate(model, para, seeds))
             hits = (p_style if by_style else p_object) == target_idx
             metrics["UA_para"] = 100 * (1 - hits.float().mean().item())
@@ -200,8 +231,13 @@ class UnlearnCanvasSuite(Suite):
                 target_eps = m.predict_noise(x_t, t, m.encode_prompts(relabelled))
             return torch.nn.functional.mse_loss(m.predict_noise(x_t, t, m.encode_prompts(prompts)), target_eps)
 
-        def validate(m: nn.Module, changed: set[str] | None) -> dict[str, float]:
-            metrics = self.score(m, target, cfg.val_seeds, paraphrases=False)
+        per_class = cfg.val_prompts_per_class
+        if per_class is None and cfg.config == "real":
+            per_class = 2
+
+        def validate(m: nn.Module, changed: set[str] | None, target_only: bool = False) -> dict[str, float]:
+            metrics = self.score(m, target, cfg.val_seeds, paraphrases=False, per_class=per_class,
+                                 target_only=target_only)
             metrics["target_acc"] = 100 - metrics["UA"]
             return metrics
 
@@ -214,6 +250,9 @@ class UnlearnCanvasSuite(Suite):
             forget_loss_fn=lambda m, b: m.noise_loss(b[0], b[1]),
             retain_loss_fn=lambda m, b: m.noise_loss(b[0], b[1]),
             validate_fn=validate,
+            # A step that leaves the target recognisable fails whatever it does to the rest.
+            validate_forget_fn=lambda m, changed: validate(m, changed, target_only=True),
+            expensive_validation=True,
             goal=Goal("target_acc", cfg.forget_threshold, "IRA", cfg.retain_tolerance),
             # The training-based methods (GA, FT, SalUn, ESD) train the UNet, as their references do.
             editable=[n for n, p in model.named_parameters() if n.startswith("unet.") and p.requires_grad],

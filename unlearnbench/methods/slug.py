@@ -4,7 +4,9 @@
 2. Per candidate tensor W: importance = ||g_f|| / ||W||, alignment = |cos(g_f, g_r)|.
 3. The Pareto front of (high importance, low alignment) per tower gives the candidate layers.
 4. For each front layer, W = W0 + lambda * g_f (ascent on the forget loss), always from W0, with
-   lambda found by a binary search of S evaluations on the forget *validation* split.
+   lambda found by a binary search of S evaluations on the forget *validation* split: double
+   while the target is not forgotten, then bisect towards the smallest step that forgets it
+   (retention is scored only for steps that forget, and decides which of them meet the goal).
 5. The chosen layer is the one with the best retain score among those whose search met the goal.
 The result is one changed tensor: the unlearning patch.
 """
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
+from unlearnbench.errors import UnlearnBenchError
 from unlearnbench.methods.base import Method, Outcome, register_method
 from unlearnbench.methods.common import mean_gradients, pareto_front
 from unlearnbench.task import UnlearningTask, iterate
@@ -32,6 +35,16 @@ class SlugConfig:
     layer: str | None = None  # force this tensor instead of searching the Pareto front
     max_front_layers: int | None = None  # search only this many front layers (by importance)
     gradient_batches: int | None = None  # cap the batches of each gradient pass (None: all)
+    # Which forgetting steps get their retention scored: "forgetting" (each, the paper's rule) or
+    # "smallest" (the smallest per layer: one full validation per layer). None: "smallest" where
+    # the task says its validation is expensive (generating images), else "forgetting".
+    retain_scoring: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.retain_scoring not in (None, "forgetting", "smallest"):
+            raise UnlearnBenchError(f"slug.retain_scoring={self.retain_scoring!r}; expected 'forgetting' or 'smallest'")
+        if self.search_steps < 1:
+            raise UnlearnBenchError(f"slug.search_steps={self.search_steps}; it must be at least 1")
 
 
 @register_method("slug")
@@ -109,29 +122,45 @@ def layer_statistics(model: torch.nn.Module, g_f: dict[str, torch.Tensor],
 
 
 def search_step(task: UnlearningTask, name: str, grad: torch.Tensor, cfg: SlugConfig) -> list[dict]:
-    """Binary search of lambda for one tensor; returns every trial and restores W0."""
+    """Binary search of lambda for one tensor; returns every trial and restores W0.
+
+    Each trial is first scored on the forget split alone; the bracket follows forgetting (a step
+    that forgets but loses too much will not be rescued by a larger one, only by a smaller one).
+    Retention is scored for every step that forgets (``retain_scoring="forgetting"``) or once, at
+    the smallest step that forgets (``"smallest"``), since retention falls as the step grows.
+    """
     task.base_validation()  # computed on W0, before the first trial edits the weight
+    scoring = cfg.retain_scoring or ("smallest" if task.expensive_validation else "forgetting")
     weight = dict(task.model.named_parameters())[name]
     w0 = weight.detach().clone()
     grad = grad.to(w0.dtype)
     step = cfg.initial_scale * w0.norm().item() / max(grad.norm().item(), 1e-12)
     lo, hi = 0.0, math.inf
     trials = []
+
+    def score_retention(trial: dict) -> None:
+        with torch.no_grad():
+            weight.copy_(w0 + trial["step"] * grad)
+        if task.goal.retain_metric not in trial:
+            trial.update(task.validate(task.model, {name}))
+        trial["met"] = task.goal_met(trial)
+
     try:
         for i in range(cfg.search_steps):
             with torch.no_grad():
                 weight.copy_(w0 + step * grad)
-            # Retention only matters for steps that forget, so score it only for those.
-            metrics = task.validate_forget(task.model, {name})
-            if task.goal.forget_met(metrics) and task.goal.retain_metric not in metrics:
-                metrics = task.validate(task.model, {name})
-            met = task.goal_met(metrics)
-            trials.append({"layer": name, "trial": i, "step": step, "met": met, **metrics})
-            if met:
+            trial = {"layer": name, "trial": i, "step": step, "met": False, **task.validate_forget(task.model, {name})}
+            forgot = task.goal.forget_met(trial)
+            if forgot and scoring == "forgetting":
+                score_retention(trial)
+            trials.append(trial)
+            if forgot:
                 hi = step
             else:
                 lo = step
             step = step * 2 if math.isinf(hi) else (lo + hi) / 2
+        if scoring == "smallest" and not math.isinf(hi):
+            score_retention(next(t for t in trials if t["step"] == hi))
     finally:
         with torch.no_grad():
             weight.copy_(w0)
