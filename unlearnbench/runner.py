@@ -119,6 +119,7 @@ def run_unit(suite: Suite, method: Method, target: str, seed: int, before: dict[
     model = task.model
     base_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     samples_before = suite.sample_grid(model, target)
+    answers_before = suite.example_answers(model, target)
     try:
         torch.manual_seed(seed)
         with task.costs.track_memory(task.device):
@@ -133,6 +134,8 @@ def run_unit(suite: Suite, method: Method, target: str, seed: int, before: dict[
         eval_seconds = time.perf_counter() - start
         if samples_before is not None:
             save_samples(samples_before, suite.sample_grid(model, target), run_dir / "samples" / f"{name}.png")
+        if answers_before is not None:
+            save_answers(answers_before, suite.example_answers(model, target), run_dir / "answers" / f"{name}.md")
     finally:
         model.load_state_dict(base_state)
 
@@ -156,6 +159,14 @@ def save_samples(before: np.ndarray, after: np.ndarray, path: Path) -> None:
     scale = max(1, 512 // grid.shape[0])
     image = Image.fromarray(grid).resize((grid.shape[1] * scale, grid.shape[0] * scale), Image.NEAREST)
     atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
+
+
+def save_answers(before: pd.DataFrame, after: pd.DataFrame, path: Path) -> None:
+    """The same questions answered before and after unlearning, as a Markdown table."""
+    from unlearnbench.reports.tables import to_markdown
+
+    table = before.rename(columns={"answer": "before"}).assign(after=after["answer"].to_numpy())
+    atomic_write_text(path, to_markdown(table.set_index(table.columns[0]), index_name=table.columns[0]))
 
 
 def check_finite(model: torch.nn.Module, method: str, target: str) -> None:

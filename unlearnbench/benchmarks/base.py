@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
+import pandas as pd
 from torch import nn
 
 from unlearnbench.config import apply_overrides
@@ -68,6 +69,11 @@ class Suite(ABC):
 
     def sample_grid(self, model: nn.Module, target: str) -> np.ndarray | None:
         """Generated samples to show a person (uint8 H x W x 3), for generative suites; else None."""
+        return None
+
+    def example_answers(self, model: nn.Module, target: str) -> pd.DataFrame | None:
+        """A few test questions with ``model``'s answers to show a person (question-answering suites:
+        columns include ``question``, ``expected`` and ``answer``); else None."""
         return None
 
     def resolve_targets(self, spec: str | None) -> list[str]:
