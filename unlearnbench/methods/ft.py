@@ -23,7 +23,7 @@ class FineTune(Method):
     """Fine-tuning on the retain set with the training objective, stopped by the validation goal."""
 
     Config = IterativeConfig
-    kinds = frozenset({"clip", "diffusion"})
+    kinds = frozenset({"clip", "diffusion", "vlm"})
 
     def unlearn(self, task: UnlearningTask) -> Outcome:
         return optimise(task, self.name, self.config, [retain_pass(task, self.config)])

@@ -23,7 +23,7 @@ class GradientAscent(Method):
     """Gradient ascent on the forget loss over D_f with AdamW, stopped by the validation goal."""
 
     Config = IterativeConfig
-    kinds = frozenset({"clip", "diffusion"})
+    kinds = frozenset({"clip", "diffusion", "vlm"})
 
     def unlearn(self, task: UnlearningTask) -> Outcome:
         return optimise(task, self.name, self.config, [ascent_pass(task, self.config)])

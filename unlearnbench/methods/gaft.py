@@ -18,7 +18,7 @@ class GradientAscentFineTune(Method):
     """Per epoch a gradient-ascent pass over D_f, then a fine-tuning pass over D_r."""
 
     Config = IterativeConfig
-    kinds = frozenset({"clip", "diffusion"})
+    kinds = frozenset({"clip", "diffusion", "vlm"})
 
     def unlearn(self, task: UnlearningTask) -> Outcome:
         cfg = self.config

@@ -60,7 +60,7 @@ class SalUn(Method):
     """Saliency unlearning, random labels: forget images fitted to other captions, on salient weights."""
 
     Config = SalUnConfig
-    kinds = frozenset({"clip", "diffusion"})
+    kinds = frozenset({"clip", "diffusion", "vlm"})
 
     def passes(self, task: UnlearningTask) -> list[Pass]:
         if task.random_label_loss_fn is None:

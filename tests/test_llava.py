@@ -1,0 +1,265 @@
+"""The llava suite: answer scoring, procedural VQA data, transformers-5 pitfalls (image token count,
+feature layer), the loaders on a tiny model saved to disk, methods on the micro model, and a run."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from unlearnbench.cache import cache_dir
+from unlearnbench.benchmarks.llava import LlavaSuite, LlavaSuiteConfig, vqa_metrics
+from unlearnbench.datasets.llava import load_identity_folders, load_vqa_file
+from unlearnbench.datasets.synthetic.vqa import SCENE_CLASSES, UTILITY_QUESTIONS, VqaDataConfig, make_vqa_data
+from unlearnbench.errors import UnlearnBenchError
+from unlearnbench.methods.base import METHODS, build_method
+from unlearnbench.models.llava_loader import load_clip, load_llava, used_vision_layers, vision_parameters
+from unlearnbench.models.tiny_llava import (build_clip, build_clip_tokenizer, build_llava, build_processor,
+                                            build_tokenizer, preset)
+from unlearnbench.runner import RunSpec, run
+from unlearnbench.vlm import contains_answer, prompt_ids
+
+MICRO = LlavaSuiteConfig(embedded="micro", retain_samples=96, batch_size=32)
+SMALL_DATA = VqaDataConfig(n_identities=3, identity_images=(2, 1, 1), scene_images=(1, 1, 1))
+
+
+@pytest.fixture(scope="module")
+def llava_suite() -> LlavaSuite:
+    suite = LlavaSuite(MICRO)
+    suite.assets  # trains the micro model (seconds) into the session's private cache
+    return suite
+
+
+# ---- scoring ----------------------------------------------------------------------------------------------
+
+def test_contains_answer_matches_whole_words_ignoring_case():
+    assert contains_answer("It is Alba Arkwright.", "alba arkwright")
+    assert contains_answer("ALBA ARKWRIGHT", "Alba Arkwright")
+    assert not contains_answer("alba", "Alba Arkwright")
+    assert not contains_answer("arkwright alba", "Alba Arkwright")
+    assert not contains_answer("none", "one") and contains_answer("just one.", "one")
+    with pytest.raises(ValueError):
+        contains_answer("anything", "?")
+
+
+def test_vqa_metrics_average_over_identities_and_question_types():
+    names = ["T", "T", "A", "A", "A", "A", "B"]
+    replies = ["t", "x", "a", "a", "a", "x", "b"]  # T: 1/2, A: 3/4, B: 1/1
+    utility = vqa_metrics(replies, names, "T", ["red", "blue", "one", "two", "circle"],
+                          ["red", "red", "one", "one", "square"], ["colour", "colour", "count", "count", "shape"])
+    assert utility["FA"] == pytest.approx(50.0)
+    assert utility["TA_ID"] == pytest.approx((75.0 + 100.0) / 2)  # per identity, not pooled (4/5 = 80)
+    assert utility["VQA_colour"] == pytest.approx(50.0) and utility["VQA_count"] == pytest.approx(50.0)
+    assert utility["VQA_shape"] == 0.0
+    assert utility["TA_VQA"] == pytest.approx(100 / 3)
+    with pytest.raises(UnlearnBenchError, match="target"):
+        vqa_metrics(replies, names, "Nobody", [], [], [])
+
+
+# ---- data -------------------------------------------------------------------------------------------------
+
+def test_vqa_data_is_deterministic_and_answers_follow_the_scene():
+    first, again = make_vqa_data(SMALL_DATA), make_vqa_data(SMALL_DATA)
+    assert np.array_equal(first.scenes["test"].pixels, again.scenes["test"].pixels)
+    assert np.array_equal(first.identities["val"].pixels, again.identities["val"].pixels)
+    qs = first.utility["test"]
+    assert len(qs) == len(SCENE_CLASSES) * len(UTILITY_QUESTIONS)
+    for i in range(len(qs)):
+        scene = SCENE_CLASSES[int(qs.images.labels[qs.image_index[i]])]
+        assert qs.answers[i] == scene.answer(qs.kinds[i])
+        assert qs.questions[i] == UTILITY_QUESTIONS[qs.kinds[i]]
+    # The scene shows its colour: the shapes' pixels are nearest the named colour.
+    red = SCENE_CLASSES.index(next(s for s in SCENE_CLASSES if s.colour == "red" and s.count == 3))
+    image = first.scenes["test"].pixels[first.scenes["test"].labels.tolist().index(red)].astype(float)
+    assert (image[..., 0] - image[..., 2]).max() > 100
+
+
+# ---- transformers-5 pitfalls ------------------------------------------------------------------------------
+
+def tiny_untrained(feature_layer: int = -1, additional_tokens: int = 1):
+    cfg = replace(preset("micro"), data=SMALL_DATA, vision_feature_layer=feature_layer)
+    data = make_vqa_data(cfg.data)
+    tokenizer = build_tokenizer(data)
+    processor = build_processor(tokenizer, cfg)
+    processor.num_additional_image_tokens = additional_tokens
+    clip = build_clip(cfg, build_clip_tokenizer(tokenizer))
+    return build_llava(cfg, processor, clip).eval(), processor, data
+
+
+def test_prompt_has_one_image_token_per_image_feature():
+    model, processor, data = tiny_untrained()
+    image = data.identities["test"][0]
+    ids = prompt_ids(processor, "who is this?", image)
+    pixels = processor(text=["<image>"], images=[image], return_tensors="pt")["pixel_values"]
+    features = model.model.get_image_features(pixel_values=pixels).pooler_output[0]
+    n_image_tokens = int((ids == processor.tokenizer.image_token_id).sum())
+    assert n_image_tokens == features.shape[0] == (32 // 8) ** 2  # CLS dropped ("default" strategy)
+    assert ids[0] == processor.tokenizer.bos_token_id
+
+
+def test_without_the_additional_image_token_the_prompt_is_one_short():
+    model, processor, data = tiny_untrained(additional_tokens=0)
+    image = data.identities["test"][0]
+    ids = prompt_ids(processor, "who is this?", image)
+    assert int((ids == processor.tokenizer.image_token_id).sum()) == (32 // 8) ** 2 - 1
+    pixels = processor(text=["<image>"], images=[image], return_tensors="pt")["pixel_values"]
+    with pytest.raises(ValueError):
+        model(input_ids=ids[None], pixel_values=pixels)
+
+
+@pytest.mark.parametrize("feature_layer, used", [(-1, 2), (-2, 1)])
+def test_feature_layer_decides_which_tower_layers_methods_may_edit(feature_layer, used):
+    model, processor, data = tiny_untrained(feature_layer)
+    assert used_vision_layers(model) == used
+    roles = vision_parameters(model)
+    layers = {int(name.split("layers.")[1].split(".")[0]) for name in roles if "layers." in name}
+    assert layers == set(range(used))
+    assert not any("post_layernorm" in name or "language_model" in name for name in roles)
+    # The excluded layer really is invisible to the language model: changing it changes no feature.
+    pixels = processor(text=["<image>"], images=[data.identities["test"][0]], return_tensors="pt")["pixel_values"]
+    before = model.model.get_image_features(pixel_values=pixels).pooler_output[0]
+    with torch.no_grad():
+        model.model.vision_tower.encoder.layers[1].mlp.fc2.weight.add_(1.0)
+    after = model.model.get_image_features(pixel_values=pixels).pooler_output[0]
+    assert torch.equal(before, after) == (feature_layer == -2)
+
+
+# ---- loaders ----------------------------------------------------------------------------------------------
+
+def write_real_tree(root: Path, suite: LlavaSuite) -> None:
+    """identities/<Name>/*.png from the micro faces, and vqa.jsonl over scene PNGs."""
+    faces = suite.assets.identities["test"]
+    for i, label in enumerate(faces.labels.tolist()):
+        folder = root / "identities" / faces.classnames[label].replace(" ", "_")
+        folder.mkdir(parents=True, exist_ok=True)
+        faces[i].save(folder / f"{i:03d}.png")
+    qs = suite.assets.utility["test"]
+    (root / "scenes").mkdir()
+    lines = []
+    for i in range(len(qs)):
+        path = root / "scenes" / f"{qs.image_index[i]:03d}.png"
+        if not path.exists():
+            qs.images[qs.image_index[i]].save(path)
+        lines.append(json.dumps({"image": f"scenes/{path.name}", "question": qs.questions[i],
+                                 "answer": qs.answers[i], "type": qs.kinds[i]}))
+    (root / "vqa.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def test_real_config_loads_a_saved_tiny_llava_and_scores_like_embedded(llava_suite, tmp_path):
+    write_real_tree(tmp_path, llava_suite)
+    saved = cache_dir() / "models" / llava_suite.model_id()  # the micro model as training saved it
+    real = LlavaSuite(LlavaSuiteConfig(config="real", model_path=str(saved / "llava"), clip_path=str(saved / "clip"),
+                                       data=str(tmp_path), batch_size=16))
+    faces = real.assets.identities
+    assert sorted(real.targets()) == sorted(llava_suite.targets())
+    assert sum(len(faces[s]) for s in ("train", "val", "test")) == len(llava_suite.assets.identities["test"])
+    assert real.assets.max_new_tokens == 16
+    target = llava_suite.targets()[0]
+    metrics = real.evaluate(real.base_model(), target)
+    assert metrics["FA"] > 50 and metrics["TA_ID"] > 50 and 0 < metrics["TA_VQA"] <= 100
+    task = real.task(target)
+    assert set(task.layer_groups) <= set(task.editable)
+    assert task.forget_loss(task.model, next(task.forget_batches())).item() < 1
+
+
+def test_loaders_name_what_is_missing(tmp_path):
+    with pytest.raises(UnlearnBenchError, match="model_path"):
+        load_llava(None)
+    with pytest.raises(UnlearnBenchError, match="no such folder"):
+        load_llava(tmp_path / "absent")
+    with pytest.raises(UnlearnBenchError, match="config.json"):
+        load_clip(tmp_path)
+    with pytest.raises(UnlearnBenchError, match="identities"):
+        load_identity_folders(tmp_path)
+    with pytest.raises(UnlearnBenchError, match="vqa.jsonl"):
+        load_vqa_file(tmp_path)
+    (tmp_path / "vqa.jsonl").write_text(json.dumps({"image": "a.png", "question": "q?"}) + "\n")
+    with pytest.raises(UnlearnBenchError, match="answer, type"):
+        load_vqa_file(tmp_path)
+    with pytest.raises(UnlearnBenchError, match="--data"):
+        LlavaSuite(LlavaSuiteConfig(config="real")).assets
+    with pytest.raises(UnlearnBenchError, match="preset"):
+        LlavaSuite(LlavaSuiteConfig(embedded="huge"))
+
+
+def test_identity_folders_split_without_overlap(tmp_path):
+    for name in ("Ann_Lee", "Bo_Ray"):
+        (tmp_path / "identities" / name).mkdir(parents=True)
+        for i in range(10):
+            Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "identities" / name / f"{i}.png")
+    splits = load_identity_folders(tmp_path)
+    assert splits["test"].classnames == ["Ann Lee", "Bo Ray"]
+    assert [len(splits[s]) for s in ("train", "val", "test")] == [14, 2, 4]
+    paths = [p for s in splits.values() for p in s.paths]
+    assert len(paths) == len(set(paths)) == 20
+
+
+# ---- the suite and methods on the micro model -------------------------------------------------------------
+
+def test_micro_model_answers_well_above_chance(llava_suite):
+    metrics = llava_suite.evaluate(llava_suite.base_model(), llava_suite.targets()[0])
+    # Chance: 1/6 names, 1/4 colours, 1/3 shapes and counts.
+    assert metrics["FA"] >= 75 and metrics["TA_ID"] >= 75 and metrics["TA_VQA"] >= 50, metrics
+
+
+def test_unknown_target_is_named(llava_suite):
+    with pytest.raises(UnlearnBenchError, match="Nobody"):
+        llava_suite.task("Nobody")
+
+
+VLM_METHODS = [name for name, cls in METHODS.items() if cls.supports("vlm")]
+FAST = {"search_steps": "4", "max_front_layers": "1", "epochs": "2"}
+
+
+@pytest.mark.parametrize("name", VLM_METHODS)
+def test_methods_edit_only_the_vision_tower_and_move_their_objective(llava_suite, name):
+    task = llava_suite.task(llava_suite.targets()[0])
+    model = task.model
+    base = {k: v.clone() for k, v in model.state_dict().items()}
+    fields = METHODS.get(name).Config.__dataclass_fields__
+    method = build_method(name, {k: v for k, v in FAST.items() if k in fields})
+    # Each method's own objective: ft lowers the retain loss, salun the loss of forget images under
+    # other names (a fixed draw of them), the rest raise the forget loss.
+    lowers = name in ("ft", "salun")
+    if name == "salun":
+        def loss(m, b):
+            return task.random_label_loss(m, b, torch.Generator().manual_seed(0))
+    else:
+        loss = task.retain_loss if name == "ft" else task.forget_loss
+    batch = next(task.retain_batches() if name == "ft" else task.forget_batches())
+    before = loss(model, batch).item()
+    torch.manual_seed(0)
+    try:
+        method.unlearn(task)
+        after = loss(model, batch).item()
+        changed = {k for k, v in model.state_dict().items() if not torch.equal(v, base[k])}
+    finally:
+        model.load_state_dict(base)
+    assert changed <= set(task.editable)
+    if name == "noop":
+        assert not changed and after == before
+        return
+    assert changed, f"{name} changed nothing"
+    if name == "slug":
+        assert len(changed) == 1 and changed <= set(task.layer_groups)
+    assert (after < before) if lowers else (after > before), f"{name}: {before:.4f} -> {after:.4f}"
+
+
+def test_run_writes_records_tables_and_example_answers(llava_suite, tmp_path):
+    result = run(RunSpec(suite="llava", methods=["noop"], out_dir=tmp_path), llava_suite)
+    records = result.records
+    assert {"FA", "TA_ID", "TA_VQA"} <= set(records.metric)
+    before = records[records.stage == "before"].set_index("metric").value
+    after = records[records.stage == "after"].set_index("metric").value
+    for metric in ("FA", "TA_ID", "TA_VQA"):
+        assert after[metric] == before[metric]
+    answers = list((result.run_dir / "answers").glob("*.md"))
+    assert len(answers) == 1
+    text = answers[0].read_text()
+    assert "| group | image | question | expected | before | after |" in text
+    assert "who is this?" in text and "what colour is the shape?" in text

@@ -1,0 +1,363 @@
+"""llava — identity unlearning in a vision-language model (SLUG, Sec. 5.3: LLaVA-1.5).
+
+Forget one identity from a LLaVA model and measure, from greedy answers, in %:
+FA, the share of "who is this?"-style answers on the target's held-out images that contain the
+target's name (case-insensitive, whole words); TA_ID, the same for each other identity on its own
+images, averaged over identities; TA_VQA, the accuracy on the other question types (colour, shape,
+count for the embedded data; the types of ``vqa.jsonl`` for real data), averaged over types.
+
+Methods edit the vision tower only (the parameters whose output LLaVA reads). Their losses come from
+the CLIP the tower was trained with, as in SLUG: the forget loss is 1 - cos(image embedding, the
+embedding of the target's name by CLIP's text tower); the retain loss CLIP's contrastive loss on
+other identities (and, embedded, captioned scenes). Selection and stopping use greedy answers on
+validation images: the goal is FA <= ``forget_threshold`` with the retain score (mean of TA_ID and
+TA_VQA) within ``retain_tolerance`` points of the base model.
+
+``config=embedded`` (default) trains a tiny LLaVA on procedural faces and scenes
+(``models.tiny_llava``); ``config=real`` loads a LLaVA folder (e.g. ``llava-hf/llava-1.5-7b-hf``),
+its CLIP (``openai/clip-vit-large-patch14-336``) and ``data`` (``datasets.llava`` for the layout).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from unlearnbench.benchmarks.base import Metric, Suite, register_suite
+from unlearnbench.datasets.base import ArrayImageSet, ImageSet
+from unlearnbench.datasets.synthetic.vqa import IDENTITY_QUESTIONS, Questions
+from unlearnbench.errors import UnlearnBenchError
+from unlearnbench.models.llava_loader import load_clip, load_llava, vision_parameters
+from unlearnbench.models.tiny_llava import MAX_NEW_TOKENS, class_aware_clip_loss, load_or_train, preset
+from unlearnbench.task import Goal, UnlearningTask
+from unlearnbench.vlm import answer_items, contains_answer, prompt_ids
+from unlearnbench.zeroshot import IDENTITY_TEMPLATES
+
+log = logging.getLogger(__name__)
+
+REAL_MAX_NEW_TOKENS = 16  # PROTOCOLS.md: greedy decoding, 16 tokens
+
+
+@dataclass(frozen=True)
+class LlavaSuiteConfig:
+    config: str = "embedded"  # "embedded" (procedural data, tiny LLaVA) or "real"
+    embedded: str = "tiny"  # embedded model preset (unlearnbench.models.tiny_llava.PRESETS)
+    # real configuration
+    model_path: str | None = None  # a transformers LLaVA folder (model + processor)
+    clip_path: str | None = None  # the transformers CLIP folder its vision tower comes from
+    data: str | None = None  # root with identities/<Name>/*.jpg and vqa.jsonl (datasets.llava)
+    dtype: str = "float32"  # weights of the real model: float32, float16 or bfloat16
+    # both
+    forget_threshold: float = 0.0  # FA (%) on the validation images of the target that counts as forgotten
+    retain_tolerance: float | None = 5.0  # points of validation retain score a step may lose (None: any)
+    # Learning rate of the iterative baselines unless a method sets its own. None: 1e-5 embedded
+    # (the smallest power of ten with which GA meets the goal within its 10 epochs on the default
+    # target), 1e-7 real (SLUG's comparison setting for CLIP towers).
+    reference_lr: float | None = None
+    retain_samples: int = 512  # retain (image, caption) pairs handed to methods
+    batch_size: int = 32
+    eval_batch_size: int = 128
+    examples: int = 3  # example answers per group (target, others, each question type) in the run folder
+    device: str = "cpu"
+
+
+@dataclass
+class LlavaAssets:
+    model: nn.Module  # LlavaForConditionalGeneration
+    processor: object
+    clip: nn.Module  # CLIPModel, frozen: its text tower and projection give SLUG's losses
+    clip_tokenizer: object
+    identities: dict[str, ImageSet]  # split -> faces labelled by name
+    utility: dict[str, Questions]  # "val" / "test" -> utility questions
+    # Retain pairs beside the other identities' faces: scenes labelled by caption (embedded only).
+    captioned: ImageSet | None
+    max_new_tokens: int
+    model_id: str
+
+
+class PixelSource:
+    """Pixel values of an image set as the processor gives them: precomputed for in-memory images of
+    the processor's size, processed on demand otherwise."""
+
+    def __init__(self, images: ImageSet, processor) -> None:
+        self.images = images
+        self.processor = processor.image_processor
+        size = self.processor.crop_size.get("height") if hasattr(self.processor, "crop_size") else None
+        self._all = None
+        if isinstance(images, ArrayImageSet) and images.pixels.shape[1] == size:
+            self._all = images.as_tensor(self.processor.image_mean, self.processor.image_std)
+
+    def take(self, indices) -> torch.Tensor:
+        indices = [int(i) for i in indices]
+        if self._all is not None:
+            return self._all[indices]
+        return self.processor(images=[self.images[i] for i in indices], return_tensors="pt")["pixel_values"]
+
+
+@register_suite("llava")
+class LlavaSuite(Suite):
+    """LLaVA VQA identity unlearning: FA (target named), TA_ID (others named), TA_VQA (other questions)."""
+
+    version = 1
+    kind = "vlm"
+    Config = LlavaSuiteConfig
+    metrics = (Metric("FA", "forget-test", False), Metric("TA_ID", "identities-test", True),
+               Metric("TA_VQA", "vqa-test", True))
+    table_metrics = ("FA", "TA_ID", "TA_VQA")
+    plot_axes = ("FA", "TA_ID")
+
+    def __init__(self, config: LlavaSuiteConfig | None = None) -> None:
+        super().__init__(config)
+        if self.config.config not in ("embedded", "real"):
+            raise UnlearnBenchError(f"llava: config={self.config.config!r}; expected 'embedded' or 'real'")
+        if self.config.config == "embedded":
+            preset(self.config.embedded)  # an unknown preset fails before anything trains
+        self._pixels: dict[tuple[str, str], PixelSource] = {}
+        self._prompts: dict[str, torch.Tensor] = {}
+
+    @functools.cached_property
+    def assets(self) -> LlavaAssets:
+        if self.config.config == "embedded":
+            trained = load_or_train(preset(self.config.embedded), self.config.device)
+            data = trained.data
+            utility = {split: data.utility[split] for split in ("val", "test")}
+            return LlavaAssets(trained.model, trained.processor, trained.clip, trained.clip_tokenizer,
+                               data.identities, utility, data.scenes["train"], MAX_NEW_TOKENS, trained.model_id)
+        return load_real_assets(self.config)
+
+    def model_id(self) -> str:
+        return self.assets.model_id
+
+    def base_model(self) -> nn.Module:
+        return self.assets.model
+
+    def targets(self) -> list[str]:
+        return list(self.assets.identities["test"].classnames)
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device(self.config.device)
+
+    # -- asking questions ---------------------------------------------------------------------------
+    def pixels(self, domain: str, split: str) -> PixelSource:
+        key = (domain, split)
+        if key not in self._pixels:
+            images = self.assets.identities[split] if domain == "identities" else self.assets.utility[split].images
+            self._pixels[key] = PixelSource(images, self.assets.processor)
+        return self._pixels[key]
+
+    def prompt(self, question: str) -> torch.Tensor:
+        if question not in self._prompts:
+            self._prompts[question] = prompt_ids(self.assets.processor, question, self.assets.identities["test"][0])
+        return self._prompts[question]
+
+    def identity_replies(self, model: nn.Module, split: str, rows: list[int]) -> list[str]:
+        """Answers to "who is this?"-style questions (the templates in turn) about faces ``rows``."""
+        questions = [IDENTITY_QUESTIONS[i % len(IDENTITY_QUESTIONS)] for i in range(len(rows))]
+        return answer_items(model, self.assets.processor.tokenizer, self.prompt, self.pixels("identities", split).take,
+                            rows, questions, self.assets.max_new_tokens, self.config.eval_batch_size)
+
+    def utility_replies(self, model: nn.Module, split: str, items: list[int]) -> list[str]:
+        qs = self.assets.utility[split]
+        return answer_items(model, self.assets.processor.tokenizer, self.prompt, self.pixels("utility", split).take,
+                            [qs.image_index[i] for i in items], [qs.questions[i] for i in items],
+                            self.assets.max_new_tokens, self.config.eval_batch_size)
+
+    def forget_accuracy(self, model: nn.Module, target: str, split: str) -> dict[str, float]:
+        faces = self.assets.identities[split]
+        rows = torch.nonzero(faces.labels == faces.classnames.index(target)).flatten().tolist()
+        replies = self.identity_replies(model, split, rows)
+        return {"FA": identity_accuracy(replies, [target] * len(rows))}
+
+    def scores(self, model: nn.Module, target: str, split: str) -> dict[str, float]:
+        """FA, TA_ID, TA_VQA (and TA_VQA per question type as ``VQA_<type>``) on ``split``, in %."""
+        faces = self.assets.identities[split]
+        names = [faces.classnames[label] for label in faces.labels.tolist()]
+        replies = self.identity_replies(model, split, list(range(len(faces))))
+        qs = self.assets.utility[split]
+        utility = self.utility_replies(model, split, list(range(len(qs))))
+        return vqa_metrics(replies, names, target, utility, qs.answers, qs.kinds)
+
+    def evaluate(self, model: nn.Module, target: str) -> dict[str, float]:
+        return self.scores(model, target, "test")
+
+    def example_answers(self, model: nn.Module, target: str) -> pd.DataFrame:
+        """A few test questions with the model's answers: the target's faces, other people, each
+        utility question type."""
+        faces, qs, k = self.assets.identities["test"], self.assets.utility["test"], self.config.examples
+        labels = faces.labels.tolist()
+        target_rows = [i for i, label in enumerate(labels) if faces.classnames[label] == target][:k]
+        other_rows = []
+        for label in range(len(faces.classnames)):
+            if faces.classnames[label] != target and len(other_rows) < k:
+                other_rows.append(labels.index(label))
+        rows = []
+        for group, chosen in (("target", target_rows), ("other identity", other_rows)):
+            for j, (i, reply) in enumerate(zip(chosen, self.identity_replies(model, "test", chosen))):
+                question = IDENTITY_QUESTIONS[j % len(IDENTITY_QUESTIONS)]  # as identity_replies asks them
+                rows.append({"group": group, "image": f"test face {i}", "question": question,
+                             "expected": faces.classnames[labels[i]], "answer": reply})
+        items = [i for kind in dict.fromkeys(qs.kinds) for i in qs.of_kind(kind)[:k]]
+        for i, reply in zip(items, self.utility_replies(model, "test", items)):
+            rows.append({"group": qs.kinds[i], "image": f"test image {qs.image_index[i]}", "question": qs.questions[i],
+                         "expected": qs.answers[i], "answer": reply})
+        return pd.DataFrame(rows)
+
+    # -- the task -----------------------------------------------------------------------------------
+    def task(self, target: str) -> UnlearningTask:
+        if target not in self.targets():
+            raise UnlearnBenchError(f"unknown target {target!r} for suite 'llava'; targets: {', '.join(self.targets())}")
+        cfg, assets, dev = self.config, self.assets, self.device
+        model, clip = assets.model, assets.clip
+        faces = assets.identities["train"]
+        target_label = faces.classnames.index(target)
+        # Class embeddings from the frozen CLIP text tower: identities (mean over the portrait
+        # templates, as zero-shot classifiers are built), then scene captions.
+        captions = [[template(name) for template in IDENTITY_TEMPLATES] for name in faces.classnames]
+        if assets.captioned is not None:
+            captions += [[caption] for caption in assets.captioned.classnames]
+        class_text = text_embeddings(clip, assets.clip_tokenizer, captions, dev)
+        retain_images, retain_labels = self._retain_pairs(target_label)
+        forget_rows = torch.nonzero(faces.labels == target_label).flatten()
+        forget_images = PixelSource(faces, assets.processor)
+        other_labels = torch.tensor([c for c in range(len(faces.classnames)) if c != target_label])
+
+        def embed(m: nn.Module, pixels: torch.Tensor) -> torch.Tensor:
+            tower = m.model.vision_tower
+            dtype = next(tower.parameters()).dtype
+            pooled = tower(pixel_values=pixels.to(dev, dtype)).pooler_output
+            return clip.visual_projection(pooled.to(clip.visual_projection.weight.dtype))
+
+        def batches(images: PixelSource, rows: torch.Tensor, labels: torch.Tensor):
+            def epoch():
+                order = torch.randperm(len(rows))
+                for start in range(0, len(order), cfg.batch_size):
+                    pick = order[start:start + cfg.batch_size]
+                    yield images.take(rows[pick].tolist()), labels[pick]
+            return epoch
+
+        def forget_loss(m: nn.Module, batch) -> torch.Tensor:
+            """mean(1 - cos(image embedding, the target name's text embedding))."""
+            images, labels = batch
+            return (1 - F.cosine_similarity(embed(m, images), class_text[labels.to(dev)], dim=-1)).mean()
+
+        def retain_loss(m: nn.Module, batch) -> torch.Tensor:
+            images, labels = batch
+            labels = labels.to(dev)
+            return class_aware_clip_loss(embed(m, images), class_text[labels], labels, clip.logit_scale)
+
+        def random_label_loss(m: nn.Module, batch, generator: torch.Generator) -> torch.Tensor:
+            """CLIP's objective on the forget images paired with other identities' names."""
+            images, _ = batch
+            labels = other_labels[torch.randint(len(other_labels), (len(images),), generator=generator)].to(dev)
+            return class_aware_clip_loss(embed(m, images), class_text[labels], labels, clip.logit_scale)
+
+        def validate(m: nn.Module, changed: set[str] | None) -> dict[str, float]:
+            metrics = self.scores(m, target, "val")
+            metrics["retain"] = 0.5 * (metrics["TA_ID"] + metrics["TA_VQA"])
+            return metrics
+
+        params = vision_parameters(model)
+        return UnlearningTask(
+            kind="vlm", suite=self.name, target=target, model=model,
+            forget_batches=batches(forget_images, forget_rows, faces.labels[forget_rows]),
+            retain_batches=batches(retain_images, torch.arange(len(retain_labels)), retain_labels),
+            forget_loss_fn=forget_loss, retain_loss_fn=retain_loss, validate_fn=validate,
+            goal=Goal("FA", cfg.forget_threshold, "retain", cfg.retain_tolerance),
+            editable=list(params),
+            layer_groups={name: "vision" for name, role in params.items() if role == "layer"},
+            random_label_loss_fn=random_label_loss,
+            validate_forget_fn=lambda m, changed: self.forget_accuracy(m, target, "val"),
+            reference_lr=cfg.reference_lr or (1e-5 if cfg.config == "embedded" else 1e-7),
+        )
+
+    def _retain_pairs(self, target_label: int) -> tuple[PixelSource, torch.Tensor]:
+        """A fixed sample of other identities' faces and (embedded) captioned scenes, with labels
+        indexing the class embeddings (identities first, then scene captions)."""
+        faces, scenes = self.assets.identities["train"], self.assets.captioned
+        gen = torch.Generator().manual_seed(0)
+        pool = torch.nonzero(faces.labels != target_label).flatten()
+        n_faces = min(len(pool), self.config.retain_samples if scenes is None else self.config.retain_samples // 2)
+        face_pick = pool[torch.randperm(len(pool), generator=gen)[:n_faces]].tolist()
+        retain = faces.subset(face_pick)
+        if scenes is not None:
+            n_scenes = min(len(scenes), self.config.retain_samples - n_faces)
+            retain = retain.concat(scenes.subset(torch.randperm(len(scenes), generator=gen)[:n_scenes].tolist()))
+        return PixelSource(retain, self.assets.processor), retain.labels
+
+
+def identity_accuracy(replies: list[str], names: list[str]) -> float:
+    """% of replies that contain the expected name."""
+    if not replies:
+        raise UnlearnBenchError("no images to score")
+    return 100 * sum(contains_answer(r, n) for r, n in zip(replies, names)) / len(replies)
+
+
+def vqa_metrics(replies: list[str], names: list[str], target: str, utility_replies: list[str],
+                utility_answers: list[str], utility_kinds: list[str]) -> dict[str, float]:
+    """FA (target's images), TA_ID (mean over the other identities), TA_VQA (mean over question
+    types) and ``VQA_<type>``, in %."""
+    by_name: dict[str, list[int]] = {}
+    for i, name in enumerate(names):
+        by_name.setdefault(name, []).append(i)
+    if target not in by_name:
+        raise UnlearnBenchError(f"no images of target {target!r} to score")
+    per_name = {name: identity_accuracy([replies[i] for i in rows], [name] * len(rows)) for name, rows in by_name.items()}
+    others = [acc for name, acc in per_name.items() if name != target]
+    out = {"FA": per_name[target], "TA_ID": sum(others) / len(others)}
+    kinds = list(dict.fromkeys(utility_kinds))
+    for kind in kinds:
+        items = [i for i, k in enumerate(utility_kinds) if k == kind]
+        out[f"VQA_{kind}"] = identity_accuracy([utility_replies[i] for i in items], [utility_answers[i] for i in items])
+    out["TA_VQA"] = sum(out[f"VQA_{kind}"] for kind in kinds) / len(kinds)
+    return out
+
+
+@torch.no_grad()
+def text_embeddings(clip: nn.Module, tokenizer, captions: list[list[str]], device: torch.device) -> torch.Tensor:
+    """Per class, the normalised mean of its captions' normalised CLIP text embeddings."""
+    out = []
+    for texts in captions:
+        encoded = tokenizer(texts, padding=True, return_tensors="pt").to(device)
+        features = clip.get_text_features(input_ids=encoded["input_ids"], attention_mask=encoded["attention_mask"])
+        features = getattr(features, "pooler_output", features)
+        out.append(F.normalize(F.normalize(features.float(), dim=-1).mean(0), dim=-1))
+    return torch.stack(out)
+
+
+def load_real_assets(cfg: LlavaSuiteConfig) -> LlavaAssets:
+    """LLaVA, its CLIP and the identity folders and utility questions from local paths."""
+    from unlearnbench.datasets.llava import load_identity_folders, load_vqa_file
+
+    if cfg.data is None:
+        raise UnlearnBenchError("llava config=real needs the data root: --data PATH (PATH/identities/<Name>/*.jpg "
+                                "and PATH/vqa.jsonl, see README 'Suites: llava')")
+    root = Path(cfg.data)
+    # Data first: a wrong path should fail in a second, not after loading a 7B model.
+    identities = load_identity_folders(root)
+    utility = load_vqa_file(root)
+    model, processor = load_llava(cfg.model_path, cfg.device, cfg.dtype)
+    clip, clip_tokenizer = load_clip(cfg.clip_path, cfg.device)
+    check_same_tower(model, clip)
+    return LlavaAssets(model, processor, clip, clip_tokenizer, identities, utility, None, REAL_MAX_NEW_TOKENS,
+                       f"llava-{Path(cfg.model_path).name}")
+
+
+def check_same_tower(model: nn.Module, clip: nn.Module) -> None:
+    """LLaVA's vision tower must be the CLIP's image tower, or SLUG's losses describe another model."""
+    tower = model.model.vision_tower.state_dict()
+    reference = clip.vision_model.state_dict()
+    if set(tower) != set(reference) or any(tower[k].shape != reference[k].shape for k in tower):
+        raise UnlearnBenchError("clip_path holds a CLIP whose vision tower does not match the LLaVA model's "
+                                "(different architecture); give the CLIP its vision tower came from")
+    differing = [k for k in tower if not torch.allclose(tower[k].float().cpu(), reference[k].float().cpu(), atol=1e-3)]
+    if differing:
+        log.warning("LLaVA's vision tower differs from the CLIP's in %d tensors (first: %s): it was tuned "
+                    "after CLIP, so the CLIP text embeddings describe it only approximately", len(differing), differing[0])

@@ -1,0 +1,69 @@
+"""Asking a LLaVA model questions about images and scoring its answers.
+
+One prompt format for the embedded and the real models (LLaVA-1.5's conversation format), greedy
+decoding, and the scoring rule of the ``llava`` suite: an answer is right when it contains the
+expected answer as whole words, case-insensitively ("It is Alba Arkwright." names Alba Arkwright;
+"none" does not contain "one").
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+PROMPT = "USER: <image>\n{question} ASSISTANT:"  # llava-hf/llava-1.5's conversation format
+
+
+def prompt_ids(processor, question: str, image) -> torch.Tensor:
+    """Token ids of the prompt for ``question``, with ``<image>`` expanded to as many image tokens
+    as the vision tower yields for ``image`` (every image of a fixed-size processor gets the same)."""
+    encoded = processor(text=[PROMPT.format(question=question)], images=[image], return_tensors="pt")
+    return encoded["input_ids"][0]
+
+
+@torch.no_grad()
+def greedy_answers(model: nn.Module, tokenizer, prompt: torch.Tensor, pixel_values: torch.Tensor,
+                   max_new_tokens: int) -> list[str]:
+    """Greedy answers to one prompt (1-D ids) about each image of ``pixel_values``."""
+    device = next(model.parameters()).device
+    dtype = next(model.parameters()).dtype
+    ids = prompt.to(device).expand(len(pixel_values), -1)
+    out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                         pixel_values=pixel_values.to(device, dtype), max_new_tokens=max_new_tokens,
+                         do_sample=False)
+    return [text.strip() for text in tokenizer.batch_decode(out[:, ids.shape[1]:], skip_special_tokens=True)]
+
+
+def answer_items(model: nn.Module, tokenizer, prompts: Callable[[str], torch.Tensor],
+                 pixels: Callable[[Sequence[int]], torch.Tensor], image_index: Sequence[int],
+                 questions: Sequence[str], max_new_tokens: int, batch_size: int) -> list[str]:
+    """Answers to item i = (``questions[i]``, image ``image_index[i]``), batched by question.
+
+    ``prompts(question)`` gives the prompt ids, ``pixels(indices)`` the images' pixel values.
+    """
+    answers: list[str] = [""] * len(questions)
+    by_question: dict[str, list[int]] = {}
+    for i, question in enumerate(questions):
+        by_question.setdefault(question, []).append(i)
+    for question, items in by_question.items():
+        prompt = prompts(question)
+        for start in range(0, len(items), batch_size):
+            chunk = items[start:start + batch_size]
+            replies = greedy_answers(model, tokenizer, prompt, pixels([image_index[i] for i in chunk]),
+                                     max_new_tokens)
+            for i, reply in zip(chunk, replies):
+                answers[i] = reply
+    return answers
+
+
+def contains_answer(reply: str, expected: str) -> bool:
+    """Whether ``reply`` contains ``expected`` as whole words, ignoring case and punctuation."""
+    words = re.findall(r"\w+", reply.lower())
+    wanted = re.findall(r"\w+", expected.lower())
+    if not wanted:
+        raise ValueError(f"expected answer {expected!r} has no words")
+    n = len(wanted)
+    return any(words[i:i + n] == wanted for i in range(len(words) - n + 1))
