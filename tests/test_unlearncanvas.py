@@ -153,3 +153,25 @@ def test_task_validation_is_forget_first(canvas_suite):
 def test_bad_validation_grid_is_a_clear_error():
     with pytest.raises(UnlearnBenchError, match="val_prompts_per_class=0"):
         UnlearnCanvasSuite(UnlearnCanvasConfig(val_prompts_per_class=0))
+
+
+def test_esd_checks_the_goal_every_check_every_iterations(canvas_suite):
+    from unlearnbench.task import Goal  # noqa: PLC0415
+
+    target = canvas_suite.targets()[0]
+    settings = {"iterations": "3", "check_every": "1", "ddim_steps": "3"}
+    task = canvas_suite.task(target)
+    base = {k: v.clone() for k, v in task.model.state_dict().items()}
+    try:
+        torch.manual_seed(0)
+        full = build_method("esd", {**settings, "stop_on_goal": "false"}).unlearn(task)
+        assert full.trace.iterations.tolist() == [1, 2, 3] and len(full.tables["iterations"]) == 3
+        task.model.load_state_dict(base)
+        task = canvas_suite.task(target)
+        task.goal = Goal("target_acc", 100.0, "IRA")  # met by any model: the first check stops it
+        early = build_method("esd", settings).unlearn(task)
+        assert early.trace.iterations.tolist() == [1] and early.info["goal_met"]
+    finally:
+        task.model.load_state_dict(base)
+    with pytest.raises(UnlearnBenchError, match="check_every=0"):
+        build_method("esd", {"check_every": "0"})

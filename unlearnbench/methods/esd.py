@@ -11,32 +11,44 @@ with the concept prompt (guidance 3) over a 50-step DDIM schedule and stopped at
 everything in the UNet but cross-attention. Defaults are the reference ones: 1000 iterations, Adam
 lr 1e-5 (unless the suite's reference_lr says otherwise for its model), eta 1, batch 1. All
 randomness comes from the run's seed.
+
+Like every iterative method here, ESD stops at the first check (every ``check_every`` iterations)
+whose validation meets the task's goal, so runtimes compare the time to the same goal;
+``stop_on_goal=false`` runs the reference's full 1000 iterations.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 
 import pandas as pd
 import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler
-from tqdm.auto import tqdm
 
 from unlearnbench.errors import UnlearnBenchError
 from unlearnbench.methods.base import Method, Outcome, register_method
+from unlearnbench.methods.optim import EpochConfig, run_epochs
 from unlearnbench.task import UnlearningTask
 
 
 @dataclass(frozen=True)
 class ESDConfig:
     iterations: int = 1000  # reference train_esd.py --iterations
+    check_every: int = 100  # iterations between validations (the stopping rule's "epoch")
+    stop_on_goal: bool = True  # stop at the first check that meets the task's goal
     lr: float | None = None  # None: the suite's reference lr (SD v1.5: 1e-5, the reference's)
     negative_guidance: float = 1.0  # eta
     start_guidance: float = 3.0  # guidance of the partial sampling that makes x_t
     ddim_steps: int = 50  # schedule of the partial sampling; x_t stops at a random step of it
     parameters: str = "xattn"  # "xattn" (esd-x: attn2 only) or "noxattn" (esd-u: all but attn2)
+
+    def __post_init__(self) -> None:
+        if self.iterations < 1 or self.check_every < 1:
+            raise UnlearnBenchError(f"esd: iterations={self.iterations}, check_every={self.check_every}; "
+                                    "both must be at least 1")
 
 
 def esd_parameter_names(unet_names: list[str], parameters: str) -> list[str]:
@@ -78,9 +90,12 @@ class ESD(Method):
         optimizer = torch.optim.Adam([unet_params[n] for n in names], lr=lr)
         train_steps = model.noise_scheduler.config.num_train_timesteps
         rows = []
-        with task.costs.phase("update"):
+
+        def iterations(check: int, bar) -> dict[str, float]:
             model.train()
-            for it in tqdm(range(cfg.iterations), desc=f"{self.name} {task.target}", unit="it"):
+            first = (check - 1) * cfg.check_every
+            losses = []
+            for it in range(first, min(first + cfg.check_every, cfg.iterations)):
                 prompt = prompts[int(torch.randint(len(prompts), (1,), generator=generator))]
                 stop = int(torch.randint(cfg.ddim_steps, (1,), generator=generator))
                 # 1. x_t: a partial sample of the current model with the concept prompt.
@@ -94,15 +109,23 @@ class ESD(Method):
                 # 3. Regress the trained model's conditional prediction onto it.
                 loss = F.mse_loss(model.unet(x_t, t, encoder_hidden_states=contexts[prompt]).sample, target)
                 if not torch.isfinite(loss):
-                    raise UnlearnBenchError(f"{self.name}: loss {loss.item()} at iteration {it}; lower {self.name}.lr (now {lr})")
+                    raise UnlearnBenchError(f"{self.name}: loss {loss.item()} at iteration {it}; "
+                                            f"lower {self.name}.lr (now {lr})")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 task.costs.count(forward=stop + 3, backward=1)
                 rows.append({"iteration": it, "loss": loss.item(), "stop_step": stop, "timestep": int(t),
                              "train_timesteps": train_steps})
-            model.eval()
-        return Outcome(trace=pd.DataFrame(rows), info={"lr": lr, "tensors": len(names)})
+                losses.append(loss.item())
+                bar.update(1)
+            return {"iterations": first + len(losses), "loss": sum(losses) / len(losses)}
+
+        checks = EpochConfig(epochs=math.ceil(cfg.iterations / cfg.check_every), stop_on_goal=cfg.stop_on_goal)
+        outcome = run_epochs(task, self.name, checks, iterations, cfg.iterations, "it")
+        outcome.tables["iterations"] = pd.DataFrame(rows)
+        outcome.info.update(lr=lr, tensors=len(names), iterations=len(rows))
+        return outcome
 
 
 def partial_sample(model, sampler: DDIMScheduler, context: torch.Tensor, empty: torch.Tensor, stop: int,
