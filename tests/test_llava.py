@@ -81,8 +81,9 @@ def test_vqa_data_is_deterministic_and_answers_follow_the_scene():
 
 # ---- transformers-5 pitfalls ------------------------------------------------------------------------------
 
-def tiny_untrained(feature_layer: int = -1, additional_tokens: int = 1):
-    cfg = replace(preset("micro"), data=SMALL_DATA, vision_feature_layer=feature_layer)
+def tiny_untrained(feature_layer: int = -1, additional_tokens: int = 1, strategy: str = "full"):
+    cfg = replace(preset("micro"), data=SMALL_DATA, vision_feature_layer=feature_layer,
+                  vision_feature_select_strategy=strategy)
     data = make_vqa_data(cfg.data)
     tokenizer = build_tokenizer(data)
     processor = build_processor(tokenizer, cfg)
@@ -91,22 +92,29 @@ def tiny_untrained(feature_layer: int = -1, additional_tokens: int = 1):
     return build_llava(cfg, processor, clip).eval(), processor, data
 
 
-def test_prompt_has_one_image_token_per_image_feature():
-    model, processor, data = tiny_untrained()
+PATCHES = (32 // 8) ** 2
+
+
+@pytest.mark.parametrize("strategy, tokens", [("default", PATCHES), ("full", PATCHES + 1)])  # CLS dropped / kept
+def test_prompt_has_one_image_token_per_image_feature(strategy, tokens):
+    model, processor, data = tiny_untrained(strategy=strategy)
     image = data.identities["test"][0]
     ids = prompt_ids(processor, "who is this?", image)
     pixels = processor(text=["<image>"], images=[image], return_tensors="pt")["pixel_values"]
     features = model.model.get_image_features(pixel_values=pixels).pooler_output[0]
-    n_image_tokens = int((ids == processor.tokenizer.image_token_id).sum())
-    assert n_image_tokens == features.shape[0] == (32 // 8) ** 2  # CLS dropped ("default" strategy)
+    assert int((ids == processor.tokenizer.image_token_id).sum()) == features.shape[0] == tokens
+    assert model.config.image_seq_length == tokens
     assert ids[0] == processor.tokenizer.bos_token_id
+    model(input_ids=ids[None], pixel_values=pixels)  # the model accepts it
 
 
-def test_without_the_additional_image_token_the_prompt_is_one_short():
-    model, processor, data = tiny_untrained(additional_tokens=0)
+@pytest.mark.parametrize("strategy", ["default", "full"])
+def test_without_the_additional_image_token_the_prompt_is_one_short(strategy):
+    model, processor, data = tiny_untrained(additional_tokens=0, strategy=strategy)
     image = data.identities["test"][0]
     ids = prompt_ids(processor, "who is this?", image)
-    assert int((ids == processor.tokenizer.image_token_id).sum()) == (32 // 8) ** 2 - 1
+    features = model.config.image_seq_length
+    assert int((ids == processor.tokenizer.image_token_id).sum()) == features - 1
     pixels = processor(text=["<image>"], images=[image], return_tensors="pt")["pixel_values"]
     with pytest.raises(ValueError):
         model(input_ids=ids[None], pixel_values=pixels)

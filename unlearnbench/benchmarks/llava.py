@@ -57,9 +57,9 @@ class LlavaSuiteConfig:
     # both
     forget_threshold: float = 0.0  # FA (%) on the validation images of the target that counts as forgotten
     retain_tolerance: float | None = 5.0  # points of validation retain score a step may lose (None: any)
-    # Learning rate of the iterative baselines unless a method sets its own. None: 1e-5 embedded
-    # (the smallest power of ten with which GA meets the goal within its 10 epochs on the default
-    # target), 1e-7 real (SLUG's comparison setting for CLIP towers).
+    # Learning rate of the iterative baselines unless a method sets its own. None: 1e-4 embedded
+    # (the smallest power of ten with which GA forgets the default target within its 10 epochs: at
+    # 1e-5 FA stays 100%, at 1e-3 TA_ID falls to 28%), 1e-7 real (SLUG's setting for CLIP towers).
     reference_lr: float | None = None
     retain_samples: int = 512  # retain (image, caption) pairs handed to methods
     batch_size: int = 32
@@ -275,7 +275,9 @@ class LlavaSuite(Suite):
             layer_groups={name: "vision" for name, role in params.items() if role == "layer"},
             random_label_loss_fn=random_label_loss,
             validate_forget_fn=lambda m, changed: self.forget_accuracy(m, target, "val"),
-            reference_lr=cfg.reference_lr or (1e-5 if cfg.config == "embedded" else 1e-7),
+            # Generating answers with a 7B model costs far more than a gradient step; the tiny one does not.
+            expensive_validation=cfg.config == "real",
+            reference_lr=cfg.reference_lr or (1e-4 if cfg.config == "embedded" else 1e-7),
         )
 
     def _retain_pairs(self, target_label: int) -> tuple[PixelSource, torch.Tensor]:
