@@ -77,8 +77,23 @@ def canvas_suite():
 def test_micro_base_model_generates_recognisable_styles(canvas_suite):
     target = canvas_suite.targets()[0]
     metrics = canvas_suite.evaluate(canvas_suite.base_model(), target)
-    assert set(metrics) == {"UA", "IRA", "CRA", "UA_para"}
+    assert set(metrics) == {"UA", "IRA", "CRA", "UA_para", "FID"}
     assert metrics["IRA"] > 100 / len(canvas_suite.targets()) + 10, metrics  # far above chance
+
+
+def test_fid_rises_when_the_model_breaks(canvas_suite):
+    model = canvas_suite.base_model()
+    target = canvas_suite.targets()[0]
+    base_fid = canvas_suite.fid(model, target)
+    saved = {k: v.clone() for k, v in model.unet.state_dict().items()}
+    try:
+        with torch.no_grad():
+            for p in model.unet.parameters():
+                p.add_(torch.randn_like(p) * p.std().nan_to_num(0.1))
+        broken_fid = canvas_suite.fid(model, target)
+    finally:
+        model.unet.load_state_dict(saved)
+    assert 0 <= base_fid < broken_fid, (base_fid, broken_fid)
 
 
 def test_generation_is_cached_per_weights(canvas_suite):

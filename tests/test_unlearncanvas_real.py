@@ -425,3 +425,25 @@ def test_real_classifier_architecture(tmp_path: Path) -> None:
     with torch.no_grad():
         assert torch.equal(model(x), reference(x))
     print(f"built and saved {CLASSIFIER_ARCH} in {built_in:.1f} s")
+
+
+def test_inception_features_for_fid(tmp_path: Path) -> None:
+    """torchvision's Inception-v3 from a weights file: 2048-d pool features of [-1, 1] images; a
+    missing file or another network's weights is a clear error."""
+    from torchvision.models import inception_v3
+
+    from unlearnbench.models.sd_loader import load_inception_features
+
+    torch.manual_seed(0)
+    path = tmp_path / "inception.pth"
+    torch.save(inception_v3(weights=None, aux_logits=True, init_weights=True).state_dict(), path)
+    features = load_inception_features(path)
+    images = torch.rand(6, 3, 64, 64) * 2 - 1
+    out = features(images)
+    assert out.shape == (6, 2048) and torch.isfinite(out).all()
+    assert torch.equal(features(images[:3]), out[:3])  # eval mode: no batch statistics
+    with pytest.raises(UnlearnBenchError, match="Inception weights not found"):
+        load_inception_features(tmp_path / "missing.pth")
+    torch.save({"head.weight": torch.zeros(2, 2)}, tmp_path / "other.pth")
+    with pytest.raises(UnlearnBenchError, match="does not fit torchvision's Inception-v3"):
+        load_inception_features(tmp_path / "other.pth")

@@ -59,6 +59,7 @@ class UnlearnCanvasConfig:
     images_per_pair: int | None = 4  # training images read per (style, object) for the methods' data
     style_classifier: str | None = None  # official style classifier checkpoint
     object_classifier: str | None = None  # official object classifier checkpoint
+    inception_weights: str | None = None  # torchvision Inception-v3 state dict: adds FID (real only)
 
 
 @dataclass
@@ -76,18 +77,23 @@ class CanvasAssets:
     guidance: float
     model_id: str
     non_targets: tuple[str, ...] = ()  # classes that are scored but never unlearned (UnlearnCanvas' photo class)
+    # FID: features of generated images (float, [-1, 1]) and of the data set's images whose domain
+    # label is not the given class (class index, by_style); None where FID is not measured.
+    fid_features: object | None = None
+    fid_reference_features: object | None = None
 
 
 @register_suite("unlearncanvas")
 class UnlearnCanvasSuite(Suite):
     """Text-to-image style/object unlearning: UA, IRA, CRA on generated images (UnlearnCanvas)."""
 
-    version = 1
+    version = 2  # 2: FID
     kind = "diffusion"
     Config = UnlearnCanvasConfig
     metrics = (Metric("UA", "target prompts", True), Metric("IRA", "other in-domain prompts", True),
-               Metric("CRA", "cross-domain prompts", True), Metric("UA_para", "paraphrased target prompts", True))
-    table_metrics = ("UA", "UA_para", "IRA", "CRA")
+               Metric("CRA", "cross-domain prompts", True), Metric("UA_para", "paraphrased target prompts", True),
+               Metric("FID", "generated vs data-set images, target excluded", False, unit=""))
+    table_metrics = ("UA", "UA_para", "IRA", "CRA", "FID")
     plot_axes = ("UA", "IRA")
 
     def __init__(self, config: UnlearnCanvasConfig | None = None) -> None:
@@ -179,7 +185,25 @@ class UnlearnCanvasSuite(Suite):
 
     def evaluate(self, model: nn.Module, target: str) -> dict[str, float]:
         metrics = self.score(model, target, self.config.test_seeds, paraphrases=True)
+        if self.assets.fid_features is not None:
+            metrics["FID"] = self.fid(model, target)
         return {m.name: metrics[m.name] for m in self.metrics if m.name in metrics}
+
+    @torch.no_grad()
+    def fid(self, model: nn.Module, target: str) -> float:
+        """Fréchet distance between images generated for every prompt that does not name the
+        target (test seeds) and the data set's images of the other classes, in the features of
+        ``fid_features`` (embedded: the style classifier's; real: Inception-v3 pool features)."""
+        from unlearnbench.models.canvas_classifier import frechet_distance  # noqa: PLC0415
+
+        a = self.assets
+        by_style = self.config.target_kind == "style"
+        target_idx = (a.styles if by_style else a.objects).index(target)
+        pairs = [(s, o) for s in range(len(a.styles)) for o in range(len(a.objects))
+                 if (s if by_style else o) != target_idx]
+        prompts = [a.template.format(style=a.styles[s], object=a.objects[o]) for s, o in pairs]
+        generated = self.generate(model, prompts, self.config.test_seeds)
+        return frechet_distance(a.fid_features(generated), a.fid_reference_features(target_idx, by_style))
 
     def sample_grid(self, model: nn.Module, target: str) -> np.ndarray:
         """One row per style (object), one column per object (style), first test seed."""
@@ -312,15 +336,24 @@ def embedded_assets(cfg: UnlearnCanvasConfig) -> CanvasAssets:
     from unlearnbench.models.tiny_diffusion import load_or_train, preset
 
     trained = load_or_train(preset(cfg.embedded))
-    train = trained.data.splits["train"]
+    train, test = trained.data.splits["train"], trained.data.splits["test"]
     classifiers = trained.classifiers
     images = train.images()
+
+    @torch.no_grad()
+    def fid_features(x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([classifiers.style.features(chunk) for chunk in x.split(512)])
+
+    def fid_reference_features(exclude: int, by_style: bool) -> torch.Tensor:
+        labels = test.style_labels if by_style else test.object_labels
+        return fid_features(test.images()[labels != exclude])
     return CanvasAssets(
         model=trained.model.to(cfg.device).eval(), styles=trained.data.styles, objects=trained.data.objects,
         train_images=lambda idx: images[idx], train_styles=train.style_labels, train_objects=train.object_labels,
         classify=classifiers.classify, template=TRAIN_TEMPLATE, paraphrases=PARAPHRASE_TEMPLATES,
         steps=cfg.steps or trained.sample_steps, guidance=cfg.guidance or trained.guidance,
-        model_id=trained.model_id)
+        model_id=trained.model_id, fid_features=fid_features,
+        fid_reference_features=fid_reference_features)
 
 
 def real_assets(cfg: UnlearnCanvasConfig) -> CanvasAssets:
@@ -332,7 +365,8 @@ def real_assets(cfg: UnlearnCanvasConfig) -> CanvasAssets:
 
     from unlearnbench.datasets.unlearncanvas import (DDIM_STEPS, GUIDANCE, PHOTO_STYLE, PROMPT_TEMPLATE,
                                                      load_unlearncanvas_images, style_prompt_name)
-    from unlearnbench.models.sd_loader import load_stable_diffusion, load_unlearncanvas_classifier
+    from unlearnbench.models.sd_loader import (load_inception_features, load_stable_diffusion,
+                                               load_unlearncanvas_classifier)
     from unlearnbench.models.t2i import SamplerConfig, TextToImage
 
     for key, what in (("data", "the UnlearnCanvas image folder (<Style>/<Object>/<n>.jpg)"),
@@ -345,6 +379,8 @@ def real_assets(cfg: UnlearnCanvasConfig) -> CanvasAssets:
     data = load_unlearncanvas_images(Path(cfg.data), per_pair=cfg.images_per_pair)
     classifiers = {kind: load_unlearncanvas_classifier(Path(getattr(cfg, f"{kind}_classifier")), kind, cfg.device)
                    for kind in ("style", "object")}
+    fid_features = None if cfg.inception_weights is None else load_inception_features(
+        Path(cfg.inception_weights), cfg.device)
     parts = load_stable_diffusion(Path(cfg.model_path), cfg.device)
     sampler = SamplerConfig(scheduler="DDIMScheduler", timestep_spacing=parts["scheduler"].config.timestep_spacing,
                             clip_sample=False, steps=DDIM_STEPS, guidance=GUIDANCE)
@@ -362,10 +398,18 @@ def real_assets(cfg: UnlearnCanvasConfig) -> CanvasAssets:
         x = F.interpolate(images.to(cfg.device), size=(224, 224), mode="bilinear", antialias=True)
         return tuple(torch.cat([classifiers[k](c).argmax(1).cpu() for c in x.split(32)]) for k in ("style", "object"))
 
+    @functools.lru_cache(maxsize=None)
+    def fid_reference_features(exclude: int, by_style: bool) -> torch.Tensor:
+        # Thousands of 512-pixel images: read and embed them a batch at a time, once per class.
+        labels = data.style_labels if by_style else data.object_labels
+        indices = torch.nonzero(labels != exclude).flatten()
+        return torch.cat([fid_features(train_images(chunk)) for chunk in indices.split(64)])
+
     styles = [style_prompt_name(s) for s in data.styles]
     return CanvasAssets(
         model=model, styles=styles, objects=list(data.objects), train_images=train_images,
         train_styles=data.style_labels, train_objects=data.object_labels, classify=classify,
         template=PROMPT_TEMPLATE, paraphrases=(), steps=cfg.steps or DDIM_STEPS,
         guidance=cfg.guidance or GUIDANCE, model_id=f"sd-{Path(cfg.model_path).resolve().name}",
-        non_targets=(style_prompt_name(PHOTO_STYLE),))
+        non_targets=(style_prompt_name(PHOTO_STYLE),), fid_features=fid_features,
+        fid_reference_features=fid_reference_features if fid_features is not None else None)

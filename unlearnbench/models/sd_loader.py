@@ -212,3 +212,45 @@ def _key_summary(model: nn.Module, state: dict[str, torch.Tensor]) -> str:
              f"{len(unexpected)} unexpected keys, e.g. {unexpected[:3]}" if unexpected else "",
              f"{len(wrong)} keys with other shapes, e.g. {wrong[:3]}" if wrong else ""]
     return "; ".join(p for p in parts if p) or "incompatible tensors"
+
+
+INCEPTION_FORMAT = ("expected a torchvision Inception-v3 state dict (e.g. the file torchvision downloads as "
+                    "inception_v3_google-0cc3c7bd.pth), a bare state dict or one under 'state_dict'")
+
+
+def load_inception_features(path: Path, device: str | torch.device = "cpu"):
+    """A function from images in [-1, 1] to Inception-v3 pool features (N, 2048), for FID.
+
+    torchvision's Inception-v3 architecture with the weights read from ``path`` (nothing is
+    downloaded). Images are resized to 299x299 and normalised as torchvision's ImageNet weights
+    expect. Its FID is therefore torchvision-Inception FID: comparable across our runs, close to but
+    not identical with pytorch-fid's TF-Inception numbers.
+    """
+    from torchvision.models import inception_v3
+
+    path = Path(path)
+    if not path.is_file():
+        raise UnlearnBenchError(f"Inception weights not found: {path}; {INCEPTION_FORMAT}")
+    state = _classifier_state_dict(path)
+    model = inception_v3(weights=None, aux_logits=True, init_weights=False)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise UnlearnBenchError(f"{path} does not fit torchvision's Inception-v3 ({_key_summary(model, state)}); "
+                                f"{INCEPTION_FORMAT}\n{err}") from None
+    model.fc = nn.Identity()  # the 2048-d pool features are what FID compares
+    model.requires_grad_(False)
+    model.eval().to(device)
+    mean = torch.tensor([0.485, 0.456, 0.406], device=device).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225], device=device).view(1, 3, 1, 1)
+
+    @torch.no_grad()
+    def features(images: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
+        out = []
+        for chunk in images.split(batch_size):
+            x = torch.nn.functional.interpolate(chunk.to(device).float(), size=(299, 299), mode="bilinear",
+                                                antialias=True)
+            out.append(model(((x + 1) / 2 - mean) / std).cpu())
+        return torch.cat(out)
+
+    return features
