@@ -56,7 +56,8 @@ PAPER_TABLES = {
         suite="unlearncanvas",
         methods=("slug", "esd", "salun", "salun-ga", "ga", "ft"),
         targets="2",
-        columns=tuple(with_label(m, kind) for kind in ("style", "object") for m in ("UA", "UA_para", "IRA", "CRA", "FID")),
+        columns=tuple(with_label(m, kind) for kind in ("style", "object")
+                      for m in ("UA", "UA_para", "IRA", "CRA", "FID")),
         # SD v1.5 fine-tuned on UnlearnCanvas, style unlearning, mean over styles (PROTOCOLS.md).
         published={
             "esd": {"UA (style)": 98.58, "runtime_s (style)": "6163 s", "storage_bytes (style)": "4.3 GB"},
