@@ -237,9 +237,20 @@ def test_methods_edit_only_the_vision_tower_and_move_their_objective(llava_suite
     if name == "salun":
         def loss(m, b):
             return task.random_label_loss(m, b, torch.Generator().manual_seed(0))
+    elif name == "slug-lm":  # its forget loss is the name's negative log-likelihood in LLaVA's answers
+        loss = task.extras["answer_losses"]["forget_loss"]
+    elif name == "ft":  # the contrastive retain loss depends on the batch: the mean over a fixed epoch
+        def loss(m, _):
+            torch.manual_seed(1)
+            with torch.no_grad():
+                values = [task.retain_loss(m, b) for b in task.retain_batches()]
+            return torch.stack(values).mean()
     else:
-        loss = task.retain_loss if name == "ft" else task.forget_loss
-    batch = next(task.retain_batches() if name == "ft" else task.forget_batches())
+        loss = task.forget_loss
+    if name == "slug-lm":
+        batch = next(task.extras["answer_losses"]["forget_batches"]())
+    else:
+        batch = next(task.retain_batches() if name == "ft" else task.forget_batches())
     before = loss(model, batch).item()
     torch.manual_seed(0)
     try:
@@ -253,9 +264,38 @@ def test_methods_edit_only_the_vision_tower_and_move_their_objective(llava_suite
         assert not changed and after == before
         return
     assert changed, f"{name} changed nothing"
-    if name == "slug":
+    if name in ("slug", "slug-lm"):
         assert len(changed) == 1 and changed <= set(task.layer_groups)
     assert (after < before) if lowers else (after > before), f"{name}: {before:.4f} -> {after:.4f}"
+
+
+def test_slug_lm_raises_the_names_likelihood_loss_with_one_tensor(llava_suite):
+    """slug-lm takes its gradients from LLaVA's answers: the target's name becomes less likely on
+    its faces, one vision-tower tensor changes, and the CLIP-tower task losses are left alone."""
+    task = llava_suite.task(llava_suite.targets()[0])
+    losses = task.extras["answer_losses"]
+    model = task.model
+    base = {k: v.clone() for k, v in model.state_dict().items()}
+    forget_batch = next(losses["forget_batches"]())
+    (items,) = forget_batch
+    assert {answer for *_, answer in items} == {llava_suite.targets()[0]}
+    retain_answers = {answer for *_, answer in next(losses["retain_batches"]())[0]}
+    assert llava_suite.targets()[0] not in retain_answers
+    with torch.no_grad():
+        before = losses["forget_loss"](model, forget_batch).item()
+    torch.manual_seed(0)
+    try:
+        outcome = build_method("slug-lm", {"search_steps": "3", "max_front_layers": "1"}).unlearn(task)
+        with torch.no_grad():
+            after = losses["forget_loss"](model, forget_batch).item()
+        changed = {k for k, v in model.state_dict().items() if not torch.equal(v, base[k])}
+    finally:
+        model.load_state_dict(base)
+    assert changed == {outcome.info["layer"]} and changed <= set(task.layer_groups)
+    assert after > before, (before, after)
+    assert task.costs.backward_samples > 0  # counted on the task the runner reads
+    with pytest.raises(UnlearnBenchError, match="answer_losses"):
+        build_method("slug-lm").unlearn(replace(task, extras={}))
 
 
 def test_run_writes_records_tables_and_example_answers(llava_suite, tmp_path):

@@ -100,6 +100,11 @@ def test_choose_trial_prefers_best_retain_among_met():
         {"layer": "b", "step": 3.0, "met": True, "FA@5": 0.0, "retain@1": 80.0},
     ])
     assert choose_trial(trace, "FA@5", "retain@1").layer == "b"
+    tied = pd.concat([trace, pd.DataFrame([
+        {"layer": "b", "step": 5.0, "met": True, "FA@5": 0.0, "retain@1": 80.0},
+        {"layer": "c", "step": 9.0, "met": True, "FA@5": 0.0, "retain@1": 80.0}])], ignore_index=True)
+    chosen = choose_trial(tied, "FA@5", "retain@1")  # equal retention: first layer, largest step
+    assert (chosen.layer, chosen.step) == ("b", 5.0)
     none_met = trace.assign(met=False)
     assert choose_trial(none_met, "FA@5", "retain@1").step == 3.0  # forgot most; ties: best retain
     unscored = none_met.drop(columns="retain@1")  # retention is scored only for trials that forget

@@ -80,6 +80,8 @@ class LlavaAssets:
     captioned: ImageSet | None
     max_new_tokens: int
     model_id: str
+    # Training-split utility questions, for losses on the VLM's own answers (embedded only).
+    utility_train: Questions | None = None
 
 
 class PixelSource:
@@ -129,7 +131,8 @@ class LlavaSuite(Suite):
             data = trained.data
             utility = {split: data.utility[split] for split in ("val", "test")}
             return LlavaAssets(trained.model, trained.processor, trained.clip, trained.clip_tokenizer,
-                               data.identities, utility, data.scenes["train"], MAX_NEW_TOKENS, trained.model_id)
+                               data.identities, utility, data.scenes["train"], MAX_NEW_TOKENS, trained.model_id,
+                               utility_train=data.utility["train"])
         return load_real_assets(self.config)
 
     def model_id(self) -> str:
@@ -265,6 +268,7 @@ class LlavaSuite(Suite):
             return metrics
 
         params = vision_parameters(model)
+        answer_losses = self._answer_losses(target_label, retain_images, retain_labels)
         return UnlearningTask(
             kind="vlm", suite=self.name, target=target, model=model,
             forget_batches=batches(forget_images, forget_rows, faces.labels[forget_rows]),
@@ -278,7 +282,60 @@ class LlavaSuite(Suite):
             # Generating answers with a 7B model costs far more than a gradient step; the tiny one does not.
             expensive_validation=cfg.config == "real",
             reference_lr=cfg.reference_lr or (1e-4 if cfg.config == "embedded" else 1e-7),
+            extras={"answer_losses": answer_losses},
         )
+
+    def _answer_losses(self, target_label: int, retain_faces: PixelSource, retain_labels: torch.Tensor) -> dict:
+        """Batches and losses on LLaVA's own answers (``slug-lm``): the forget loss is the negative
+        log-likelihood of the target's name asked "who is this?" about its training faces; the
+        retain loss the same for the other identities' faces (the retain sample) and, embedded, the
+        training utility questions."""
+        cfg, assets = self.config, self.assets
+        faces = assets.identities["train"]
+        tokenizer = assets.processor.tokenizer
+        forget_rows = torch.nonzero(faces.labels == target_label).flatten().tolist()
+        forget_pixels = PixelSource(faces, assets.processor)
+        # (pixel source, image index, question, answer); retain labels beyond the identities are scenes.
+        n_id = len(faces.classnames)
+        target = faces.classnames[target_label]
+        forget = [(forget_pixels, i, IDENTITY_QUESTIONS[k % len(IDENTITY_QUESTIONS)], target)
+                  for k, i in enumerate(forget_rows)]
+        retain = [(retain_faces, i, IDENTITY_QUESTIONS[i % len(IDENTITY_QUESTIONS)], faces.classnames[int(label)])
+                  for i, label in enumerate(retain_labels.tolist()) if label < n_id]
+        if assets.utility_train is not None:
+            qs = assets.utility_train
+            scene_pixels = PixelSource(qs.images, assets.processor)
+            pick = torch.randperm(len(qs), generator=torch.Generator().manual_seed(0))[:len(retain)].tolist()
+            retain += [(scene_pixels, qs.image_index[i], qs.questions[i], qs.answers[i]) for i in pick]
+
+        def batches(items: list):
+            def epoch():
+                order = torch.randperm(len(items)).tolist()
+                for start in range(0, len(order), cfg.batch_size):
+                    yield ([items[i] for i in order[start:start + cfg.batch_size]],)
+            return epoch
+
+        def answer_nll(m: nn.Module, batch) -> torch.Tensor:
+            (items,) = batch
+            seqs = []
+            for _, _, question, answer in items:
+                prompt = self.prompt(question)
+                reply = torch.tensor(tokenizer(answer, add_special_tokens=False)["input_ids"]
+                                     + [tokenizer.eos_token_id])
+                seqs.append((torch.cat([prompt, reply]), torch.cat([torch.full_like(prompt, -100), reply])))
+            width = max(len(ids) for ids, _ in seqs)
+            ids = torch.full((len(seqs), width), tokenizer.pad_token_id)
+            labels = torch.full((len(seqs), width), -100)
+            mask = torch.zeros((len(seqs), width), dtype=torch.long)
+            for row, (seq, lab) in enumerate(seqs):
+                ids[row, :len(seq)], labels[row, :len(seq)], mask[row, :len(seq)] = seq, lab, 1
+            pixels = torch.cat([source.take([index]) for source, index, _, _ in items])
+            dtype = next(m.parameters()).dtype
+            return m(input_ids=ids.to(self.device), pixel_values=pixels.to(self.device, dtype),
+                     attention_mask=mask.to(self.device), labels=labels.to(self.device)).loss
+
+        return {"forget_batches": batches(forget), "retain_batches": batches(retain),
+                "forget_loss": answer_nll, "retain_loss": answer_nll}
 
     def _retain_pairs(self, target_label: int) -> tuple[PixelSource, torch.Tensor]:
         """A fixed sample of other identities' faces and (embedded) captioned scenes, with labels

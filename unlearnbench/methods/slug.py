@@ -13,6 +13,7 @@ The result is one changed tensor: the unlearning patch.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from dataclasses import dataclass
@@ -168,10 +169,37 @@ def search_step(task: UnlearningTask, name: str, grad: torch.Tensor, cfg: SlugCo
 
 
 def choose_trial(trace: pd.DataFrame, forget_metric: str, retain_metric: str) -> pd.Series:
-    """The met trial with the best retain score; if none met, the one that forgot most."""
+    """The met trial with the best retain score; if none met, the one that forgot most.
+
+    Ties on retention go to the first layer searched (the most important) and, within it, to the
+    largest step: equal retention on validation, more margin for forgetting on unseen data.
+    """
     if retain_metric not in trace:  # no trial forgot, so retention was never scored
         trace = trace.assign(**{retain_metric: float("nan")})
     met = trace[trace.met]
     if len(met):
-        return met.sort_values([retain_metric, "step"], ascending=[False, True]).iloc[0]
+        best = met[met[retain_metric] == met[retain_metric].max()]
+        best = best[best.layer == best.layer.iloc[0]]
+        return best.loc[best.step.idxmax()]
     return trace.sort_values([forget_metric, retain_metric], ascending=[True, False]).iloc[0]
+
+
+@register_method("slug-lm")
+class SlugLM(Slug):
+    """SLUG with gradients of the VLM's own answers: the name's likelihood, not CLIP's cosine."""
+
+    kinds = frozenset({"vlm"})
+
+    def unlearn(self, task: UnlearningTask) -> Outcome:
+        # The suite's answer losses replace the CLIP-tower ones; selection, search and the patch
+        # are SLUG's. The task's cost meter is shared, so the work is counted as usual.
+        losses = task.extras.get("answer_losses")
+        if losses is None:
+            raise UnlearnBenchError(f"slug-lm needs losses on the model's answers (task.extras['answer_losses']); "
+                                    f"suite {task.suite!r} gives none")
+        answers = dataclasses.replace(task, forget_batches=losses["forget_batches"],
+                                      retain_batches=losses["retain_batches"], forget_loss_fn=losses["forget_loss"],
+                                      retain_loss_fn=losses["retain_loss"])
+        outcome = super().unlearn(answers)
+        task._base_validation = answers._base_validation
+        return outcome
