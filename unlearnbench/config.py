@@ -61,3 +61,10 @@ def _coerce(text: str, current: Any, where: str) -> Any:
             except ValueError:
                 pass
     return text
+
+
+def choose_preset(presets: dict[str, C], name: str, what: str) -> C:
+    """``presets[name]``, or an error naming ``what`` and the presets there are."""
+    if name not in presets:
+        raise UnlearnBenchError(f"unknown embedded {what} preset {name!r}; presets: {', '.join(presets)}")
+    return presets[name]

@@ -59,6 +59,24 @@ def answer_items(model: nn.Module, tokenizer, prompts: Callable[[str], torch.Ten
     return answers
 
 
+def answer_batch(prompts: Sequence[torch.Tensor], answers: Sequence[str], tokenizer
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(input ids, labels, attention mask) for teaching or scoring answers: each row is a prompt
+    (1-D ids) followed by its answer's tokens and end-of-sequence, right-padded; labels are -100
+    except on the answer and end-of-sequence, so the loss is the answer's negative log-likelihood."""
+    seqs = []
+    for prompt, answer in zip(prompts, answers):
+        reply = torch.tensor(tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id])
+        seqs.append((torch.cat([prompt, reply]), torch.cat([torch.full_like(prompt, -100), reply])))
+    width = max(len(ids) for ids, _ in seqs)
+    ids = torch.full((len(seqs), width), tokenizer.pad_token_id)
+    labels = torch.full((len(seqs), width), -100)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for row, (seq, lab) in enumerate(seqs):
+        ids[row, :len(seq)], labels[row, :len(seq)], mask[row, :len(seq)] = seq, lab, 1
+    return ids, labels, mask
+
+
 def contains_answer(reply: str, expected: str) -> bool:
     """Whether ``reply`` contains ``expected`` as whole words, ignoring case and punctuation."""
     words = re.findall(r"\w+", reply.lower())

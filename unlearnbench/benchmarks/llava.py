@@ -37,7 +37,7 @@ from unlearnbench.errors import UnlearnBenchError
 from unlearnbench.models.llava_loader import load_clip, load_llava, vision_parameters
 from unlearnbench.models.tiny_llava import MAX_NEW_TOKENS, class_aware_clip_loss, load_or_train, preset
 from unlearnbench.task import Goal, UnlearningTask
-from unlearnbench.vlm import answer_items, contains_answer, prompt_ids
+from unlearnbench.vlm import answer_batch, answer_items, contains_answer, prompt_ids
 from unlearnbench.zeroshot import IDENTITY_TEMPLATES
 
 log = logging.getLogger(__name__)
@@ -317,18 +317,8 @@ class LlavaSuite(Suite):
 
         def answer_nll(m: nn.Module, batch) -> torch.Tensor:
             (items,) = batch
-            seqs = []
-            for _, _, question, answer in items:
-                prompt = self.prompt(question)
-                reply = torch.tensor(tokenizer(answer, add_special_tokens=False)["input_ids"]
-                                     + [tokenizer.eos_token_id])
-                seqs.append((torch.cat([prompt, reply]), torch.cat([torch.full_like(prompt, -100), reply])))
-            width = max(len(ids) for ids, _ in seqs)
-            ids = torch.full((len(seqs), width), tokenizer.pad_token_id)
-            labels = torch.full((len(seqs), width), -100)
-            mask = torch.zeros((len(seqs), width), dtype=torch.long)
-            for row, (seq, lab) in enumerate(seqs):
-                ids[row, :len(seq)], labels[row, :len(seq)], mask[row, :len(seq)] = seq, lab, 1
+            ids, labels, mask = answer_batch([self.prompt(question) for _, _, question, _ in items],
+                                             [answer for *_, answer in items], tokenizer)
             pixels = torch.cat([source.take([index]) for source, index, _, _ in items])
             dtype = next(m.parameters()).dtype
             return m(input_ids=ids.to(self.device), pixel_values=pixels.to(self.device, dtype),

@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from unlearnbench.cache import atomic_write, atomic_write_text, cache_dir, config_hash
+from unlearnbench.config import choose_preset
 from unlearnbench.errors import UnlearnBenchError
 from unlearnbench.datasets.synthetic.clip_data import SyntheticClipData, SyntheticClipDataConfig, make_clip_data
 from unlearnbench.zeroshot import IDENTITY_TEMPLATES, OBJECT_TEMPLATES, captions, image_features, text_classifier, topk_correct
@@ -63,9 +64,7 @@ PRESETS = {
 
 
 def preset(name: str) -> TinyClipTrainConfig:
-    if name not in PRESETS:
-        raise UnlearnBenchError(f"unknown embedded CLIP preset {name!r}; presets: {', '.join(PRESETS)}")
-    return PRESETS[name]
+    return choose_preset(PRESETS, name, "CLIP")
 
 
 @dataclass

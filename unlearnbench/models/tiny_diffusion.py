@@ -38,6 +38,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, PreTrainedTokenizerFast
 from unlearnbench.cache import atomic_write, atomic_write_text, cache_dir, config_hash
 from unlearnbench.datasets.synthetic.canvas import (OBJECTS, PARAPHRASE_TEMPLATES, STYLES, TRAIN_TEMPLATE,
                                                     CanvasData, CanvasDataConfig, make_canvas_data, prompt)
+from unlearnbench.config import choose_preset
 from unlearnbench.errors import UnlearnBenchError
 from unlearnbench.models.canvas_classifier import (CanvasClassifierConfig, CanvasClassifiers,
                                                    load_or_train_classifiers)
@@ -99,9 +100,7 @@ PRESETS = {
 
 
 def preset(name: str) -> TinyDiffusionConfig:
-    if name not in PRESETS:
-        raise UnlearnBenchError(f"unknown embedded diffusion preset {name!r}; presets: {', '.join(PRESETS)}")
-    return PRESETS[name]
+    return choose_preset(PRESETS, name, "diffusion")
 
 
 @dataclass

@@ -38,9 +38,10 @@ from transformers import (CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTextCon
 from unlearnbench.cache import atomic_write_text, cache_dir, config_hash
 from unlearnbench.datasets.synthetic.vqa import (IDENTITY_QUESTIONS, SCENE_CLASSES, UTILITY_QUESTIONS, Questions,
                                                  VqaData, VqaDataConfig, make_vqa_data)
+from unlearnbench.config import choose_preset
 from unlearnbench.errors import UnlearnBenchError
 from unlearnbench.models.llava_loader import load_clip, load_llava
-from unlearnbench.vlm import PROMPT, answer_items, contains_answer, prompt_ids
+from unlearnbench.vlm import PROMPT, answer_batch, answer_items, contains_answer, prompt_ids
 from unlearnbench.zeroshot import IDENTITY_TEMPLATES
 
 log = logging.getLogger(__name__)
@@ -96,9 +97,7 @@ PRESETS = {
 
 
 def preset(name: str) -> TinyLlavaConfig:
-    if name not in PRESETS:
-        raise UnlearnBenchError(f"unknown embedded LLaVA preset {name!r}; presets: {', '.join(PRESETS)}")
-    return PRESETS[name]
+    return choose_preset(PRESETS, name, "LLaVA")
 
 
 @dataclass
@@ -308,12 +307,6 @@ def train_llava(cfg: TinyLlavaConfig, data: VqaData, processor: LlavaProcessor, 
     pixels = {"identity": pixel_tensor(data.identities["train"], processor),
               "utility": pixel_tensor(data.scenes["train"], processor)}
 
-    def encode(items: Questions, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        prompt = prompts[items.questions[i]]
-        answer = torch.tensor(tokenizer(items.answers[i], add_special_tokens=False)["input_ids"]
-                              + [tokenizer.eos_token_id])
-        return torch.cat([prompt, answer]), torch.cat([torch.full_like(prompt, -100), answer])
-
     trainable = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(trainable, lr=cfg.llava_lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup_steps)
@@ -326,13 +319,8 @@ def train_llava(cfg: TinyLlavaConfig, data: VqaData, processor: LlavaProcessor, 
         chosen = [("identity", identity, i) for i in torch.randint(len(identity), (n_identity,), generator=gen).tolist()]
         chosen += [("utility", utility, i) for i in
                    torch.randint(len(utility), (cfg.llava_batch_size - n_identity,), generator=gen).tolist()]
-        seqs = [encode(items, i) for _, items, i in chosen]
-        width = max(len(s) for s, _ in seqs)
-        ids = torch.full((len(seqs), width), tokenizer.pad_token_id)
-        labels = torch.full((len(seqs), width), -100)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
-        for row, (s, lab) in enumerate(seqs):
-            ids[row, :len(s)], labels[row, :len(s)], mask[row, :len(s)] = s, lab, 1
+        ids, labels, mask = answer_batch([prompts[items.questions[i]] for _, items, i in chosen],
+                                         [items.answers[i] for _, items, i in chosen], tokenizer)
         pix = torch.stack([pixels[domain][items.image_index[i]] for domain, items, i in chosen])
         loss = model(input_ids=ids, pixel_values=pix, attention_mask=mask, labels=labels).loss
         opt.zero_grad(set_to_none=True)

@@ -36,18 +36,26 @@ def make_clip_data(cfg: SyntheticClipDataConfig) -> SyntheticClipData:
     people = make_identities(cfg.n_identities, cfg.seed)
     classes = OBJECT_CLASSES[: cfg.n_objects]
 
-    def render(items: list, draw, counts: tuple[int, int, int], domain: int) -> dict[str, ArrayImageSet]:
-        names = [item.name for item in items]
-        out = {}
-        for split_idx, (split, count) in enumerate(zip(SPLITS, counts)):
-            pixels, labels = [], []
-            for label, item in enumerate(items):
-                # One stream per (domain, class, split): adding classes never changes old images.
-                rng = np.random.default_rng([cfg.seed, domain, label, split_idx])
-                pixels += [draw(item, rng, cfg.image_size) for _ in range(count)]
-                labels += [label] * count
-            out[split] = ArrayImageSet(np.stack(pixels), labels, names)
-        return out
+    return SyntheticClipData(
+        identities=render_splits(people, draw_face, cfg.identity_images, 0, cfg.seed, cfg.image_size),
+        objects=render_splits(classes, draw_object, cfg.object_images, 1, cfg.seed, cfg.image_size))
 
-    return SyntheticClipData(identities=render(people, draw_face, cfg.identity_images, 0),
-                             objects=render(classes, draw_object, cfg.object_images, 1))
+
+def render_splits(items: list, draw, counts: tuple[int, int, int], domain: int, seed: int, image_size: int,
+                  names: list[str] | None = None) -> dict[str, ArrayImageSet]:
+    """``counts`` images per item for each split, drawn by ``draw(item, rng, image_size)`` and
+    labelled by item index (class names: ``names``, else each item's ``name``).
+
+    One random stream per (seed, domain, class, split): adding classes never changes old images,
+    and generators with different ``domain`` numbers never share a stream.
+    """
+    names = names if names is not None else [item.name for item in items]
+    out = {}
+    for split_idx, (split, count) in enumerate(zip(SPLITS, counts)):
+        pixels, labels = [], []
+        for label, item in enumerate(items):
+            rng = np.random.default_rng([seed, domain, label, split_idx])
+            pixels += [draw(item, rng, image_size) for _ in range(count)]
+            labels += [label] * count
+        out[split] = ArrayImageSet(np.stack(pixels), labels, names)
+    return out

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from unlearnbench.datasets.base import ArrayImageSet, ImageSet
+from unlearnbench.datasets.synthetic.clip_data import render_splits
 from unlearnbench.datasets.synthetic.draw import Canvas, ellipse, jitter_colour, rect
 from unlearnbench.datasets.synthetic.faces import draw_face, make_identities
 
@@ -128,18 +129,8 @@ def scene_questions(scenes: ArrayImageSet) -> Questions:
 def make_vqa_data(cfg: VqaDataConfig) -> VqaData:
     people = make_identities(cfg.n_identities, cfg.seed)
 
-    def render(items: list, draw, counts: tuple[int, int, int], domain: int, names: list[str]):
-        out = {}
-        for split_idx, (split, count) in enumerate(zip(SPLITS, counts)):
-            pixels, labels = [], []
-            for label, item in enumerate(items):
-                rng = np.random.default_rng([cfg.seed, domain, label, split_idx])
-                pixels += [draw(item, rng, cfg.image_size) for _ in range(count)]
-                labels += [label] * count
-            out[split] = ArrayImageSet(np.stack(pixels), labels, names)
-        return out
-
-    identities = render(people, draw_face, cfg.identity_images, 0, [p.name for p in people])
+    identities = render_splits(people, draw_face, cfg.identity_images, 0, cfg.seed, cfg.image_size)
     # Domain 2: the clip suite's objects use 1, so the two generators never share a stream.
-    scenes = render(SCENE_CLASSES, draw_scene, cfg.scene_images, 2, [s.caption for s in SCENE_CLASSES])
+    scenes = render_splits(SCENE_CLASSES, draw_scene, cfg.scene_images, 2, cfg.seed, cfg.image_size,
+                           [s.caption for s in SCENE_CLASSES])
     return VqaData(identities, scenes, {split: scene_questions(scenes[split]) for split in SPLITS})
