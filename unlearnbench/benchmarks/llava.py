@@ -207,7 +207,9 @@ class LlavaSuite(Suite):
                 question = IDENTITY_QUESTIONS[j % len(IDENTITY_QUESTIONS)]  # as identity_replies asks them
                 rows.append({"group": group, "image": f"test face {i}", "question": question,
                              "expected": faces.classnames[labels[i]], "answer": reply})
-        items = [i for kind in dict.fromkeys(qs.kinds) for i in qs.of_kind(kind)[:k]]
+        # Spread over each type's items, which are grouped by image: k different scenes, not one.
+        items = [i for kind in dict.fromkeys(qs.kinds)
+                 for i in qs.of_kind(kind)[::max(1, len(qs.of_kind(kind)) // k)][:k]]
         for i, reply in zip(items, self.utility_replies(model, "test", items)):
             rows.append({"group": qs.kinds[i], "image": f"test image {qs.image_index[i]}", "question": qs.questions[i],
                          "expected": qs.answers[i], "answer": reply})
