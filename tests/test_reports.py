@@ -95,3 +95,11 @@ def test_plots_are_written(records, tmp_path):
                            "importance": [0.3, 0.1, 0.2], "alignment": [0.1, 0.2, 0.05],
                            "on_front": [True, False, True], "chosen": [True, False, False]})
     assert plots.slug_layers(layers, tmp_path / "c.png").stat().st_size > 0
+
+
+def test_cells_of_labelled_cost_columns_keep_their_format():
+    from unlearnbench.reports.tables import format_cell
+
+    assert format_cell(16384.0, 0.0, 1, "storage_bytes (style)") == format_cell(16384.0, 0.0, 1, "storage_bytes")
+    assert format_cell(896.0, 0.0, 1, "backward_samples (object)") == "896"
+    assert format_cell(30.81, 1.0, 2, "runtime_s (style)") == "30.8 ± 1.0"

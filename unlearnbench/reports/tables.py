@@ -54,6 +54,7 @@ def ci_half_width(std: pd.Series, count: pd.Series, level: float) -> pd.Series:
 
 
 def format_cell(mean: float, std: float, count: int, metric: str) -> str:
+    metric = metric.split(" (")[0]  # a paper table's variant label ("storage_bytes (style)") keeps the format
     if metric == "storage_bytes":
         return human_bytes(mean)
     if metric in ("forward_samples", "backward_samples"):
