@@ -249,7 +249,8 @@ class UnlearnCanvasSuite(Suite):
                           else a.template.format(style=a.styles[int(a.train_styles[i])], object=a.objects[w])
                           for w, i in zip(swap, pick.tolist())]
             x0 = m.to_model_space(images)
-            t = torch.randint(0, m.noise_scheduler.config.num_train_timesteps, (len(x0),), generator=generator)
+            t = torch.randint(0, m.noise_scheduler.config.num_train_timesteps, (len(x0),),
+                              generator=generator).to(x0.device)
             x_t = m.noise_scheduler.add_noise(x0, torch.randn(x0.shape, generator=generator).to(x0), t)
             with torch.no_grad():
                 target_eps = m.predict_noise(x_t, t, m.encode_prompts(relabelled))
@@ -389,7 +390,7 @@ def real_assets(cfg: UnlearnCanvasConfig) -> CanvasAssets:
     files = data.by_style()
 
     def train_images(indices: torch.Tensor) -> torch.Tensor:
-        pixels = [torch.from_numpy(np.asarray(files[int(i)].resize((model.image_size,) * 2))) for i in indices]
+        pixels = [torch.from_numpy(np.array(files[int(i)].resize((model.image_size,) * 2))) for i in indices]
         return torch.stack(pixels).permute(0, 3, 1, 2).float().div(127.5).sub(1)
 
     @torch.no_grad()

@@ -86,7 +86,7 @@ class ESD(Method):
             empty = model.encode_prompts([""]).detach()
             contexts = {p: model.encode_prompts([p]).detach() for p in prompts}
             sampler = DDIMScheduler.from_config(model.noise_scheduler.config, clip_sample=False)
-            sampler.set_timesteps(cfg.ddim_steps)
+            sampler.set_timesteps(cfg.ddim_steps, device=next(model.unet.parameters()).device)
         optimizer = torch.optim.Adam([unet_params[n] for n in names], lr=lr)
         train_steps = model.noise_scheduler.config.num_train_timesteps
         rows = []
