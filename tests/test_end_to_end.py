@@ -1,4 +1,4 @@
-"""Slow: the README's main command on the full embedded default (trains the tiny CLIP, minutes)."""
+"""Slow: the README's main commands on the full embedded defaults (each trains its tiny model, minutes)."""
 
 import pytest
 
@@ -22,3 +22,18 @@ def test_default_clip_run_meets_the_acceptance_bars(tmp_path, capsys):
     noop = values.loc[("noop", "after")]
     for metric in ("FA@1", "FA@5", "TA_CA@1", "TA_CA@5", "TA_IN@1", "TA_IN@5"):
         assert noop[metric] == values.loc[("noop", "before")][metric]
+
+
+@pytest.mark.slow
+def test_default_llava_run_forgets_with_slug_lm(tmp_path):
+    """The embedded llava default (trains the tiny LLaVA, about 6 minutes): slug-lm takes the
+    default target's FA from >= 95% to <= 10% with other identities and utility within 5 points."""
+    assert main(["--suite", "llava", "--methods", "slug-lm", "--out", str(tmp_path)]) == 0
+    records = read(next(tmp_path.glob("*/records.parquet")))
+    values = records.pivot_table(index=["method", "stage"], columns="metric", values="value")
+    before, after = values.loc[("slug-lm", "before")], values.loc[("slug-lm", "after")]
+    assert before["FA"] >= 95 and after["FA"] <= 10
+    assert after["TA_ID"] >= before["TA_ID"] - 5
+    assert after["TA_VQA"] >= before["TA_VQA"] - 5
+    assert after["changed_tensors"] == 1
+    assert next(tmp_path.glob("*/answers/*.md")).read_text().count("|") > 10  # example answers written
