@@ -27,16 +27,14 @@ def test_default_clip_run_meets_the_acceptance_bars(tmp_path, capsys):
 @pytest.mark.slow
 def test_default_llava_run_forgets_with_slug_lm(tmp_path):
     """The embedded llava default (trains the tiny LLaVA, 2-6 minutes): slug-lm takes the default
-    target's FA from >= 95% to <= 10% while utility stays within 5 points and other identities within 8.
-
-    The issue's bar for other identities is 5 points; the tiny model trained with one thread lost
-    3.3 points, trained with two threads (what CI does) 6.1: its margin is within training noise."""
+    target's FA from >= 95% to <= 10% with other identities and utility within 5 points (measured:
+    -0.6 points of other identities whether the model trained on one thread or two)."""
     assert main(["--suite", "llava", "--methods", "slug-lm", "--out", str(tmp_path)]) == 0
     records = read(next(tmp_path.glob("*/records.parquet")))
     values = records.pivot_table(index=["method", "stage"], columns="metric", values="value")
     before, after = values.loc[("slug-lm", "before")], values.loc[("slug-lm", "after")]
     assert before["FA"] >= 95 and after["FA"] <= 10
-    assert after["TA_ID"] >= before["TA_ID"] - 8
+    assert after["TA_ID"] >= before["TA_ID"] - 5
     assert after["TA_VQA"] >= before["TA_VQA"] - 5
     assert after["changed_tensors"] == 1
     assert next(tmp_path.glob("*/answers/*.md")).read_text().count("|") > 10  # example answers written

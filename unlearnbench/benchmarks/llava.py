@@ -58,8 +58,8 @@ class LlavaSuiteConfig:
     forget_threshold: float = 0.0  # FA (%) on the validation images of the target that counts as forgotten
     retain_tolerance: float | None = 5.0  # points of validation retain score a step may lose (None: any)
     # Learning rate of the iterative baselines unless a method sets its own. None: 1e-4 embedded
-    # (the smallest power of ten with which GA forgets the default target within its 10 epochs: at
-    # 1e-5 FA stays 100%, at 1e-3 TA_ID falls to 28%), 1e-7 real (SLUG's setting for CLIP towers).
+    # (on the default target GA's FA falls to 35-50% within its 10 epochs; at 1e-3 it reaches 0 but
+    # other identities fall to 17%, at 1e-5 nothing moves), 1e-7 real (SLUG's setting for CLIP towers).
     reference_lr: float | None = None
     retain_samples: int = 512  # retain (image, caption) pairs handed to methods
     batch_size: int = 32
