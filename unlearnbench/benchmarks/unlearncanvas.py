@@ -155,15 +155,12 @@ class UnlearnCanvasSuite(Suite):
         for c in range(len(domain)):
             if c == target_idx or per_class is None:
                 picks = range(len(cross))
-            elif target_only:
-                continue
             else:
                 n = min(per_class, len(cross))
                 picks = [(others * n + k) % len(cross) for k in range(n)]
                 others += 1
-            if target_only and c != target_idx:
-                continue
-            grid.extend((c, k) for k in picks)
+            if c == target_idx or not target_only:
+                grid.extend((c, k) for k in picks)
         pairs = [(c, k) if by_style else (k, c) for c, k in grid]  # (style, object)
         prompts = [a.template.format(style=a.styles[s], object=a.objects[o]) for s, o in pairs]
         style_pred, object_pred = a.classify(self.generate(model, prompts, seeds))
@@ -345,6 +342,7 @@ def embedded_assets(cfg: UnlearnCanvasConfig) -> CanvasAssets:
     def fid_features(x: torch.Tensor) -> torch.Tensor:
         return torch.cat([classifiers.style.features(chunk) for chunk in x.split(512)])
 
+    @functools.lru_cache(maxsize=None)
     def fid_reference_features(exclude: int, by_style: bool) -> torch.Tensor:
         labels = test.style_labels if by_style else test.object_labels
         return fid_features(test.images()[labels != exclude])

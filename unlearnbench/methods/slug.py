@@ -197,9 +197,8 @@ class SlugLM(Slug):
         if losses is None:
             raise UnlearnBenchError(f"slug-lm needs losses on the model's answers (task.extras['answer_losses']); "
                                     f"suite {task.suite!r} gives none")
+        task.base_validation()  # scored once, on the untouched model; the copy below carries it
         answers = dataclasses.replace(task, forget_batches=losses["forget_batches"],
                                       retain_batches=losses["retain_batches"], forget_loss_fn=losses["forget_loss"],
                                       retain_loss_fn=losses["retain_loss"])
-        outcome = super().unlearn(answers)
-        task._base_validation = answers._base_validation
-        return outcome
+        return super().unlearn(answers)
