@@ -8,6 +8,8 @@ Storage is measured from the written file: the tensor payload, which the header 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,3 +85,14 @@ def stored_payload_bytes(path: Path) -> int:
 def patch_metadata(**values: object) -> dict[str, str]:
     """safetensors metadata must be str -> str; non-strings are stored as JSON."""
     return {k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
+
+
+@contextmanager
+def restored_weights(model: nn.Module) -> Iterator[dict[str, torch.Tensor]]:
+    """Snapshot ``model``'s state and put it back on exit, whatever happened inside (an exception,
+    a NaN, an interrupted method). Yields the snapshot, the base state a patch is diffed against."""
+    base = {name: value.detach().clone() for name, value in model.state_dict().items()}
+    try:
+        yield base
+    finally:
+        model.load_state_dict(base)

@@ -29,7 +29,7 @@ from unlearnbench.benchmarks.base import Suite, build_suite
 from unlearnbench.cache import atomic_write, atomic_write_text, cache_dir, config_hash
 from unlearnbench.errors import UnlearnBenchError
 from unlearnbench.methods.base import METHODS, Method, build_method
-from unlearnbench.patch import Patch, patch_metadata, stored_payload_bytes
+from unlearnbench.patch import Patch, patch_metadata, restored_weights, stored_payload_bytes
 
 log = logging.getLogger(__name__)
 
@@ -117,10 +117,9 @@ def run_unit(suite: Suite, method: Method, target: str, seed: int, before: dict[
 
     task = suite.task(target)
     model = task.model
-    base_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     samples_before = suite.sample_grid(model, target)
     answers_before = suite.example_answers(model, target)
-    try:
+    with restored_weights(model) as base_state:
         torch.manual_seed(seed)
         with task.costs.track_memory(task.device):
             outcome = method.unlearn(task)
@@ -136,8 +135,6 @@ def run_unit(suite: Suite, method: Method, target: str, seed: int, before: dict[
             save_samples(samples_before, suite.sample_grid(model, target), run_dir / "samples" / f"{name}.png")
         if answers_before is not None:
             save_answers(answers_before, suite.example_answers(model, target), run_dir / "answers" / f"{name}.md")
-    finally:
-        model.load_state_dict(base_state)
 
     costs = task.costs.as_metrics()
     costs.update(storage_bytes=float(stored_payload_bytes(patch_file)), changed_tensors=float(len(patch.tensors)),

@@ -52,6 +52,11 @@ class Method(ABC):
         """The first line of the class docstring, for ``bench.py ls``."""
         return (cls.__doc__ or "").strip().splitlines()[0]
 
+    def check(self, task: UnlearningTask) -> None:
+        """Raise UnlearnBenchError if this configuration cannot run on ``task`` (e.g. a forced layer
+        that is not a candidate). The runner calls it for every method before any unit runs, so a
+        bad setting fails in seconds, not after other methods have finished."""
+
     @abstractmethod
     def unlearn(self, task: UnlearningTask) -> Outcome:
         """Unlearn ``task.target`` from ``task.model`` in place and report what happened."""
