@@ -17,7 +17,7 @@ from unlearnbench.errors import UnlearnBenchError
 
 log = logging.getLogger("unlearnbench")
 
-COMMANDS = ("run", "ls", "paper")
+COMMANDS = ("run", "ls", "paper", "compare")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,12 +34,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     paper = sub.add_parser("paper", parents=[common],
                            help="regenerate a table of the SLUG paper, published numbers alongside")
-    paper.add_argument("table", help="which table: clip-table")
+    paper.add_argument("table", metavar="TABLE", help="which table: " + "; ".join(
+        f"{name} ({table.caption.split(':')[0]})" for name, table in paper_tables().items()))
     add_run_arguments(paper)
     paper.set_defaults(seeds="0")
 
     sub.add_parser("ls", parents=[common], help="list methods and suites")
+
+    compare = sub.add_parser("compare", parents=[common], help="compare two runs metric by metric; gate on regressions",
+                             description="Compare NEW against BASE per (method, settings, metric) over the units both "
+                             "ran: means, difference, direction, Welch's t-test p-value; writes compare.md.")
+    compare.add_argument("base", metavar="BASE", help="the reference run: a run folder or its records.parquet")
+    compare.add_argument("new", metavar="NEW", help="the run to check, likewise")
+    compare.add_argument("--tolerance", action="append", metavar="METRIC=POINTS",
+                         help="how far METRIC may move the wrong way before it counts as a regression (repeatable); "
+                         "defaults: 1 point for accuracy metrics, 0 for goal_met, timings and counts not gated")
+    compare.add_argument("--fail-on-regression", action="store_true",
+                         help="exit with status 1 if any metric regressed beyond its tolerance")
+    compare.add_argument("--out", help="folder for compare.md; default: NEW's run folder")
     return parser
+
+
+def paper_tables():
+    from unlearnbench.reports.paper import PAPER_TABLES
+
+    return PAPER_TABLES
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -100,6 +119,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     spec = run_spec(args)
     suite, _ = prepare(spec)  # fail on bad names before training anything
     result = run(spec, suite)
+    print(result.reuse_line())
     print(write_run_report(result, suite, args.ci))
     print(f"\nwrote {result.run_dir}/ (records.parquet, manifest.json, table.md, plots)")
     return 0
@@ -125,7 +145,10 @@ def cmd_paper(args: argparse.Namespace) -> int:
     specs = {label: for_variant(spec, table, label) for label, _ in table.variants}
     suites = {label: prepare(s)[0] for label, s in specs.items()}  # every bad name fails before any work
     start = time.perf_counter()
-    results = {label: run(specs[label], suites[label]) for label in specs}
+    results = {}
+    for label in specs:
+        results[label] = run(specs[label], suites[label])
+        print(f"{label or args.table}: {results[label].reuse_line()}")
     records = pd.concat([label_records(r.records, label) for label, r in results.items()], ignore_index=True)
     view = with_published(records, table, args.ci)
     out = Path(args.out) / f"paper-{args.table}"
@@ -138,7 +161,8 @@ def cmd_paper(args: argparse.Namespace) -> int:
     for label, result in results.items():
         forget, retain = suites[label].plot_axes
         suffix = f"_{label}" if label else ""
-        plots.forget_vs_retain(result.records, forget, retain, out / f"forget_vs_retain{suffix}.png")
+        directions = {m.name: m.higher_is_better for m in suites[label].metrics}
+        plots.forget_vs_retain(result.records, forget, retain, out / f"forget_vs_retain{suffix}.png", directions)
         plots.cost_bars(result.records, out / f"costs{suffix}.png")
     print(to_terminal(view))
     print(f"\nwrote {out}/ (tables, plots; runs in runs.json) in {time.perf_counter() - start:.0f} s")
@@ -156,6 +180,32 @@ def cmd_ls(args: argparse.Namespace) -> int:
     for name, cls in SUITES.items():
         print(f"  {name:<10} v{cls.version} [{cls.kind}] {cls.summary()}")
     return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from unlearnbench.cache import atomic_write_text
+    from unlearnbench.reports.compare import (StoredRun, compare_runs, comparison_table, differences, regressions,
+                                              summary_line)
+    from unlearnbench.reports.tables import to_markdown, to_terminal
+
+    tolerances = {}
+    for metric, text in parse_assignments(args.tolerance, "--tolerance").items():
+        try:
+            tolerances[metric] = float(text)
+        except ValueError:
+            raise UnlearnBenchError(f"--tolerance {metric}={text}: give a number of points, e.g. {metric}=2") from None
+        if not tolerances[metric] >= 0:
+            raise UnlearnBenchError(f"--tolerance {metric}={text}: a tolerance cannot be negative")
+    base, new = StoredRun.load(args.base, "BASE"), StoredRun.load(args.new, "NEW")
+    result = compare_runs(base, new, tolerances)
+    notes = differences(base, new)
+    out = Path(args.out) if args.out else new.path
+    title = f"# compare: NEW `{new.path}` against BASE `{base.path}`\n\n"
+    text = "\n".join([summary_line(result), *notes])
+    atomic_write_text(out / "compare.md", title + to_markdown(comparison_table(result)) + "\n" + text + "\n")
+    print(to_terminal(comparison_table(result, gated_only=True)))
+    print(f"\n{text}\nwrote {out / 'compare.md'} (every metric, timings and counts included)")
+    return 1 if args.fail_on_regression and not regressions(result).empty else 0
 
 
 def load_plugins(modules: list[str] | None) -> None:
@@ -181,9 +231,10 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     if getattr(args, "cache_dir", None):
         os.environ["UNLEARNBENCH_CACHE"] = args.cache_dir
-    commands = {"run": cmd_run, "ls": cmd_ls, "paper": cmd_paper}
+    commands = {"run": cmd_run, "ls": cmd_ls, "paper": cmd_paper, "compare": cmd_compare}
     try:
-        load_plugins(getattr(args, "plugin", None))
+        if args.command != "compare":  # a comparison reads stored runs alone, never suite or method code
+            load_plugins(getattr(args, "plugin", None))
         return commands[args.command or "run"](args)
     except UnlearnBenchError as err:
         print(f"error: {err}", file=sys.stderr)

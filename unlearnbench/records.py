@@ -3,9 +3,13 @@ hash, seed, stage, metric). Tables and plots are views of these rows, never the 
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from unlearnbench.cache import atomic_write
 from unlearnbench.errors import UnlearnBenchError
@@ -16,6 +20,47 @@ STAGES = ("before", "after")
 DTYPES = {"run_id": "string", "suite": "string", "suite_version": "int64", "model": "string",
           "target": "string", "method": "string", "config_hash": "string", "seed": "int64",
           "stage": "string", "metric": "string", "value": "float64"}
+
+
+
+
+@dataclass(frozen=True)
+class Metric:
+    """What a metric's number means, so reports and ``bench.py compare`` know which way is better.
+
+    ``tolerance``: by how much (in the metric's unit) it may move the wrong way before ``compare``
+    calls it a regression; None: shown but never gated (timings vary from machine to machine).
+    """
+
+    name: str
+    split: str  # which data it is measured on, e.g. "forget-test"
+    higher_is_better: bool
+    unit: str = "%"
+    tolerance: float | None = 1.0
+
+
+# Metrics every unit records besides its suite's: whether the method met the task's goal on
+# validation (1 or 0, and the two validation values it was judged on), then what it cost.
+GOAL_METRICS = (
+    Metric("goal_met", "forget-val", True, unit="fraction", tolerance=0.0),
+    Metric("val_forget", "forget-val", False),
+    Metric("val_retain", "retain-val", True),
+)
+COST_METRICS = (
+    *(Metric(name, "cost", False, unit="s", tolerance=None)
+      for name in ("runtime_s", "runtime_precompute_s", "runtime_update_s", "runtime_search_s", "eval_seconds")),
+    Metric("peak_memory_bytes", "cost", False, unit="bytes", tolerance=None),
+    Metric("storage_bytes", "cost", False, unit="bytes", tolerance=None),
+    *(Metric(name, "cost", False, unit="count", tolerance=None)
+      for name in ("forward_samples", "backward_samples", "evaluations", "changed_tensors")),
+)
+
+
+def metric_metadata(metrics: tuple[Metric, ...]) -> dict[str, dict]:
+    """``{name: {split, higher_is_better, unit, tolerance}}`` for a manifest, so readers of a run
+    (``bench.py compare``) never import suite code."""
+    return {m.name: {"split": m.split, "higher_is_better": m.higher_is_better, "unit": m.unit,
+                     "tolerance": m.tolerance} for m in (*metrics, *GOAL_METRICS, *COST_METRICS)}
 
 
 def make_records(values: dict[str, float], **keys: object) -> pd.DataFrame:
@@ -39,8 +84,23 @@ def validate(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.astype(DTYPES).reset_index(drop=True)
 
 
-def write(frame: pd.DataFrame, path: Path) -> None:
-    atomic_write(Path(path), lambda tmp: validate(frame).to_parquet(tmp, index=False))
+META_KEY = b"unlearnbench"
+
+
+def write(frame: pd.DataFrame, path: Path, metadata: dict | None = None) -> None:
+    """Write records atomically; ``metadata`` (JSON-able) travels inside the parquet file, so a unit's
+    numbers and the identity that produced them can never be separated."""
+    table = pa.Table.from_pandas(validate(frame), preserve_index=False)
+    if metadata is not None:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}),
+                                               META_KEY: json.dumps(metadata, default=str).encode()})
+    atomic_write(Path(path), lambda tmp: pq.write_table(table, tmp))
+
+
+def read_metadata(path: Path) -> dict:
+    """The metadata ``write`` stored with the records ({} if none)."""
+    raw = (pq.read_schema(path).metadata or {}).get(META_KEY)
+    return json.loads(raw) if raw else {}
 
 
 def read(path: Path) -> pd.DataFrame:

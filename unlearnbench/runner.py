@@ -1,9 +1,13 @@
 """The experiment loop: for each (target, method, seed): evaluate before -> unlearn -> evaluate after.
 
-Every finished unit is written atomically under ``runs/<run-id>/units/`` before the next starts, so
-an interrupted or failing run keeps what it finished and a rerun of the same command resumes
-instead of redoing it. Base-model evaluations are cached across runs by (suite version, model,
-target). The model is restored to its base weights after every unit, whatever happens.
+Every finished unit is written atomically under ``runs/<run-id>/units/`` before the next starts,
+together with the identity that produced it: suite and full suite config, a content fingerprint of
+the base model, the exact target, method and full method config, seed, and the fingerprint of the
+code it ran through (``unlearnbench.identity``). A rerun reuses a unit only when that identity is
+unchanged and recomputes it otherwise, so an interrupted run resumes and a changed method, setting
+or model never hides behind old numbers. Base-model evaluations are cached across runs under the
+same rule. One process at a time works in a run folder (a lock file). The model is restored to
+its base weights after every unit, whatever happens.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import platform
 import re
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
@@ -28,8 +34,16 @@ from unlearnbench import records as rec
 from unlearnbench.benchmarks.base import Suite, build_suite
 from unlearnbench.cache import atomic_write, atomic_write_text, cache_dir, config_hash
 from unlearnbench.errors import UnlearnBenchError
+from unlearnbench.identity import code_fingerprint, digest, model_fingerprint
 from unlearnbench.methods.base import METHODS, Method, build_method
 from unlearnbench.patch import Patch, patch_metadata, restored_weights, stored_payload_bytes
+from unlearnbench.records import metric_metadata
+from unlearnbench.task import UnlearningTask
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; concurrent runs in one folder are not detected
+    fcntl = None
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +66,20 @@ class RunResult:
     records: pd.DataFrame
     manifest: dict
     artifacts: dict[str, pd.DataFrame]  # "<unit>/<name>" -> table (traces, SLUG layer statistics)
+    reused: int = 0  # units whose stored records were reused
+    stale: dict[str, str] = field(default_factory=dict)  # unit -> why its stored records were not reused
+
+    @property
+    def units(self) -> int:
+        return len(self.manifest["units"])
+
+    def reuse_line(self) -> str:
+        """``reused N of M units``, with why any stored unit was recomputed."""
+        line = f"reused {self.reused} of {self.units} units"
+        if self.stale:
+            reasons = sorted(set(self.stale.values()))
+            line += f"; recomputed {len(self.stale)} whose stored result was out of date ({'; '.join(reasons)})"
+        return line
 
 
 def prepare(spec: RunSpec, suite: Suite | None = None) -> tuple[Suite, list[Method]]:
@@ -81,72 +109,176 @@ def run(spec: RunSpec, suite: Suite | None = None) -> RunResult:
     log.info("run %s: suite %s, methods %s, targets %s, seeds %s", run_id, suite.name,
              [m.name for m in methods], targets, list(spec.seeds))
 
-    frames, artifacts = [], {}
-    for target in targets:
-        before = base_evaluation(suite, target)
-        for method in methods:
-            for seed in spec.seeds:
-                keys = dict(run_id=run_id, suite=suite.name, suite_version=suite.version, model=suite.model_id(),
-                            target=target, method=method.name, config_hash=config_hash(method.config), seed=seed)
-                frame, unit_artifacts = run_unit(suite, method, target, seed, before, keys, run_dir)
-                frames.append(frame)
-                artifacts.update(unit_artifacts)
-    records = pd.concat(frames, ignore_index=True)
-    rec.write(records, run_dir / "records.parquet")
-    manifest = make_manifest(spec, suite, methods, targets, run_id)
-    atomic_write_text(run_dir / "manifest.json", json.dumps(manifest, indent=2, default=str))
-    return RunResult(run_dir, records, manifest, artifacts)
+    with run_lock(run_dir):
+        remove_leftover_temp_files(run_dir)
+        check_methods(suite, methods, targets[0])
+        model_fp = model_fingerprint(suite.base_model())
+        code_fps = {m.name: code_fingerprint(type(m), type(suite)) for m in methods}
+        frames, artifacts, units, stale = [], {}, {}, {}
+        for target in targets:
+            before = base_evaluation(suite, target, model_fp)
+            for method in methods:
+                for seed in spec.seeds:
+                    unit = Unit(suite, method, target, seed, run_dir, {
+                        "suite": suite.name, "suite_version": suite.version, "suite_config": asdict(suite.config),
+                        "model_fingerprint": model_fp, "target": target, "method": method.name,
+                        "method_config": asdict(method.config), "seed": seed, "code_fingerprint": code_fps[method.name]})
+                    keys = dict(run_id=run_id, suite=suite.name, suite_version=suite.version, model=suite.model_id(),
+                                target=target, method=method.name, config_hash=config_hash(method.config), seed=seed)
+                    frame, unit_artifacts, info = unit.reuse() or unit.compute(before, keys)
+                    if info.pop("stale", ""):
+                        stale[unit.name] = unit.stale
+                    frames.append(frame)
+                    artifacts.update({f"{unit.name}/{kind}": table for kind, table in unit_artifacts.items()})
+                    units[unit.name] = info
+        records = pd.concat(frames, ignore_index=True)
+        rec.write(records, run_dir / "records.parquet")
+        manifest = make_manifest(spec, suite, methods, targets, run_id, model_fp, units)
+        atomic_write_text(run_dir / "manifest.json", json.dumps(manifest, indent=2, default=str))
+    reused = sum(info["reused"] for info in units.values())
+    return RunResult(run_dir, records, manifest, artifacts, reused=reused, stale=stale)
+
+
+def check_methods(suite: Suite, methods: list[Method], target: str) -> None:
+    """Let each method reject its settings on a real task before any unit runs (Method.check)."""
+    checking = [m for m in methods if type(m).check is not Method.check]
+    if checking:
+        task = suite.task(target)
+        for method in checking:
+            method.check(task)
+
+
+@contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold ``run_dir/.lock`` for the whole run, so two processes never compute the same units."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if fcntl is None:
+        yield
+        return
+    with open(run_dir / ".lock", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UnlearnBenchError(
+                f"run folder {run_dir} is in use by another bench.py process; wait for it to finish, "
+                "or give this run another --run-id") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def remove_leftover_temp_files(run_dir: Path) -> None:
+    """Temporary files of an interrupted atomic write (the run folder is locked, so none is live)."""
+    for tmp in run_dir.rglob(".*.tmp"):
+        log.info("removing %s, left by an interrupted run", tmp)
+        tmp.unlink(missing_ok=True)
 
 
 def unit_name(target: str, method: Method, seed: int) -> str:
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", target)
-    return f"{safe}__{method.name}-{config_hash(method.config)}__seed{seed}"
+    """Readable and collision-free: the target's characters that are safe in a file name, and a hash
+    of the exact target string (``Anne O'Neil`` and ``Anne O Neil`` are two units)."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", target)[:48]
+    return f"{safe}-{digest(target, 8)}__{method.name}-{config_hash(method.config)}__seed{seed}"
 
 
-def run_unit(suite: Suite, method: Method, target: str, seed: int, before: dict[str, float],
-             keys: dict, run_dir: Path) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
-    """One (target, method, seed): reuse its records if a previous run finished it."""
-    name = unit_name(target, method, seed)
-    unit_file = run_dir / "units" / f"{name}.parquet"
-    artifact_dir = run_dir / "artifacts"
-    if unit_file.is_file():
-        log.info("reusing finished unit %s", name)
-        artifacts = {f"{name}/{p.stem.split('__')[-1]}": pd.read_parquet(p)
-                     for p in sorted(artifact_dir.glob(f"{name}__*.parquet"))}
-        return rec.read(unit_file), artifacts
+@dataclass
+class Unit:
+    """One (target, method, seed) of a run: its files, and the identity that decides reuse."""
 
-    task = suite.task(target)
-    model = task.model
-    samples_before = suite.sample_grid(model, target)
-    answers_before = suite.example_answers(model, target)
-    with restored_weights(model) as base_state:
-        torch.manual_seed(seed)
-        with task.costs.track_memory(task.device):
-            outcome = method.unlearn(task)
-        check_finite(model, method.name, target)
-        patch = Patch.diff(base_state, model, patch_metadata(
-            method=method.name, target=target, seed=seed, config=asdict(method.config), **outcome.info))
-        patch_file = run_dir / "patches" / f"{name}.safetensors"
-        patch.save(patch_file)
-        start = time.perf_counter()
-        after = suite.evaluate(model, target)
-        eval_seconds = time.perf_counter() - start
-        if samples_before is not None:
-            save_samples(samples_before, suite.sample_grid(model, target), run_dir / "samples" / f"{name}.png")
-        if answers_before is not None:
-            save_answers(answers_before, suite.example_answers(model, target), run_dir / "answers" / f"{name}.md")
+    suite: Suite
+    method: Method
+    target: str
+    seed: int
+    run_dir: Path
+    identity: dict
+    stale: str = field(default="", init=False)  # why a stored result of this unit was not reused
 
-    costs = task.costs.as_metrics()
-    costs.update(storage_bytes=float(stored_payload_bytes(patch_file)), changed_tensors=float(len(patch.tensors)),
-                 eval_seconds=eval_seconds)
-    frame = pd.concat([rec.make_records(before, stage="before", **keys),
-                       rec.make_records({**after, **costs}, stage="after", **keys)], ignore_index=True)
-    artifacts = {"trace": outcome.trace, **outcome.tables}
-    artifacts = {k: v for k, v in artifacts.items() if len(v)}
-    for kind, table in artifacts.items():
-        atomic_write(artifact_dir / f"{name}__{kind}.parquet", lambda tmp, t=table: t.to_parquet(tmp, index=False))
-    rec.write(frame, unit_file)
-    return frame, {f"{name}/{k}": v for k, v in artifacts.items()}
+    def __post_init__(self) -> None:
+        self.name = unit_name(self.target, self.method, self.seed)
+        self.file = self.run_dir / "units" / f"{self.name}.parquet"
+        # JSON-normalised (tuples become lists) so it compares equal to what was stored.
+        self.identity = json.loads(json.dumps(self.identity, default=str))
+
+    def artifact_file(self, kind: str) -> Path:
+        return self.run_dir / "artifacts" / f"{self.name}__{kind}.parquet"
+
+    def reuse(self) -> tuple[pd.DataFrame, dict[str, pd.DataFrame], dict] | None:
+        """The stored unit if it was computed with this very identity; else None (recompute)."""
+        if not self.file.is_file():
+            return None
+        try:
+            stored = rec.read_metadata(self.file)
+            frame = rec.read(self.file)
+            artifacts = {kind: pd.read_parquet(self.artifact_file(kind)) for kind in stored.get("artifacts", [])}
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            log.warning("unit file %s or its artifacts are unreadable (%s); recomputing the unit", self.file, err)
+            return None
+        old = stored.get("identity", {})
+        if old != self.identity:
+            self.stale = changed_fields(old, self.identity, self.method.name)
+            log.info("recomputing %s: %s", self.name, self.stale)
+            return None
+        log.info("reusing finished unit %s", self.name)
+        return frame, artifacts, {**stored["info"], "reused": True}
+
+    def compute(self, before: dict[str, float], keys: dict) -> tuple[pd.DataFrame, dict[str, pd.DataFrame], dict]:
+        suite, method, target, name = self.suite, self.method, self.target, self.name
+        task = suite.task(target)
+        model = task.model
+        samples_before = suite.sample_grid(model, target)
+        answers_before = suite.example_answers(model, target)
+        with restored_weights(model) as base_state:
+            torch.manual_seed(self.seed)
+            with task.costs.track_memory(task.device):
+                outcome = method.unlearn(task)
+            costs = task.costs.as_metrics()  # before the goal check below adds its own validation
+            check_finite(model, method.name, target)
+            patch = Patch.diff(base_state, model, patch_metadata(
+                method=method.name, target=target, seed=self.seed, config=asdict(method.config), **outcome.info))
+            patch_file = self.run_dir / "patches" / f"{name}.safetensors"
+            patch.save(patch_file)
+            validation = task.validate(model, set(patch.tensors))
+            start = time.perf_counter()
+            after = suite.evaluate(model, target)
+            eval_seconds = time.perf_counter() - start
+            if samples_before is not None:
+                save_samples(samples_before, suite.sample_grid(model, target),
+                             self.run_dir / "samples" / f"{name}.png")
+            if answers_before is not None:
+                save_answers(answers_before, suite.example_answers(model, target),
+                             self.run_dir / "answers" / f"{name}.md")
+        costs.update(storage_bytes=float(stored_payload_bytes(patch_file)), changed_tensors=float(len(patch.tensors)),
+                     eval_seconds=eval_seconds)
+        frame = pd.concat([rec.make_records(before, stage="before", **keys),
+                           rec.make_records({**after, **goal_status(task, validation), **costs}, stage="after", **keys)],
+                          ignore_index=True)
+        artifacts = {k: v for k, v in {"trace": outcome.trace, **outcome.tables}.items() if len(v)}
+        for old in self.run_dir.glob(f"artifacts/{name}__*.parquet"):
+            old.unlink()  # a previous, now stale computation of this unit may have left other kinds
+        for kind, table in artifacts.items():
+            atomic_write(self.artifact_file(kind), lambda tmp, t=table: t.to_parquet(tmp, index=False))
+        info = {"target": target, "method": method.name, "config_hash": keys["config_hash"], "seed": self.seed,
+                "code_fingerprint": self.identity["code_fingerprint"], "goal": asdict(task.goal),
+                "computed": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        rec.write(frame, self.file, {"identity": self.identity, "artifacts": sorted(artifacts), "info": info})
+        return frame, artifacts, {**info, "reused": False, "stale": self.stale}
+
+
+def goal_status(task: UnlearningTask, validation: dict[str, float]) -> dict[str, float]:
+    """Whether the unlearned model meets the task's goal on validation, judged by the runner for
+    every method alike (a method's own claim is not trusted), with the two values judged."""
+    goal = task.goal
+    return {"goal_met": float(goal.met(validation, task.base_validation())),
+            "val_forget": validation[goal.forget_metric], "val_retain": validation[goal.retain_metric]}
+
+
+def changed_fields(old: dict, new: dict, method: str) -> str:
+    """Which parts of a unit's identity differ, in words."""
+    words = {"code_fingerprint": f"code of {method}, its suite or the harness", "model_fingerprint": "base model",
+             "suite_config": "suite settings", "method_config": f"{method} settings", "suite_version": "suite version"}
+    fields = [key for key in new if old.get(key) != new[key]]
+    return ", ".join(words.get(key, key) for key in fields) + " changed" if fields else "written by an older version"
 
 
 def save_samples(before: np.ndarray, after: np.ndarray, path: Path) -> None:
@@ -174,13 +306,20 @@ def check_finite(model: torch.nn.Module, method: str, target: str) -> None:
             f"unlearning {target!r}; its loss diverged — lower its learning rate or step size")
 
 
-def base_evaluation(suite: Suite, target: str) -> dict[str, float]:
-    """Test metrics of the base model for ``target``, cached across runs."""
-    key = config_hash({"suite": suite.name, "version": suite.version, "model": suite.model_id(),
-                       "target": target, "config": asdict(suite.config)})
+def base_evaluation(suite: Suite, target: str, model_fp: str) -> dict[str, float]:
+    """Test metrics of the base model for ``target``, cached across runs under the same identity rule
+    as units: suite config, model weights, target and suite code."""
+    key = digest({"suite": suite.name, "version": suite.version, "config": asdict(suite.config), "model": model_fp,
+                  "target": target, "code": code_fingerprint(type(suite))})
     path = cache_dir() / "evals" / f"{suite.name}-{key}.json"
     if path.is_file():
-        return json.loads(path.read_text())
+        try:
+            values = json.loads(path.read_text())
+            if isinstance(values, dict) and all(isinstance(v, (int, float)) for v in values.values()):
+                return values
+            raise ValueError("not a table of metric values")
+        except (OSError, ValueError) as err:
+            log.warning("cached base evaluation %s is unreadable (%s); recomputing it", path, err)
     values = suite.evaluate(suite.base_model(), target)
     atomic_write_text(path, json.dumps(values))
     return values
@@ -193,7 +332,8 @@ def default_run_id(suite: Suite, methods: list[Method], targets: list[str], seed
         "methods": [(m.name, asdict(m.config)) for m in methods]})
 
 
-def make_manifest(spec: RunSpec, suite: Suite, methods: list[Method], targets: list[str], run_id: str) -> dict:
+def make_manifest(spec: RunSpec, suite: Suite, methods: list[Method], targets: list[str], run_id: str,
+                  model_fp: str, units: dict[str, dict]) -> dict:
     packages = {}
     for dist in ("unlearnbench", "torch", "open_clip_torch", "diffusers", "transformers", "numpy", "pandas"):
         try:
@@ -204,10 +344,12 @@ def make_manifest(spec: RunSpec, suite: Suite, methods: list[Method], targets: l
         "run_id": run_id,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "suite": {"name": suite.name, "version": suite.version, "model": suite.model_id(),
-                  "config": asdict(suite.config)},
+                  "model_fingerprint": model_fp, "config": asdict(suite.config)},
+        "metrics": metric_metadata(suite.metrics),
         "methods": {m.name: {"config": asdict(m.config), "config_hash": config_hash(m.config)} for m in methods},
         "targets": targets,
         "seeds": list(spec.seeds),
+        "units": units,
         "git": git_revision(),
         "packages": packages,
         "machine": {"platform": platform.platform(), "python": platform.python_version(),

@@ -8,7 +8,6 @@ reports know their direction and units.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -17,16 +16,9 @@ from torch import nn
 
 from unlearnbench.config import apply_overrides
 from unlearnbench.errors import UnlearnBenchError
+from unlearnbench.records import Metric
 from unlearnbench.registry import Registry
 from unlearnbench.task import UnlearningTask
-
-
-@dataclass(frozen=True)
-class Metric:
-    name: str
-    split: str  # which data it is measured on, e.g. "forget-test"
-    higher_is_better: bool
-    unit: str = "%"
 
 
 class Suite(ABC):

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 import pandas as pd
 
 from unlearnbench.errors import UnlearnBenchError
-from unlearnbench.reports.tables import COST_COLUMNS, ORIGINAL, summary_table
+from unlearnbench.reports.tables import COST_COLUMNS, GOAL_COLUMN, MISSED, ORIGINAL, summary_table
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class PaperTable:
 
     @property
     def cost_columns(self) -> tuple[str, ...]:
-        return tuple(with_label(c, label) for label, _ in self.variants for c in COST_COLUMNS)
+        return tuple(with_label(c, label) for label, _ in self.variants for c in (GOAL_COLUMN, *COST_COLUMNS))
 
 
 def with_label(metric: str, label: str) -> str:
@@ -86,8 +86,8 @@ def with_published(records: pd.DataFrame, table: PaperTable, ci: float | None = 
     for metric in [*table.columns, *table.cost_columns]:
         out[metric] = ours.get(metric, "")
         if metric in published_columns:
-            out[f"{metric} (published)"] = [format_published(table.published.get(row, {}).get(metric))
-                                            for row in out.index]
+            out[f"{metric} (published)"] = [
+                format_published(table.published.get(row.removesuffix(MISSED), {}).get(metric)) for row in out.index]
     names = {"runtime_s": "runtime (s)", "storage_bytes": "storage", "forward_samples": "fwd samples",
              "backward_samples": "bwd samples"}
     return out.rename(columns=lambda c: next((c.replace(k, v) for k, v in names.items() if c.startswith(k)), c))

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from unlearnbench.reports.tables import ORIGINAL, method_metric_stats  # noqa: E402
+from unlearnbench.reports.tables import MISSED, ORIGINAL, method_metric_stats  # noqa: E402
 
 
 def slug_layers(layers: pd.DataFrame, path: Path, title: str = "") -> Path:
@@ -40,23 +40,36 @@ def slug_layers(layers: pd.DataFrame, path: Path, title: str = "") -> Path:
     return save(fig, path)
 
 
-def forget_vs_retain(records: pd.DataFrame, forget_metric: str, retain_metric: str, path: Path) -> Path:
-    """One point per method (mean over targets and seeds): forgetting on x, retention on y."""
+def forget_vs_retain(records: pd.DataFrame, forget_metric: str, retain_metric: str, path: Path,
+                     higher_is_better: dict[str, bool] | None = None) -> Path:
+    """One point per method variant (mean over targets and seeds): forgetting on x, retention on y.
+    Axis labels take each metric's direction from ``higher_is_better`` (the suite's metric metadata);
+    variants that missed the goal are drawn hollow; points that coincide share one label."""
     stats = method_metric_stats(records)
-    wide = stats.pivot(index="method", columns="metric", values="mean").reset_index()
-    fig, ax = plt.subplots(figsize=(5.5, 4.2))
-    sns.scatterplot(data=wide, x=forget_metric, y=retain_metric, hue="method", style="method", s=110, ax=ax)
-    for _, row in wide.iterrows():
-        ax.annotate(row.method, (row[forget_metric], row[retain_metric]), fontsize=8, xytext=(4, 4),
-                    textcoords="offset points")
-    ax.set(xlabel=f"{forget_metric} (lower = more forgotten)", ylabel=f"{retain_metric} (higher = better kept)",
+    wide = stats.pivot(index="variant", columns="metric", values="mean").reset_index()
+    wide = wide.dropna(subset=[forget_metric, retain_metric])
+    fig, ax = plt.subplots(figsize=(5.8, 4.4))
+    for i, (_, row) in enumerate(wide.iterrows()):
+        missed = row.variant.endswith(MISSED)
+        ax.scatter(row[forget_metric], row[retain_metric], s=110,
+                   marker="os^Dvp<>h*"[i % 10], color="none" if missed else f"C{i % 10}", edgecolor=f"C{i % 10}",
+                   linewidth=1.6, label=row.variant)
+    points = wide.groupby([forget_metric, retain_metric], sort=False).variant.agg(" = ".join)
+    for (x, y), names in points.items():
+        ax.annotate(names, (x, y), fontsize=8, xytext=(4, 4), textcoords="offset points")
+    directions = higher_is_better or {}
+    forget_dir = "higher" if directions.get(forget_metric, False) else "lower"
+    retain_dir = "higher" if directions.get(retain_metric, True) else "lower"
+    ax.set(xlabel=f"{forget_metric} ({forget_dir} = more forgotten)",
+           ylabel=f"{retain_metric} ({retain_dir} = better kept)",
            title=f"Forgetting vs retention ({ORIGINAL} = before unlearning)", xlim=(-3, 103), ylim=(-3, 103))
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, title="hollow: missed the goal" if wide.variant.str.endswith(MISSED).any() else None,
+              title_fontsize=7)
     return save(fig, path)
 
 
 def cost_bars(records: pd.DataFrame, path: Path) -> Path | None:
-    """Runtime, storage and sample passes per method on log scales."""
+    """Runtime, storage and sample passes per method variant on log scales."""
     stats = method_metric_stats(records)
     metrics = ["runtime_s", "storage_bytes", "forward_samples", "backward_samples"]
     # Zero costs (noop) have no place on a log scale; they show as missing bars.
@@ -64,8 +77,8 @@ def cost_bars(records: pd.DataFrame, path: Path) -> Path | None:
     if data.empty:
         return None
     present = [m for m in metrics if m in set(data.metric)]
-    grid = sns.catplot(data=data, x="method", y="mean", col="metric", col_order=present, kind="bar",
-                       order=list(dict.fromkeys(stats.method[stats.method != ORIGINAL])),
+    grid = sns.catplot(data=data, x="variant", y="mean", col="metric", col_order=present, kind="bar",
+                       order=list(dict.fromkeys(stats.variant[stats.method != ORIGINAL])),
                        sharey=False, height=3.2, aspect=0.9)
     for ax in grid.axes.flat:
         ax.set_yscale("log")

@@ -14,33 +14,68 @@ from scipy import stats as scipy_stats
 
 ORIGINAL = "original"
 COST_COLUMNS = ("runtime_s", "storage_bytes", "forward_samples", "backward_samples")
+GOAL_COLUMN = "goal_met"
+MISSED = " †"  # appended to a variant that missed the goal on some target or seed
+MISSED_NOTE = "† missed the goal on validation for at least one target or seed (see the goal_met column)."
 
 
-def method_metric_stats(records: pd.DataFrame) -> pd.DataFrame:
-    """Mean, std and count per (method, metric); the base model appears as method ``original``.
+def variant_labels(records: pd.DataFrame, configs: dict[tuple[str, str], dict] | None = None) -> dict[tuple, str]:
+    """A readable label per (method, config hash): the method's name when the records hold one
+    configuration of it, else the name with the settings that tell its configurations apart
+    (from ``configs``, keyed by (method, config hash)), or with the config hash when unknown."""
+    pairs = list(dict.fromkeys(zip(records.method, records.config_hash)))
+    labels = {}
+    for method in dict.fromkeys(m for m, _ in pairs):
+        hashes = [h for m, h in pairs if m == method]
+        if len(hashes) == 1:
+            labels[(method, hashes[0])] = method
+            continue
+        known = [(configs or {}).get((method, h)) for h in hashes]
+        differing = (sorted(k for k in known[0] if len({repr(c.get(k)) for c in known}) > 1)
+                     if all(c is not None for c in known) else [])
+        for h, config in zip(hashes, known):
+            detail = ", ".join(f"{k}={config[k]}" for k in differing) if differing else h[:8]
+            labels[(method, h)] = f"{method} ({detail})"
+    return labels
+
+
+def method_metric_stats(records: pd.DataFrame, configs: dict[tuple[str, str], dict] | None = None) -> pd.DataFrame:
+    """Mean, std and count per (method, config hash, metric), with a readable ``variant`` label; the
+    base model appears as method ``original``.
 
     The base model's row comes from the ``before`` stage of one method per (target, seed), so it is
     counted once per target and seed however many methods ran.
     """
     before = records[records.stage == "before"]
-    first_method = before.method.iloc[0] if len(before) else None
-    original = before[before.method == first_method].assign(method=ORIGINAL)
+    first = before[["method", "config_hash"]].iloc[0].tolist() if len(before) else [None, None]
+    original = before[(before.method == first[0]) & (before.config_hash == first[1])]
+    original = original.assign(method=ORIGINAL, config_hash="")
     after = records[records.stage == "after"]
     both = pd.concat([original, after], ignore_index=True)
-    stats = both.groupby(["method", "metric"], sort=False).value.agg(["mean", "std", "count"])
-    return stats.reset_index()
+    stats = both.groupby(["method", "config_hash", "metric"], sort=False).value.agg(["mean", "std", "count"])
+    stats = stats.reset_index()
+    labels = variant_labels(both, configs)
+    # A paper table labels each run's metrics ("goal_met (style)"): the goal counts in every run.
+    goal = stats[stats.metric.str.split(" (", regex=False).str[0] == GOAL_COLUMN]
+    missed = {key for key, mean in goal.groupby(["method", "config_hash"])["mean"].min().items() if mean < 1}
+    stats.insert(0, "variant", [labels[(m, h)] + (MISSED if (m, h) in missed else "")
+                                for m, h in zip(stats.method, stats.config_hash)])
+    return stats
 
 
-def summary_table(records: pd.DataFrame, metrics: Sequence[str], ci: float | None = None) -> pd.DataFrame:
-    """methods x metrics of formatted cells, in run order, the original model first."""
-    stats = method_metric_stats(records)
+def summary_table(records: pd.DataFrame, metrics: Sequence[str], ci: float | None = None,
+                  configs: dict[tuple[str, str], dict] | None = None) -> pd.DataFrame:
+    """variants x metrics of formatted cells, in run order, the original model first. A variant that
+    missed the goal anywhere is marked with ``MISSED``."""
+    stats = method_metric_stats(records, configs)
+    order = list(dict.fromkeys(stats.variant))
     stats = stats[stats.metric.isin(metrics)]
     spread = stats["std"] if ci is None else ci_half_width(stats["std"], stats["count"], ci)
     cells = stats.assign(cell=[format_cell(m, s, n, metric) for m, s, n, metric in
                                zip(stats["mean"], spread, stats["count"], stats.metric)])
-    table = cells.pivot(index="method", columns="metric", values="cell")
-    order = [ORIGINAL] + [m for m in dict.fromkeys(records.method) if m != ORIGINAL]
-    return table.reindex(index=[m for m in order if m in table.index],
+    table = cells.pivot(index="variant", columns="metric", values="cell")
+    table.index.name = "method"
+    return table.reindex(index=[v for v in order if v in table.index],
                          columns=[m for m in metrics if m in table.columns]).fillna("")
 
 
@@ -55,6 +90,8 @@ def ci_half_width(std: pd.Series, count: pd.Series, level: float) -> pd.Series:
 
 def format_cell(mean: float, std: float, count: int, metric: str) -> str:
     metric = metric.split(" (")[0]  # a paper table's variant label ("storage_bytes (style)") keeps the format
+    if metric == GOAL_COLUMN:
+        return f"{round(mean * count)}/{count}"
     if metric == "storage_bytes":
         return human_bytes(mean)
     if metric in ("forward_samples", "backward_samples"):
