@@ -216,5 +216,5 @@ def test_goal_status_is_recorded_and_marked(micro_suite, tmp_path):
     assert manifest["metrics"]["goal_met"]["tolerance"] == 0
     assert all(u["goal"]["forget_metric"] == micro_suite.config.forget_metric for u in manifest["units"].values())
     stored = rec.read_metadata(next((result.run_dir / "units").glob("*slug*.parquet")))
-    assert stored["identity"]["method_config"]["search_steps"] == 3
+    assert stored["identity"]["method_config"]["search_steps"] == 4
     assert stored["identity"]["model_fingerprint"] == manifest["suite"]["model_fingerprint"]
