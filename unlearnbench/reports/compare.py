@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,7 +110,9 @@ def comparison_row(key: tuple, label: str, old: np.ndarray, new: np.ndarray, hig
         status = "regressed" if worse > tolerance else "improved" if -worse > tolerance else "within tolerance"
     p_value = math.nan
     if len(old) >= 2 and len(new) >= 2 and (old.std() > 0 or new.std() > 0):
-        p_value = float(scipy_stats.ttest_ind(new, old, equal_var=False).pvalue)
+        with warnings.catch_warnings():  # one constant side is a valid Welch test; scipy warns about it
+            warnings.simplefilter("ignore", RuntimeWarning)
+            p_value = float(scipy_stats.ttest_ind(new, old, equal_var=False).pvalue)
     return {"method": key[0], "config_hash": key[1], "variant": label, "metric": key[2], "base": float(old.mean()),
             "new": float(new.mean()), "diff": diff, "n_base": len(old), "n_new": len(new), "p_value": p_value,
             "direction": None if higher_is_better is None else ("higher" if higher_is_better else "lower"),
