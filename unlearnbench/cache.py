@@ -1,24 +1,37 @@
-"""Where trained embedded models, generated data and base-model evaluations are cached, and
-atomic file writes so an interrupted run never leaves a half-written file behind."""
+"""Where trained embedded models, generated data and base-model evaluations are cached, atomic file
+writes so an interrupted run never leaves a half-written file behind, and cache reads that recover
+from a damaged file by recomputing it."""
 
 from __future__ import annotations
 
 import functools
 import hashlib
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
+from typing import TypeVar
+
+from unlearnbench.errors import UnlearnBenchError
+
+log = logging.getLogger(__name__)
 
 CACHE_ENV = "UNLEARNBENCH_CACHE"
 
+T = TypeVar("T")
+
+
+def cache_root() -> Path:
+    """``$UNLEARNBENCH_CACHE`` if set, else ``~/.cache/unlearnbench`` (not created)."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "unlearnbench")
+
 
 def cache_dir() -> Path:
-    """``$UNLEARNBENCH_CACHE`` if set, else ``~/.cache/unlearnbench``."""
-    root = os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "unlearnbench"
-    path = Path(root)
+    """The cache root, created if missing."""
+    path = cache_root()
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -69,3 +82,43 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def check_writable_folder(folder: Path, what: str) -> None:
+    """Create ``folder`` if missing and prove a file can be written in it (the probe is removed), so
+    an unusable output or cache folder fails before any training, not after it."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise UnlearnBenchError(f"{what} {folder} is a file, not a folder; give a folder (created if missing)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-probe-", suffix=".tmp")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise UnlearnBenchError(f"{what} {folder} cannot be written ({err.strerror or err}); "
+                                "give a folder you can create and write in") from None
+
+
+def read_cached(path: Path, read: Callable[[Path], T], action: str = "retraining") -> T | None:
+    """``read(path)``; None if ``path`` does not exist, or, with a warning naming it, if reading fails.
+
+    Cache files are ours and can be recomputed, so a truncated or garbled one (a full disk, a killed
+    copy) costs a recomputation instead of failing every run until someone deletes it by hand.
+    """
+    if not path.exists():
+        return None
+    try:
+        return read(path)
+    except Exception as err:  # noqa: BLE001 - any failure to read our own cache file means: recompute it
+        reason = " ".join(str(err).split()) or type(err).__name__
+        log.warning("%s is unreadable (%s); %s", path, reason[:300], action)
+        return None
+
+
+def read_record(path: Path) -> dict:
+    """A ``train.json`` written by a model cache: a JSON object with a ``metrics`` object."""
+    record = json.loads(path.read_text())
+    if not isinstance(record, dict) or not isinstance(record.get("metrics"), dict):
+        raise ValueError("expected a JSON object with a 'metrics' object")
+    return record

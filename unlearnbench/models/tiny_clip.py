@@ -22,11 +22,12 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from unlearnbench.cache import atomic_write, atomic_write_text, cache_dir, config_hash
+from unlearnbench.cache import atomic_write, atomic_write_text, cache_dir, config_hash, read_cached, read_record
 from unlearnbench.config import choose_preset
 from unlearnbench.errors import UnlearnBenchError
 from unlearnbench.datasets.synthetic.clip_data import SyntheticClipData, SyntheticClipDataConfig, make_clip_data
-from unlearnbench.zeroshot import IDENTITY_TEMPLATES, OBJECT_TEMPLATES, captions, image_features, text_classifier, topk_correct
+from unlearnbench.zeroshot import (IDENTITY_TEMPLATES, OBJECT_TEMPLATES, captions, image_features, text_classifier,
+                                   topk_correct)
 
 log = logging.getLogger(__name__)
 
@@ -95,10 +96,16 @@ def load_or_train(cfg: TinyClipTrainConfig, device: torch.device | str = "cpu") 
     data = make_clip_data(cfg.data)
     tokenizer = open_clip.get_tokenizer(cfg.model)
     weights, info = folder / "model.safetensors", folder / "train.json"
-    if weights.is_file() and info.is_file():
+
+    def read_weights(path: Path) -> torch.nn.Module:
         model = create_model(cfg.model)
-        model.load_state_dict(load_file(str(weights)))
-        metrics = json.loads(info.read_text())["metrics"]
+        model.load_state_dict(load_file(str(path)))
+        return model
+
+    model = read_cached(weights, read_weights)
+    record = read_cached(info, read_record)
+    if model is not None and record is not None:
+        metrics = record["metrics"]
     else:
         model, metrics = train(cfg, data, tokenizer)
         state = {k: v.contiguous() for k, v in model.state_dict().items()}

@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from transformers import (CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTextConfig, CLIPVisionConfig, LlamaConfig,
                           LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor, PreTrainedTokenizerFast)
 
-from unlearnbench.cache import atomic_write_text, cache_dir, config_hash
+from unlearnbench.cache import atomic_write_text, cache_dir, config_hash, read_cached, read_record
 from unlearnbench.datasets.synthetic.vqa import (IDENTITY_QUESTIONS, SCENE_CLASSES, UTILITY_QUESTIONS, Questions,
                                                  VqaData, VqaDataConfig, make_vqa_data)
 from unlearnbench.config import choose_preset
@@ -124,8 +124,13 @@ def load_or_train(cfg: TinyLlavaConfig, device: str = "cpu") -> TrainedLlava:
     """The trained models for ``cfg`` from the cache, training them first if absent."""
     folder = cache_dir() / "models" / f"tiny-llava-{config_hash(cfg)}"
     data = make_vqa_data(cfg.data)
-    info = folder / "train.json"
-    if not info.is_file():
+
+    def read_folder(path: Path) -> tuple:
+        metrics = read_record(path / "train.json")["metrics"]
+        return (*load_llava(path / "llava", device), *load_clip(path / "clip", device), metrics)
+
+    loaded = read_cached(folder, read_folder)
+    if loaded is None:
         tokenizer = build_tokenizer(data)
         clip_tokenizer = build_clip_tokenizer(tokenizer)
         processor = build_processor(tokenizer, cfg)
@@ -143,13 +148,12 @@ def load_or_train(cfg: TinyLlavaConfig, device: str = "cpu") -> TrainedLlava:
         clip.save_pretrained(tmp / "clip")
         clip_tokenizer.save_pretrained(tmp / "clip")
         atomic_write_text(tmp / "train.json", json.dumps({"config": asdict(cfg), "metrics": metrics}, indent=2))
-        if folder.exists():  # a stale folder without train.json
+        if folder.exists():  # an unreadable folder (see read_cached)
             import shutil
             shutil.rmtree(folder)
         tmp.rename(folder)
-    model, processor = load_llava(folder / "llava", device)
-    clip, clip_tokenizer = load_clip(folder / "clip", device)
-    metrics = json.loads(info.read_text())["metrics"]
+        loaded = read_folder(folder)
+    model, processor, clip, clip_tokenizer, metrics = loaded
     return TrainedLlava(model, processor, clip, clip_tokenizer, data, cfg, metrics, folder)
 
 
