@@ -9,6 +9,7 @@ is cached by the hash of its training config; training reports the held-out zero
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -78,16 +79,23 @@ class TrainedClip:
     path: Path
 
 
-def create_model(name: str) -> torch.nn.Module:
-    """An untrained open_clip model. open_clip warns on the root logger that it is initialised
-    randomly, which is the point here (we train it, or load our own weights next), so hush it."""
+@contextlib.contextmanager
+def random_init_allowed():
+    """open_clip warns on the root logger that a model built without weights is initialised randomly,
+    which is the point where we build one (we train it, or load weights into it next), so hush it."""
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)
     try:
-        return open_clip.create_model(name)
+        yield
     finally:
         root.setLevel(level)
+
+
+def create_model(name: str) -> torch.nn.Module:
+    """An untrained open_clip model."""
+    with random_init_allowed():
+        return open_clip.create_model(name)
 
 
 def load_or_train(cfg: TinyClipTrainConfig, device: torch.device | str = "cpu") -> TrainedClip:
