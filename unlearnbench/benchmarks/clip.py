@@ -24,6 +24,7 @@ from torch import nn
 
 from unlearnbench.benchmarks.base import Metric, Suite, register_suite
 from unlearnbench.cache import config_hash
+from unlearnbench.config import check_counts, check_device
 from unlearnbench.datasets.base import ArrayImageSet, ImageSet
 from unlearnbench.errors import UnlearnBenchError
 from unlearnbench.models.tiny_clip import MEAN, STD, load_or_train, preset, random_init_allowed
@@ -56,6 +57,10 @@ class ClipSuiteConfig:
     retain_samples: int = 1024  # retain pairs handed to methods (other identities + objects)
     batch_size: int = 32
     device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        check_counts(self, ("retain_samples", "batch_size"), "clip")
+        check_device(self.device, "clip")
 
 
 @dataclass

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from unlearnbench.benchmarks.base import Metric, Suite, register_suite
+from unlearnbench.config import check_counts, check_device
 from unlearnbench.datasets.base import ArrayImageSet, ImageSet
 from unlearnbench.datasets.synthetic.vqa import IDENTITY_QUESTIONS, Questions
 from unlearnbench.errors import UnlearnBenchError
@@ -66,6 +67,10 @@ class LlavaSuiteConfig:
     eval_batch_size: int = 128
     examples: int = 3  # example answers per group (target, others, each question type) in the run folder
     device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        check_counts(self, ("retain_samples", "batch_size", "eval_batch_size"), "llava")
+        check_device(self.device, "llava")
 
 
 @dataclass
