@@ -136,7 +136,8 @@ class UnlearnCanvasSuite(Suite):
         """Images for every (prompt, seed), prompt-major, from the cache where the weights match."""
         key_model = fingerprint(model)
         pairs = [(p, s) for p in prompts for s in seeds]
-        missing = [(p, s) for p, s in pairs if (key_model, p, s, self.assets.steps, self.assets.guidance) not in self._images]
+        missing = [(p, s) for p, s in pairs
+                   if (key_model, p, s, self.assets.steps, self.assets.guidance) not in self._images]
         if missing:
             images = model.sample([p for p, _ in missing], [s for _, s in missing],
                                   steps=self.assets.steps, guidance=self.assets.guidance)

@@ -215,7 +215,8 @@ def build_clip(cfg: TinyLlavaConfig, tokenizer) -> CLIPModel:
                               intermediate_size=4 * cfg.vision_width, num_hidden_layers=cfg.vision_layers,
                               num_attention_heads=cfg.heads)
     text = CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=cfg.text_width, intermediate_size=4 * cfg.text_width,
-                          num_hidden_layers=cfg.text_layers, num_attention_heads=cfg.heads, max_position_embeddings=CLIP_CONTEXT,
+                          num_hidden_layers=cfg.text_layers, num_attention_heads=cfg.heads,
+                          max_position_embeddings=CLIP_CONTEXT,
                           pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
                           eos_token_id=tokenizer.eos_token_id)
     return CLIPModel(CLIPConfig(text_config=text.to_dict(), vision_config=vision.to_dict(),
@@ -317,14 +318,16 @@ def train_llava(cfg: TinyLlavaConfig, data: VqaData, processor: LlavaProcessor, 
 
     trainable = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(trainable, lr=cfg.llava_lr, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup_steps)
-                                              * 0.5 * (1 + math.cos(math.pi * min(s, cfg.llava_steps) / cfg.llava_steps)))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / cfg.warmup_steps)
+        * 0.5 * (1 + math.cos(math.pi * min(s, cfg.llava_steps) / cfg.llava_steps)))
     gen = torch.Generator().manual_seed(cfg.seed)
     n_identity = round(cfg.llava_batch_size * cfg.identity_share)
     model.train()
     bar = tqdm(range(cfg.llava_steps), desc="training tiny LLaVA", unit="step")
     for _ in bar:
-        chosen = [("identity", identity, i) for i in torch.randint(len(identity), (n_identity,), generator=gen).tolist()]
+        chosen = [("identity", identity, i)
+                  for i in torch.randint(len(identity), (n_identity,), generator=gen).tolist()]
         chosen += [("utility", utility, i) for i in
                    torch.randint(len(utility), (cfg.llava_batch_size - n_identity,), generator=gen).tolist()]
         ids, labels, mask = answer_batch([prompts[items.questions[i]] for _, items, i in chosen],
@@ -375,7 +378,8 @@ def clip_identity_accuracy(clip: CLIPModel, clip_tokenizer, data: VqaData) -> fl
     """Zero-shot top-1 of the CLIP tower on the test faces (names with the first identity template)."""
     faces = data.identities["test"]
     mean, std = CLIPImageProcessor().image_mean, CLIPImageProcessor().image_std
-    text = clip.get_text_features(input_ids=clip_captions(clip_tokenizer, [IDENTITY_TEMPLATES[0](n) for n in faces.classnames]))
+    captions = clip_captions(clip_tokenizer, [IDENTITY_TEMPLATES[0](n) for n in faces.classnames])
+    text = clip.get_text_features(input_ids=captions)
     image = clip.get_image_features(pixel_values=faces.as_tensor(mean, std))
     text, image = (x.pooler_output if hasattr(x, "pooler_output") else x for x in (text, image))
     logits = F.normalize(image, dim=-1) @ F.normalize(text, dim=-1).T
