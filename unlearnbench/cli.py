@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from unlearnbench.config import parse_assignments
@@ -96,14 +98,62 @@ def run_spec(args: argparse.Namespace):
         if not dot or not setting:
             raise UnlearnBenchError(f"--method-set expects METHOD.KEY=VALUE, got {key}={value}")
         method_overrides.setdefault(method, {})[setting] = value
-    try:
-        seeds = tuple(int(s) for s in args.seeds.split(","))
-    except ValueError:
-        raise UnlearnBenchError(f"--seeds expects comma-separated integers, got {args.seeds!r}") from None
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     return RunSpec(suite=args.suite, methods=methods, suite_overrides=suite_overrides,
-                   method_overrides=method_overrides, targets=args.targets, seeds=seeds,
+                   method_overrides=method_overrides, targets=args.targets, seeds=parse_seeds(args.seeds),
                    out_dir=Path(args.out), run_id=args.run_id)
+
+
+SEED_RANGE = (0, 2**63 - 1)  # records store seeds as int64
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    try:
+        seeds = tuple(int(s) for s in text.split(","))
+    except ValueError:
+        raise UnlearnBenchError(f"--seeds expects comma-separated integers, got {text!r}") from None
+    for seed in seeds:
+        if not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:
+            raise UnlearnBenchError(f"--seeds {seed}: seeds must be between 0 and 2**63 - 1 = {SEED_RANGE[1]} "
+                                    "(records store them as int64)")
+    check_no_duplicates(list(seeds), "--seeds")
+    return seeds
+
+
+def check_no_duplicates(items: list, flag: str) -> None:
+    seen = set()
+    for item in items:
+        if item in seen:
+            raise UnlearnBenchError(f"{flag} names {item!r} twice; give each once")
+        seen.add(item)
+
+
+def check_run_arguments(args: argparse.Namespace) -> None:
+    """Reject malformed --targets/--methods/--seeds/--run-id and --ci before anything is built."""
+    check_ci(args.ci)
+    if args.targets is not None:
+        names = [t.strip() for t in args.targets.split(",")]
+        if not any(names):
+            raise UnlearnBenchError(f"--targets {args.targets!r} names no target; give target names "
+                                    "(comma-separated) or k for the suite's first k, or leave it out for the first")
+        check_no_duplicates([n for n in names if n], "--targets")
+    if getattr(args, "methods", None):
+        check_no_duplicates([m.strip() for m in args.methods.split(",") if m.strip()], "--methods")
+    parse_seeds(args.seeds)
+    run_id = args.run_id
+    if run_id is not None and (not run_id or run_id.startswith(".") or os.path.isabs(run_id)
+                               or any(c in run_id for c in ("/", "\\", os.sep, "\0"))):
+        raise UnlearnBenchError(f"--run-id {run_id!r}: give a plain folder name, without '/' or '\\' and not "
+                                "starting with '.'; the run is written to --out/RUN_ID")
+
+
+def check_output_folders(args: argparse.Namespace) -> None:
+    """--out and the cache must be writable; checked after the names, before any training."""
+    from unlearnbench.cache import CACHE_ENV, cache_root, check_writable_folder
+
+    check_writable_folder(Path(args.out), "--out")
+    cache_flag = "--cache-dir" if args.cache_dir else (f"${CACHE_ENV}" if os.environ.get(CACHE_ENV) else "cache")
+    check_writable_folder(cache_root(), cache_flag)
 
 
 def check_ci(level: float | None) -> None:
@@ -115,9 +165,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from unlearnbench.reports.run_report import write_run_report
     from unlearnbench.runner import prepare, run
 
-    check_ci(args.ci)
+    check_run_arguments(args)
     spec = run_spec(args)
     suite, _ = prepare(spec)  # fail on bad names before training anything
+    check_output_folders(args)
     result = run(spec, suite)
     print(result.reuse_line())
     print(write_run_report(result, suite, args.ci))
@@ -139,11 +190,12 @@ def cmd_paper(args: argparse.Namespace) -> int:
 
     table = paper_table(args.table)
     args.suite, args.methods = table.suite, ",".join(table.methods)
+    check_run_arguments(args)
     args.targets = args.targets or table.targets
-    check_ci(args.ci)
     spec = run_spec(args)
     specs = {label: for_variant(spec, table, label) for label, _ in table.variants}
     suites = {label: prepare(s)[0] for label, s in specs.items()}  # every bad name fails before any work
+    check_output_folders(args)
     start = time.perf_counter()
     results = {}
     for label in specs:
@@ -154,10 +206,12 @@ def cmd_paper(args: argparse.Namespace) -> int:
     out = Path(args.out) / f"paper-{args.table}"
     stem = out / f"paper_{args.table.replace('-', '_')}"
     first = next(iter(results.values()))
-    atomic_write_text(stem.with_suffix(".md"), f"{table.caption}; model `{next(iter(suites.values())).model_id()}`, "
+    model_id = next(iter(suites.values())).model_id()
+    atomic_write_text(stem.with_suffix(".md"), f"{table.caption}; model `{model_id}`, "
                       f"targets per run: {', '.join(first.manifest['targets'])}.\n\n" + to_markdown(view))
     atomic_write_text(stem.with_suffix(".tex"), to_latex(view))
-    atomic_write_text(out / "runs.json", json.dumps({label: str(r.run_dir) for label, r in results.items()}, indent=2))
+    run_dirs = {label: str(r.run_dir) for label, r in results.items()}
+    atomic_write_text(out / "runs.json", json.dumps(run_dirs, indent=2))
     for label, result in results.items():
         forget, retain = suites[label].plot_axes
         suffix = f"_{label}" if label else ""
@@ -232,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "cache_dir", None):
         os.environ["UNLEARNBENCH_CACHE"] = args.cache_dir
     commands = {"run": cmd_run, "ls": cmd_ls, "paper": cmd_paper, "compare": cmd_compare}
+    previous = handle_sigterm()
     try:
         if args.command != "compare":  # a comparison reads stored runs alone, never suite or method code
             load_plugins(getattr(args, "plugin", None))
@@ -239,6 +294,26 @@ def main(argv: list[str] | None = None) -> int:
     except UnlearnBenchError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted; finished units are kept and a rerun of the same command resumes", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        how, code = ("interrupted (SIGTERM)", 143) if isinstance(err, Terminated) else ("interrupted", 130)
+        print(f"{how}; finished units are kept and a rerun of the same command resumes", file=sys.stderr)
+        return code
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a job scheduler's time limit), raised where the program is, like Ctrl-C, so the
+    same cleanup runs: the unit in progress is abandoned, temporary files are removed, finished units stay."""
+
+
+def handle_sigterm():
+    """Make SIGTERM raise Terminated; returns the previous handler (None where handlers cannot be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None  # Python lets only the main thread set signal handlers
+
+    def terminate(signum, frame):
+        raise Terminated()
+
+    return signal.signal(signal.SIGTERM, terminate)

@@ -68,3 +68,37 @@ def choose_preset(presets: dict[str, C], name: str, what: str) -> C:
     if name not in presets:
         raise UnlearnBenchError(f"unknown embedded {what} preset {name!r}; presets: {', '.join(presets)}")
     return presets[name]
+
+
+def check_counts(config: object, fields: tuple[str, ...], owner: str) -> None:
+    """Reject a count setting (batch size, samples, steps) below 1; None stays allowed (it means a default)."""
+    for name in fields:
+        value = getattr(config, name)
+        if value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise UnlearnBenchError(f"{owner}: {name}={value!r}; it counts something, so it must be a whole number "
+                                    f"of at least 1 (e.g. --set {name}=1)")
+
+
+def check_device(device: str, owner: str) -> None:
+    """Reject a device string torch cannot parse, or an accelerator torch does not see here."""
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise UnlearnBenchError(f"{owner}: device={device!r} is not a torch device; use cpu, cuda or cuda:N") from None
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise UnlearnBenchError(f"{owner}: device={device!r}, but torch sees no CUDA device here "
+                                    f"(torch {torch.__version__}, CUDA build {torch.version.cuda}); "
+                                    "use --set device=cpu")
+        if parsed.index is not None and parsed.index >= count:
+            raise UnlearnBenchError(f"{owner}: device={device!r}, but torch sees {count} CUDA device(s) "
+                                    f"(cuda:0..cuda:{count - 1})")
+    elif parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise UnlearnBenchError(f"{owner}: device={device!r}, but torch sees no MPS device here; use --set device=cpu")
+    elif parsed.type not in ("cpu", "cuda", "mps"):
+        raise UnlearnBenchError(f"{owner}: device={device!r} is not supported; use cpu, cuda or cuda:N")

@@ -32,7 +32,7 @@ from PIL import Image
 
 from unlearnbench import records as rec
 from unlearnbench.benchmarks.base import Suite, build_suite
-from unlearnbench.cache import atomic_write, atomic_write_text, cache_dir, config_hash
+from unlearnbench.cache import atomic_write, atomic_write_text, cache_dir, config_hash, read_cached
 from unlearnbench.errors import UnlearnBenchError
 from unlearnbench.identity import code_fingerprint, digest, model_fingerprint
 from unlearnbench.methods.base import METHODS, Method, build_method
@@ -312,16 +312,18 @@ def base_evaluation(suite: Suite, target: str, model_fp: str) -> dict[str, float
     key = digest({"suite": suite.name, "version": suite.version, "config": asdict(suite.config), "model": model_fp,
                   "target": target, "code": code_fingerprint(type(suite))})
     path = cache_dir() / "evals" / f"{suite.name}-{key}.json"
-    if path.is_file():
-        try:
-            values = json.loads(path.read_text())
-            if isinstance(values, dict) and all(isinstance(v, (int, float)) for v in values.values()):
-                return values
-            raise ValueError("not a table of metric values")
-        except (OSError, ValueError) as err:
-            log.warning("cached base evaluation %s is unreadable (%s); recomputing it", path, err)
+    values = read_cached(path, read_metric_values, "recomputing it")
+    if values is not None:
+        return values
     values = suite.evaluate(suite.base_model(), target)
     atomic_write_text(path, json.dumps(values))
+    return values
+
+
+def read_metric_values(path: Path) -> dict[str, float]:
+    values = json.loads(path.read_text())
+    if not isinstance(values, dict) or not all(isinstance(v, (int, float)) for v in values.values()):
+        raise ValueError("expected a JSON object of metric values")
     return values
 
 

@@ -24,9 +24,10 @@ from torch import nn
 
 from unlearnbench.benchmarks.base import Metric, Suite, register_suite
 from unlearnbench.cache import config_hash
+from unlearnbench.config import check_counts, check_device
 from unlearnbench.datasets.base import ArrayImageSet, ImageSet
 from unlearnbench.errors import UnlearnBenchError
-from unlearnbench.models.tiny_clip import MEAN, STD, load_or_train, preset
+from unlearnbench.models.tiny_clip import MEAN, STD, load_or_train, preset, random_init_allowed
 from unlearnbench.task import Goal, UnlearningTask
 from unlearnbench.zeroshot import (IDENTITY_TEMPLATES, OBJECT_TEMPLATES, image_features, text_classifier,
                                    topk_correct)
@@ -56,6 +57,10 @@ class ClipSuiteConfig:
     retain_samples: int = 1024  # retain pairs handed to methods (other identities + objects)
     batch_size: int = 32
     device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        check_counts(self, ("retain_samples", "batch_size"), "clip")
+        check_device(self.device, "clip")
 
 
 @dataclass
@@ -327,7 +332,9 @@ def load_open_clip(name: str, pretrained: str, weights: str | None, device: str)
             "nothing is downloaded")
     path = Path(weights)
     if path.is_file():
-        model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=str(path), device=device)
+        with random_init_allowed():
+            model, _, preprocess = open_clip.create_model_and_transforms(name, device=device)
+        load_checkpoint_file(model, path, name, pretrained)
         return model.eval(), preprocess, f"{name}-{path.name}"
     if path.is_dir():
         if pretrained not in open_clip.list_pretrained_tags_by_model(name):
@@ -345,3 +352,48 @@ def load_open_clip(name: str, pretrained: str, weights: str | None, device: str)
                 f"{cfg.get('hf_hub') or cfg.get('url')} inside it (as open_clip caches them)") from None
         return model.eval(), preprocess, f"{name}-{pretrained}"
     raise UnlearnBenchError(f"--weights {path}: no such file or directory")
+
+
+def load_checkpoint_file(model: nn.Module, path: Path, name: str, pretrained: str) -> None:
+    """Load the checkpoint file ``path`` into ``model`` as open_clip does, or say what is wrong with it."""
+    try:
+        open_clip.load_checkpoint(model, str(path))
+        return
+    except Exception as err:  # noqa: BLE001 - a user's file fails in many readers; checkpoint_problem names why
+        problem = checkpoint_problem(model, path, err)
+    raise UnlearnBenchError(
+        f"--weights {path}: {problem}; expected an open_clip checkpoint of {name} (e.g. the {pretrained} .pt or "
+        f".safetensors file, or torch.save(model.state_dict()) of `open_clip.create_model({name!r})`)") from None
+
+
+def checkpoint_problem(model: nn.Module, path: Path, failure: Exception) -> str:
+    """Why ``path`` could not be loaded into ``model``: unreadable, or the keys and shapes that differ."""
+
+    def first_sentence(err: Exception) -> str:
+        text = " ".join(str(err).split()).split(". ")[0][:160]
+        return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+    def some(keys: list[str]) -> str:
+        return ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+
+    try:
+        state = open_clip.factory.load_state_dict(str(path))
+        if not isinstance(state, dict):
+            raise TypeError(f"it holds a {type(state).__name__}, not a dict of tensors")
+    except Exception as err:  # noqa: BLE001 - as above
+        return f"cannot be read as a checkpoint: truncated, damaged or another kind of file ({first_sentence(err)})"
+    own = model.state_dict()
+    shapes = [k for k in own if k in state and getattr(state[k], "shape", None) != own[k].shape]
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    problems = []
+    if shapes:
+        key = shapes[0]
+        found = tuple(state[key].shape) if hasattr(state[key], "shape") else type(state[key]).__name__
+        problems.append(f"shape mismatch for {key}: the file has {found}, the model needs {tuple(own[key].shape)}"
+                        + (f" ({len(shapes) - 1} more tensors differ)" if len(shapes) > 1 else ""))
+    if missing:
+        problems.append(f"missing keys {some(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys {some(unexpected)}")
+    return "; ".join(problems) or f"cannot be loaded into the model ({first_sentence(failure)})"

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from unlearnbench.benchmarks.base import Metric, Suite, register_suite
+from unlearnbench.config import check_counts, check_device
 from unlearnbench.datasets.base import ArrayImageSet, ImageSet
 from unlearnbench.datasets.synthetic.vqa import IDENTITY_QUESTIONS, Questions
 from unlearnbench.errors import UnlearnBenchError
@@ -66,6 +67,10 @@ class LlavaSuiteConfig:
     eval_batch_size: int = 128
     examples: int = 3  # example answers per group (target, others, each question type) in the run folder
     device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        check_counts(self, ("retain_samples", "batch_size", "eval_batch_size"), "llava")
+        check_device(self.device, "llava")
 
 
 @dataclass
@@ -218,7 +223,8 @@ class LlavaSuite(Suite):
     # -- the task -----------------------------------------------------------------------------------
     def task(self, target: str) -> UnlearningTask:
         if target not in self.targets():
-            raise UnlearnBenchError(f"unknown target {target!r} for suite 'llava'; targets: {', '.join(self.targets())}")
+            raise UnlearnBenchError(
+                f"unknown target {target!r} for suite 'llava'; targets: {', '.join(self.targets())}")
         cfg, assets, dev = self.config, self.assets, self.device
         model, clip = assets.model, assets.clip
         faces = assets.identities["train"]
@@ -360,7 +366,8 @@ def vqa_metrics(replies: list[str], names: list[str], target: str, utility_repli
         by_name.setdefault(name, []).append(i)
     if target not in by_name:
         raise UnlearnBenchError(f"no images of target {target!r} to score")
-    per_name = {name: identity_accuracy([replies[i] for i in rows], [name] * len(rows)) for name, rows in by_name.items()}
+    per_name = {name: identity_accuracy([replies[i] for i in rows], [name] * len(rows))
+                for name, rows in by_name.items()}
     others = [acc for name, acc in per_name.items() if name != target]
     out = {"FA": per_name[target], "TA_ID": sum(others) / len(others)}
     kinds = list(dict.fromkeys(utility_kinds))
@@ -411,4 +418,5 @@ def check_same_tower(model: nn.Module, clip: nn.Module) -> None:
     differing = [k for k in tower if not torch.allclose(tower[k].float().cpu(), reference[k].float().cpu(), atol=1e-3)]
     if differing:
         log.warning("LLaVA's vision tower differs from the CLIP's in %d tensors (first: %s): it was tuned "
-                    "after CLIP, so the CLIP text embeddings describe it only approximately", len(differing), differing[0])
+                    "after CLIP, so the CLIP text embeddings describe it only approximately",
+                    len(differing), differing[0])

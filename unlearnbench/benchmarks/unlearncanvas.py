@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from unlearnbench.benchmarks.base import Metric, Suite, register_suite
+from unlearnbench.config import check_counts, check_device
 from unlearnbench.errors import UnlearnBenchError
 from unlearnbench.task import Goal, UnlearningTask
 
@@ -60,6 +61,11 @@ class UnlearnCanvasConfig:
     style_classifier: str | None = None  # official style classifier checkpoint
     object_classifier: str | None = None  # official object classifier checkpoint
     inception_weights: str | None = None  # torchvision Inception-v3 state dict: adds FID (real only)
+
+    def __post_init__(self) -> None:
+        check_counts(self, ("retain_samples", "batch_size", "val_prompts_per_class", "steps", "images_per_pair"),
+                     "unlearncanvas")
+        check_device(self.device, "unlearncanvas")
 
 
 @dataclass
@@ -130,7 +136,8 @@ class UnlearnCanvasSuite(Suite):
         """Images for every (prompt, seed), prompt-major, from the cache where the weights match."""
         key_model = fingerprint(model)
         pairs = [(p, s) for p in prompts for s in seeds]
-        missing = [(p, s) for p, s in pairs if (key_model, p, s, self.assets.steps, self.assets.guidance) not in self._images]
+        missing = [(p, s) for p, s in pairs
+                   if (key_model, p, s, self.assets.steps, self.assets.guidance) not in self._images]
         if missing:
             images = model.sample([p for p, _ in missing], [s for _, s in missing],
                                   steps=self.assets.steps, guidance=self.assets.guidance)

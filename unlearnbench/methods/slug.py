@@ -55,7 +55,17 @@ class Slug(Method):
     Config = SlugConfig
     kinds = frozenset({"clip", "diffusion", "vlm"})
 
+    def check(self, task: UnlearningTask) -> None:
+        """A forced ``layer`` must be one of the task's candidate tensors (known before any gradient)."""
+        layer = self.config.layer
+        if layer is not None and layer not in task.layer_groups:
+            candidates = list(task.layer_groups)
+            shown = ", ".join(candidates[:8]) + (f", ... ({len(candidates)} in all)" if len(candidates) > 8 else "")
+            raise UnlearnBenchError(f"{self.name}.layer={layer!r} is not a candidate tensor of this {task.kind} model; "
+                                    f"give one of: {shown} (or drop --method-set {self.name}.layer to search)")
+
     def unlearn(self, task: UnlearningTask) -> Outcome:
+        self.check(task)  # before the gradient pass, also where the caller did not check
         cfg = self.config
         model = task.model
         candidates = list(task.layer_groups)
@@ -71,9 +81,6 @@ class Slug(Method):
 
         front = layers[layers.on_front].sort_values("importance", ascending=False)
         if cfg.layer is not None:
-            if cfg.layer not in g_f:
-                raise ValueError(f"slug.layer={cfg.layer!r} is not a candidate tensor; candidates: "
-                                 f"{', '.join(candidates)}")
             front = layers[layers.layer == cfg.layer]
         elif cfg.max_front_layers is not None:
             front = front.head(cfg.max_front_layers)
@@ -193,6 +200,7 @@ class SlugLM(Slug):
     def unlearn(self, task: UnlearningTask) -> Outcome:
         # The suite's answer losses replace the CLIP-tower ones; selection, search and the patch
         # are SLUG's. The task's cost meter is shared, so the work is counted as usual.
+        self.check(task)  # before the base validation below
         losses = task.extras.get("answer_losses")
         if losses is None:
             raise UnlearnBenchError(f"slug-lm needs losses on the model's answers (task.extras['answer_losses']); "

@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from unlearnbench.cache import atomic_write, atomic_write_text, cache_dir, config_hash
+from unlearnbench.cache import atomic_write, atomic_write_text, cache_dir, config_hash, read_cached, read_record
 from unlearnbench.datasets.synthetic.canvas import CanvasData, CanvasDataConfig, make_canvas_data
 
 log = logging.getLogger(__name__)
@@ -92,14 +92,17 @@ def load_or_train_classifiers(data_cfg: CanvasDataConfig,
     folder = cache_dir() / "models" / f"canvas-classifiers-{key}"
     paths = {name: folder / f"{name}.safetensors" for name in ("style", "object")}
     info = folder / "train.json"
-    data = None
-    if all(p.is_file() for p in paths.values()) and info.is_file():
-        metrics = json.loads(info.read_text())["metrics"]
-        n_classes = {"style": data_cfg.n_styles, "object": data_cfg.n_objects}
-        models = {}
-        for name, path in paths.items():
-            models[name] = CanvasCNN(n_classes[name], cfg.width, cfg.feature_dim)
-            models[name].load_state_dict(load_file(str(path)))
+    n_classes = {"style": data_cfg.n_styles, "object": data_cfg.n_objects}
+
+    def read_weights(path: Path, name: str) -> CanvasCNN:
+        model = CanvasCNN(n_classes[name], cfg.width, cfg.feature_dim)
+        model.load_state_dict(load_file(str(path)))
+        return model
+
+    models = {name: read_cached(path, lambda p, name=name: read_weights(p, name)) for name, path in paths.items()}
+    record = read_cached(info, read_record)
+    if record is not None and all(model is not None for model in models.values()):
+        metrics = record["metrics"]
     else:
         data = make_canvas_data(data_cfg)
         models, metrics = train_classifiers(cfg, data)

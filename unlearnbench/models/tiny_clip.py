@@ -9,6 +9,7 @@ is cached by the hash of its training config; training reports the held-out zero
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -22,11 +23,12 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from unlearnbench.cache import atomic_write, atomic_write_text, cache_dir, config_hash
+from unlearnbench.cache import atomic_write, atomic_write_text, cache_dir, config_hash, read_cached, read_record
 from unlearnbench.config import choose_preset
 from unlearnbench.errors import UnlearnBenchError
 from unlearnbench.datasets.synthetic.clip_data import SyntheticClipData, SyntheticClipDataConfig, make_clip_data
-from unlearnbench.zeroshot import IDENTITY_TEMPLATES, OBJECT_TEMPLATES, captions, image_features, text_classifier, topk_correct
+from unlearnbench.zeroshot import (IDENTITY_TEMPLATES, OBJECT_TEMPLATES, captions, image_features, text_classifier,
+                                   topk_correct)
 
 log = logging.getLogger(__name__)
 
@@ -77,16 +79,23 @@ class TrainedClip:
     path: Path
 
 
-def create_model(name: str) -> torch.nn.Module:
-    """An untrained open_clip model. open_clip warns on the root logger that it is initialised
-    randomly, which is the point here (we train it, or load our own weights next), so hush it."""
+@contextlib.contextmanager
+def random_init_allowed():
+    """open_clip warns on the root logger that a model built without weights is initialised randomly,
+    which is the point where we build one (we train it, or load weights into it next), so hush it."""
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)
     try:
-        return open_clip.create_model(name)
+        yield
     finally:
         root.setLevel(level)
+
+
+def create_model(name: str) -> torch.nn.Module:
+    """An untrained open_clip model."""
+    with random_init_allowed():
+        return open_clip.create_model(name)
 
 
 def load_or_train(cfg: TinyClipTrainConfig, device: torch.device | str = "cpu") -> TrainedClip:
@@ -95,10 +104,16 @@ def load_or_train(cfg: TinyClipTrainConfig, device: torch.device | str = "cpu") 
     data = make_clip_data(cfg.data)
     tokenizer = open_clip.get_tokenizer(cfg.model)
     weights, info = folder / "model.safetensors", folder / "train.json"
-    if weights.is_file() and info.is_file():
+
+    def read_weights(path: Path) -> torch.nn.Module:
         model = create_model(cfg.model)
-        model.load_state_dict(load_file(str(weights)))
-        metrics = json.loads(info.read_text())["metrics"]
+        model.load_state_dict(load_file(str(path)))
+        return model
+
+    model = read_cached(weights, read_weights)
+    record = read_cached(info, read_record)
+    if model is not None and record is not None:
+        metrics = record["metrics"]
     else:
         model, metrics = train(cfg, data, tokenizer)
         state = {k: v.contiguous() for k, v in model.state_dict().items()}

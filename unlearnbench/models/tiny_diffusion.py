@@ -35,7 +35,7 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processor
 from tqdm.auto import tqdm
 from transformers import CLIPTextConfig, CLIPTextModel, PreTrainedTokenizerFast
 
-from unlearnbench.cache import atomic_write, atomic_write_text, cache_dir, config_hash
+from unlearnbench.cache import atomic_write, atomic_write_text, cache_dir, config_hash, read_cached, read_record
 from unlearnbench.datasets.synthetic.canvas import (OBJECTS, PARAPHRASE_TEMPLATES, STYLES, TRAIN_TEMPLATE,
                                                     CanvasData, CanvasDataConfig, make_canvas_data, prompt)
 from unlearnbench.config import choose_preset
@@ -140,11 +140,17 @@ def load_or_train(cfg: TinyDiffusionConfig) -> TrainedCanvas:
     classifiers = load_or_train_classifiers(cfg.data, cfg.classifier)
     weights, vocab, info = folder / "model.safetensors", folder / "tokenizer.json", folder / "train.json"
     settings = json.loads(json.dumps(asdict(cfg)))  # as train.json stores it (tuples become lists)
-    if weights.is_file() and vocab.is_file() and info.is_file():
-        model = build_model(cfg, wrap_tokenizer(Tokenizer.from_file(str(vocab)), cfg.context_length))
-        model.load_state_dict(load_file(str(weights)))
-        record = json.loads(info.read_text())
-        if record["config"] != settings:
+
+    def read_weights(path: Path) -> TextToImage:
+        model = build_model(cfg, tokenizer)
+        model.load_state_dict(load_file(str(path)))
+        return model
+
+    tokenizer = read_cached(vocab, lambda path: wrap_tokenizer(Tokenizer.from_file(str(path)), cfg.context_length))
+    model = read_cached(weights, read_weights) if tokenizer is not None else None
+    record = read_cached(info, read_record)
+    if model is not None and record is not None:
+        if record.get("config") != settings:
             record["metrics"].update(evaluate(model, classifiers, data, cfg))
     else:
         tokenizer = build_tokenizer(cfg.context_length)

@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from transformers import (CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTextConfig, CLIPVisionConfig, LlamaConfig,
                           LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor, PreTrainedTokenizerFast)
 
-from unlearnbench.cache import atomic_write_text, cache_dir, config_hash
+from unlearnbench.cache import atomic_write_text, cache_dir, config_hash, read_cached, read_record
 from unlearnbench.datasets.synthetic.vqa import (IDENTITY_QUESTIONS, SCENE_CLASSES, UTILITY_QUESTIONS, Questions,
                                                  VqaData, VqaDataConfig, make_vqa_data)
 from unlearnbench.config import choose_preset
@@ -124,8 +124,13 @@ def load_or_train(cfg: TinyLlavaConfig, device: str = "cpu") -> TrainedLlava:
     """The trained models for ``cfg`` from the cache, training them first if absent."""
     folder = cache_dir() / "models" / f"tiny-llava-{config_hash(cfg)}"
     data = make_vqa_data(cfg.data)
-    info = folder / "train.json"
-    if not info.is_file():
+
+    def read_folder(path: Path) -> tuple:
+        metrics = read_record(path / "train.json")["metrics"]
+        return (*load_llava(path / "llava", device), *load_clip(path / "clip", device), metrics)
+
+    loaded = read_cached(folder, read_folder)
+    if loaded is None:
         tokenizer = build_tokenizer(data)
         clip_tokenizer = build_clip_tokenizer(tokenizer)
         processor = build_processor(tokenizer, cfg)
@@ -143,13 +148,12 @@ def load_or_train(cfg: TinyLlavaConfig, device: str = "cpu") -> TrainedLlava:
         clip.save_pretrained(tmp / "clip")
         clip_tokenizer.save_pretrained(tmp / "clip")
         atomic_write_text(tmp / "train.json", json.dumps({"config": asdict(cfg), "metrics": metrics}, indent=2))
-        if folder.exists():  # a stale folder without train.json
+        if folder.exists():  # an unreadable folder (see read_cached)
             import shutil
             shutil.rmtree(folder)
         tmp.rename(folder)
-    model, processor = load_llava(folder / "llava", device)
-    clip, clip_tokenizer = load_clip(folder / "clip", device)
-    metrics = json.loads(info.read_text())["metrics"]
+        loaded = read_folder(folder)
+    model, processor, clip, clip_tokenizer, metrics = loaded
     return TrainedLlava(model, processor, clip, clip_tokenizer, data, cfg, metrics, folder)
 
 
@@ -211,7 +215,8 @@ def build_clip(cfg: TinyLlavaConfig, tokenizer) -> CLIPModel:
                               intermediate_size=4 * cfg.vision_width, num_hidden_layers=cfg.vision_layers,
                               num_attention_heads=cfg.heads)
     text = CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=cfg.text_width, intermediate_size=4 * cfg.text_width,
-                          num_hidden_layers=cfg.text_layers, num_attention_heads=cfg.heads, max_position_embeddings=CLIP_CONTEXT,
+                          num_hidden_layers=cfg.text_layers, num_attention_heads=cfg.heads,
+                          max_position_embeddings=CLIP_CONTEXT,
                           pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
                           eos_token_id=tokenizer.eos_token_id)
     return CLIPModel(CLIPConfig(text_config=text.to_dict(), vision_config=vision.to_dict(),
@@ -313,14 +318,16 @@ def train_llava(cfg: TinyLlavaConfig, data: VqaData, processor: LlavaProcessor, 
 
     trainable = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(trainable, lr=cfg.llava_lr, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup_steps)
-                                              * 0.5 * (1 + math.cos(math.pi * min(s, cfg.llava_steps) / cfg.llava_steps)))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / cfg.warmup_steps)
+        * 0.5 * (1 + math.cos(math.pi * min(s, cfg.llava_steps) / cfg.llava_steps)))
     gen = torch.Generator().manual_seed(cfg.seed)
     n_identity = round(cfg.llava_batch_size * cfg.identity_share)
     model.train()
     bar = tqdm(range(cfg.llava_steps), desc="training tiny LLaVA", unit="step")
     for _ in bar:
-        chosen = [("identity", identity, i) for i in torch.randint(len(identity), (n_identity,), generator=gen).tolist()]
+        chosen = [("identity", identity, i)
+                  for i in torch.randint(len(identity), (n_identity,), generator=gen).tolist()]
         chosen += [("utility", utility, i) for i in
                    torch.randint(len(utility), (cfg.llava_batch_size - n_identity,), generator=gen).tolist()]
         ids, labels, mask = answer_batch([prompts[items.questions[i]] for _, items, i in chosen],
@@ -371,7 +378,8 @@ def clip_identity_accuracy(clip: CLIPModel, clip_tokenizer, data: VqaData) -> fl
     """Zero-shot top-1 of the CLIP tower on the test faces (names with the first identity template)."""
     faces = data.identities["test"]
     mean, std = CLIPImageProcessor().image_mean, CLIPImageProcessor().image_std
-    text = clip.get_text_features(input_ids=clip_captions(clip_tokenizer, [IDENTITY_TEMPLATES[0](n) for n in faces.classnames]))
+    captions = clip_captions(clip_tokenizer, [IDENTITY_TEMPLATES[0](n) for n in faces.classnames])
+    text = clip.get_text_features(input_ids=captions)
     image = clip.get_image_features(pixel_values=faces.as_tensor(mean, std))
     text, image = (x.pooler_output if hasattr(x, "pooler_output") else x for x in (text, image))
     logits = F.normalize(image, dim=-1) @ F.normalize(text, dim=-1).T
