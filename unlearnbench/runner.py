@@ -109,9 +109,9 @@ def run(spec: RunSpec, suite: Suite | None = None) -> RunResult:
     log.info("run %s: suite %s, methods %s, targets %s, seeds %s", run_id, suite.name,
              [m.name for m in methods], targets, list(spec.seeds))
 
+    check_methods(suite, methods, targets[0])  # before the run folder is touched
     with run_lock(run_dir):
         remove_leftover_temp_files(run_dir)
-        check_methods(suite, methods, targets[0])
         model_fp = model_fingerprint(suite.base_model())
         code_fps = {m.name: code_fingerprint(type(m), type(suite)) for m in methods}
         frames, artifacts, units, stale = [], {}, {}, {}
