@@ -1,10 +1,18 @@
 """The real `clip` configuration: the public architecture built without weights, and the whole real
-path (loaders, checkpoint file, open_clip transforms, SLUG) on fixture trees in the release layouts."""
+path (loaders, checkpoint file, open_clip transforms, SLUG) on fixture trees in the release layouts, under
+both protocols."""
 
+from pathlib import Path
+
+import numpy as np
 import open_clip
 import pytest
 import torch
-from fixtures_real import make_celeba_tree, make_imagenet_tree
+import torch.nn.functional as F
+from fixtures_real import (SLUG_FREQUENT, make_celeba_tree, make_imagenet_tree, make_pairs_shard,
+                           make_slug_celeba_tree, pair_caption)
+from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES, SIMPLE_IMAGENET_TEMPLATES
+from PIL import Image
 
 from unlearnbench.benchmarks.clip import ClipSuite, ClipSuiteConfig, clip_layer_groups, load_open_clip
 from unlearnbench.errors import UnlearnBenchError
@@ -85,3 +93,125 @@ def test_missing_real_data_is_named_before_the_model_loads(tmp_path):
     suite = ClipSuite(ClipSuiteConfig(config="real", data=str(tmp_path), weights=str(tmp_path / "w.pt")))
     with pytest.raises(UnlearnBenchError, match="celeba"):
         suite.targets()
+
+
+# ---- protocol=slug ------------------------------------------------------------------------------------------
+
+N_PAIRS = 6
+
+
+@pytest.fixture(scope="module")
+def slug_suite(tmp_path_factory):
+    """protocol=slug on SLUG's file layouts, with the micro open_clip model saved as a checkpoint."""
+    root = tmp_path_factory.mktemp("slug")
+    make_imagenet_tree(root / "imagenet", images_per_class=1, valprep=True)  # 1,000 files: 50 drawn
+    files = make_slug_celeba_tree(root / "celeba")
+    make_pairs_shard(root / "00000.tar", n_pairs=N_PAIRS)
+    torch.manual_seed(0)
+    checkpoint = root / "ub-clip-micro.pt"
+    torch.save(create_model("ub-clip-micro").state_dict(), checkpoint)
+    config = ClipSuiteConfig(config="real", protocol="slug", model="ub-clip-micro", weights=str(checkpoint),
+                             data=str(root), retain_pairs=str(root / "00000.tar"), batch_size=4)
+    return ClipSuite(config), root, files
+
+
+def reference_metrics(suite: ClipSuite, root: Path, files: dict[str, list[str]], target: str) -> dict[str, float]:
+    """SLUG's evaluation written out directly: "{name}." over every listed name sorted as written, FA on all
+    the target's images, TA_CA the mean of per-name accuracies over frequent_celebs.txt; TA_IN pooled over
+    the 50 images RandomState(0) draws from the class-major file list, open_clip's simple templates."""
+    model, preprocess, tok = suite.base_model(), suite.assets.preprocess, open_clip.get_tokenizer("ub-clip-micro")
+    lines = (root / "celeba" / "list_identity_celeba.txt").read_text().splitlines()[2:]
+    written = sorted({line.split()[1] for line in lines})
+    val = root / "imagenet" / "val"
+    listed = sorted(val.glob("*/*.JPEG"), key=lambda f: (f.parent.name, f.name))
+    drawn = [listed[i] for i in np.random.RandomState(0).permutation(len(listed))[:len(listed) // 20]]
+
+    def embed_images(paths: list[Path]) -> torch.Tensor:
+        images = []
+        for path in paths:
+            with Image.open(path) as image:
+                images.append(preprocess(image.convert("RGB")))
+        return F.normalize(model.encode_image(torch.stack(images)), dim=-1)
+
+    def embed_texts(texts: list[str]) -> torch.Tensor:
+        return F.normalize(model.encode_text(tok(texts)), dim=-1)
+
+    out = {}
+    with torch.no_grad():
+        names = embed_texts([f"{n.replace('_', ' ')}." for n in written])
+        per_class = torch.stack([embed_texts([t(c) for c in IMAGENET_CLASSNAMES]) for t in SIMPLE_IMAGENET_TEMPLATES])
+        objects = F.normalize(per_class.mean(dim=0), dim=-1)
+        object_hits = embed_images(drawn) @ objects.T
+        object_labels = torch.tensor([int(f.parent.name[1:]) for f in drawn])
+        def accuracy(name: str, k: int) -> float:
+            top = (embed_images([root / "celeba" / "img_align_celeba" / f for f in files[name]]) @ names.T)
+            return (top.topk(k, dim=1).indices == written.index(name)).any(dim=1).float().mean().item()
+
+        for k in (1, 5):
+            out[f"FA@{k}"] = 100 * accuracy(target, k)
+            out[f"TA_CA@{k}"] = 100 * sum(accuracy(n, k) for n in SLUG_FREQUENT) / len(SLUG_FREQUENT)
+            top = object_hits.topk(k, dim=1).indices
+            out[f"TA_IN@{k}"] = 100 * (top == object_labels[:, None]).any(dim=1).float().mean().item()
+    return out
+
+
+def test_slug_protocol_targets_and_metrics_are_the_papers(slug_suite):
+    suite, root, files = slug_suite
+    assert suite.targets() == ["Elon Musk", "Jeff Bezos", "Ann Lee", "Ann-Marie Ross", "Bo Chen"]
+    assert len(suite.assets.data.identities["test"].classnames) == 7  # every listed name, images or not
+    val = root / "imagenet" / "val"
+    listed = sorted(val.glob("*/*.JPEG"), key=lambda f: (f.parent.name, f.name))
+    drawn = {listed[i] for i in np.random.RandomState(0).permutation(len(listed))[:len(listed) // 20]}
+    assert set(suite.assets.data.objects["test"].paths) == drawn and len(drawn) == 50
+    for target in ("Elon_Musk", "Jeff_Bezos"):  # in the TA_CA list, and not
+        ours = suite.evaluate(suite.base_model(), target.replace("_", " "))
+        expected = reference_metrics(suite, root, files, target)
+        assert ours == pytest.approx(expected, abs=1e-3), target
+
+
+def test_slug_protocol_task_data_roles(slug_suite):
+    suite, _, files = slug_suite
+    task = suite.task("Jeff Bezos")
+    forget = [batch for batch in task.forget_batches()]
+    assert sum(len(images) for images, _ in forget) == len(files["Jeff_Bezos"])  # all the target's images
+    tok = open_clip.get_tokenizer("ub-clip-micro")
+    assert all(torch.equal(tokens, tok(["Jeff Bezos."] * len(tokens))) for _, tokens in forget)
+    retain = [batch for batch in task.retain_batches()]
+    assert sum(len(images) for images, _ in retain) == N_PAIRS  # every pair of the shard
+    captions = tok([pair_caption(i) for i in range(N_PAIRS)])
+    assert sorted(map(tuple, torch.cat([tokens for _, tokens in retain]).tolist())) == sorted(map(tuple,
+                                                                                                 captions.tolist()))
+    # Selection sees the test images, as the reference's search does.
+    validation = task.validate(task.model, None)
+    assert {k: v for k, v in validation.items() if k != "retain@1"} == suite.evaluate(task.model, "Jeff Bezos")
+    torch.manual_seed(0)
+    base = {k: v.clone() for k, v in task.model.state_dict().items()}
+    outcome = Slug(SlugConfig(search_steps=2, max_front_layers=1)).unlearn(task)
+    changed = [k for k, v in task.model.state_dict().items() if not torch.equal(v, base[k])]
+    task.model.load_state_dict(base)
+    assert changed == [outcome.info["layer"]]
+
+
+def test_slug_protocol_needs_its_retain_pairs(slug_suite):
+    _, root, _ = slug_suite
+    for retain_pairs, message in ((None, "needs its retain set: --set retain_pairs=PATH .*NNN.jpg \\+ NNN.txt"),
+                                  (str(root / "none.tar"), "no such file or folder: .*none.tar")):
+        suite = ClipSuite(ClipSuiteConfig(config="real", protocol="slug", data=str(root), weights=str(root / "w.pt"),
+                                          retain_pairs=retain_pairs))
+        with pytest.raises(UnlearnBenchError, match=message):
+            suite.targets()
+
+
+def test_slug_protocol_names_missing_files(tmp_path):
+    make_pairs_shard(tmp_path / "00000.tar")
+    suite = ClipSuite(ClipSuiteConfig(config="real", protocol="slug", data=str(tmp_path),
+                                      weights=str(tmp_path / "w.pt"), retain_pairs=str(tmp_path / "00000.tar")))
+    with pytest.raises(UnlearnBenchError, match="CelebA root folder not found: .*list_identity_celeba.txt"):
+        suite.targets()
+
+
+def test_protocol_setting_is_checked():
+    with pytest.raises(UnlearnBenchError, match="protocol='paper'; expected one of heldout, slug"):
+        ClipSuite(ClipSuiteConfig(config="real", protocol="paper"))
+    with pytest.raises(UnlearnBenchError, match="protocol=slug .* --config real"):
+        ClipSuite(ClipSuiteConfig(protocol="slug"))

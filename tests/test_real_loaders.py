@@ -1,4 +1,5 @@
-"""The real ``clip`` loaders (ImageNet val, CelebA identities) on tiny trees in the documented layouts."""
+"""The real ``clip`` loaders (ImageNet val, CelebA identities, image-text pairs) on tiny trees in the documented
+layouts, for both protocols."""
 
 from __future__ import annotations
 
@@ -6,13 +7,17 @@ import csv
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
-from fixtures_real import DISTRACTOR_IDENTITY, make_celeba_tree, make_imagenet_tree, tiny_jpeg
+from fixtures_real import (DISTRACTOR_IDENTITY, SLUG_FREQUENT, SLUG_NOT_FREQUENT, SLUG_WITHOUT_IMAGES, make_celeba_tree,
+                           make_imagenet_tree, make_pairs_folder, make_pairs_shard, make_slug_celeba_tree, pair_caption,
+                           tiny_jpeg, valprep_file_list)
 from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
 
 from unlearnbench.datasets.base import FileImageSet
-from unlearnbench.datasets.celeba import load_celeba_identities
-from unlearnbench.datasets.imagenet import load_imagenet_splits
+from unlearnbench.datasets.celeba import load_celeba_identities, load_celeba_slug
+from unlearnbench.datasets.imagenet import load_imagenet_slug, load_imagenet_splits, slug_subset
+from unlearnbench.datasets.pairs import load_pairs
 from unlearnbench.errors import UnlearnBenchError
 
 SPLITS = ("train", "val", "test")
@@ -255,3 +260,140 @@ def test_celeba_corrupt_image_fails_when_read(celeba: tuple[Path, list[str]]) ->
     with pytest.raises(UnlearnBenchError) as err:
         train[1]
     assert str(corrupt) in str(err.value)
+
+
+# ---- protocol=slug: SLUG's ImageNet subset ----------------------------------------------------------------
+
+def reference_draw(files: list[str]) -> set[str]:
+    """SLUG's subset computed another way: ImageFolder's list built class by class, and the first
+    int(0.05 n) of RandomState(0)'s permutation (what ``choice(..., replace=False)`` draws)."""
+    by_class: dict[str, list[str]] = {}
+    for file in files:
+        wnid, name = file.split("/")
+        by_class.setdefault(wnid, []).append(name)
+    listed = [f"{wnid}/{name}" for wnid in sorted(by_class) for name in sorted(by_class[wnid])]
+    picks = np.random.RandomState(0).permutation(len(listed))[:len(listed) // 20]
+    return {listed[i] for i in picks}
+
+
+def test_slug_subset_of_the_50000_val_names() -> None:
+    files = valprep_file_list()
+    assert len(files) == 50_000 and len(set(files)) == 50_000
+    shuffled = [files[i] for i in np.random.default_rng(1).permutation(len(files))]
+    chosen = slug_subset(shuffled)
+    assert len(chosen) == 2_500 and len(set(chosen)) == 2_500
+    assert set(chosen) == reference_draw(files)
+    assert chosen == sorted(chosen, key=lambda f: f.split("/"))  # in ImageFolder's order
+    # The class-major order matters: the same draw over the names sorted by file number shares few images.
+    by_number = sorted(files, key=lambda f: f.split("/")[1])
+    picks = np.random.RandomState(0).permutation(50_000)[:2_500]
+    assert len(set(chosen) & {by_number[i] for i in picks}) < 500
+
+
+def test_imagenet_slug_loader_reads_the_subset_of_the_tree(tmp_path: Path) -> None:
+    make_imagenet_tree(tmp_path, images_per_class=3, valprep=True)
+    (tmp_path / "val" / "n00000002" / "notes.txt").write_text("not an image")
+    subset = load_imagenet_slug(tmp_path)
+    files = valprep_file_list(images_per_class=3)
+    assert len(subset) == 150  # int(3,000 * 0.05)
+    assert {f"{p.parent.name}/{p.name}" for p in subset.paths} == reference_draw(files)
+    assert all(subset.classnames[label] == IMAGENET_CLASSNAMES[int(p.parent.name[1:])]
+               for p, label in zip(subset.paths, subset.labels.tolist()))
+    assert_rgb(subset)
+
+
+def test_imagenet_slug_loader_names_the_layout(tmp_path: Path) -> None:
+    with pytest.raises(UnlearnBenchError) as err:
+        load_imagenet_slug(tmp_path)
+    assert str(tmp_path / "val") in str(err.value) and IMAGENET_LAYOUT in str(err.value)
+
+
+# ---- protocol=slug: SLUG's CelebA name files --------------------------------------------------------------
+
+@pytest.fixture
+def slug_celeba(tmp_path: Path) -> tuple[Path, dict[str, list[str]]]:
+    return tmp_path, make_slug_celeba_tree(tmp_path)
+
+
+def test_celeba_slug_name_set_and_order(slug_celeba: tuple[Path, dict[str, list[str]]]) -> None:
+    root, files = slug_celeba
+    celeba = load_celeba_slug(root)
+    written = SLUG_FREQUENT + SLUG_NOT_FREQUENT + SLUG_WITHOUT_IMAGES
+    assert set(celeba.names) == {name.replace("_", " ") for name in written}  # images or not
+    assert celeba.names.index("Ann-Marie Ross") < celeba.names.index("Ann Lee")  # sorted as written, with "_"
+    assert celeba.frequent == ["Ann Lee", "Elon Musk", "Ann-Marie Ross", "Bo Chen"]
+    for name, listed in files.items():
+        assert celeba.images[name.replace("_", " ")] == [root / "img_align_celeba" / f for f in listed]
+
+
+def test_celeba_slug_identity_images(slug_celeba: tuple[Path, dict[str, list[str]]]) -> None:
+    root, files = slug_celeba
+    celeba = load_celeba_slug(root)
+    images = celeba.identity_images(["Jeff Bezos", "Bo Chen"])
+    assert images.classnames == celeba.names
+    assert [p.name for p in images.paths] == files["Jeff_Bezos"] + files["Bo_Chen"]
+    assert [images.classnames[label] for label in images.labels.tolist()] == ["Jeff Bezos"] * 3 + ["Bo Chen"] * 3
+    with pytest.raises(UnlearnBenchError, match="Zed Unused.*absent"):
+        celeba.identity_images(["Zed Unused"])
+
+
+@pytest.mark.parametrize("required", ["img_align_celeba", "list_identity_celeba.txt", "frequent_celebs.txt"])
+def test_celeba_slug_missing_file(slug_celeba: tuple[Path, dict[str, list[str]]], required: str) -> None:
+    root, _ = slug_celeba
+    target = root / required
+    shutil.rmtree(target) if target.is_dir() else target.unlink()
+    with pytest.raises(UnlearnBenchError) as err:
+        load_celeba_slug(root)
+    assert str(target) in str(err.value) and "list_identity_celeba.txt (SLUG's" in str(err.value)
+
+
+def test_celeba_slug_frequent_name_not_listed(slug_celeba: tuple[Path, dict[str, list[str]]]) -> None:
+    root, _ = slug_celeba
+    (root / "frequent_celebs.txt").write_text("Ann_Lee\nNobody_Known\n")
+    with pytest.raises(UnlearnBenchError, match="line 2: 'Nobody_Known' is not a name"):
+        load_celeba_slug(root)
+
+
+def test_celeba_slug_frequent_image_missing(slug_celeba: tuple[Path, dict[str, list[str]]]) -> None:
+    root, files = slug_celeba
+    missing = root / "img_align_celeba" / files["Bo_Chen"][1]
+    missing.unlink()
+    with pytest.raises(UnlearnBenchError) as err:
+        load_celeba_slug(root)
+    assert str(missing) in str(err.value)
+
+
+def test_celeba_slug_malformed_line(slug_celeba: tuple[Path, dict[str, list[str]]]) -> None:
+    root, _ = slug_celeba
+    path = root / "list_identity_celeba.txt"
+    lines = path.read_text().splitlines()
+    lines.insert(3, "000099.jpg Jane Doe")
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(UnlearnBenchError) as err:
+        load_celeba_slug(root)
+    assert str(path) in str(err.value) and "line 4" in str(err.value)
+
+
+# ---- image-text pairs ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("layout", ["shard", "folder"])
+def test_pairs_in_both_layouts(tmp_path: Path, layout: str) -> None:
+    path = tmp_path / ("00000.tar" if layout == "shard" else "pairs")
+    (make_pairs_shard if layout == "shard" else make_pairs_folder)(path, n_pairs=5)
+    pairs = load_pairs(path)
+    assert pairs.classnames == [pair_caption(i) for i in range(5)]  # in order, incomplete samples skipped
+    assert pairs.labels.tolist() == list(range(5))
+    for i in (0, 4):
+        assert pairs[i].mode == "RGB" and pairs[i].getpixel((4, 4))[0] == pytest.approx(10 * i, abs=8)
+    assert pairs.subset([3, 1]).classnames == pairs.classnames and len(pairs.subset([3, 1])) == 2
+
+
+def test_pairs_errors_name_the_layout(tmp_path: Path) -> None:
+    with pytest.raises(UnlearnBenchError, match="retain_pairs: no such file or folder.*NNN.jpg \\+ NNN.txt"):
+        load_pairs(tmp_path / "missing.tar")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UnlearnBenchError, match="holds no image \\+ caption pairs"):
+        load_pairs(tmp_path / "empty")
+    (tmp_path / "shard.tar.gz").write_bytes(b"\x1f\x8b not an uncompressed tar")
+    with pytest.raises(UnlearnBenchError, match="not an uncompressed tar file"):
+        load_pairs(tmp_path / "shard.tar.gz")

@@ -75,11 +75,39 @@ def test_paper_table_puts_published_numbers_beside_ours(records):
     assert "FA@5 (published)" not in view.columns  # no published number, no invented column
 
 
+def test_paper_clip_table_uses_the_papers_protocol_on_real_data():
+    from unlearnbench.benchmarks.clip import ClipSuiteConfig
+    from unlearnbench.reports.paper import comparable, for_variant
+    from unlearnbench.runner import RunSpec
+
+    table = paper_table("clip-table")
+    real = for_variant(RunSpec("clip", ["slug"], {"config": "real", "data": "d"}), table, "")
+    assert real.suite_overrides == {"protocol": "slug", "config": "real", "data": "d"}
+    chosen = for_variant(RunSpec("clip", ["slug"], {"config": "real", "protocol": "heldout"}), table, "")
+    assert chosen.suite_overrides["protocol"] == "heldout"  # the user's choice stands, and is footnoted
+    assert "protocol" not in for_variant(RunSpec("clip", ["slug"]), table, "").suite_overrides  # embedded
+    assert comparable(table, ClipSuiteConfig(config="real", protocol="slug"))
+    assert not comparable(table, ClipSuiteConfig(config="real", protocol="heldout"))
+    assert not comparable(table, ClipSuiteConfig(config="real", protocol="slug", model="ViT-L-14"))
+    assert not comparable(table, ClipSuiteConfig())  # embedded
+
+
+def test_published_numbers_of_another_protocol_carry_a_footnote_mark(records):
+    from unlearnbench.reports.paper import FOOTNOTE_MARK
+
+    view = with_published(records, paper_table("clip-table"), is_comparable=False)
+    assert view.loc[ORIGINAL, "FA@1 (published)"] == "73.05" + FOOTNOTE_MARK
+    assert view.loc["slug", "TA_CA@1 (published)"] == "58.32" + FOOTNOTE_MARK
+    assert view.loc["slug", "FA@1"] == "5.00 ± 7.07"  # our own cells are untouched
+    assert r"73.05\dag{}" in to_latex(view)
+
+
 def test_paper_variants_label_their_metrics():
     from unlearnbench.reports.paper import label_records
 
     table = paper_table("unlearncanvas-table")
-    style = records_for({"slug": {"UA": [90.0], "IRA": [80.0], "runtime_s": [3.0]}}, before={"UA": [0.0], "IRA": [85.0]})
+    style = records_for({"slug": {"UA": [90.0], "IRA": [80.0], "runtime_s": [3.0]}},
+                        before={"UA": [0.0], "IRA": [85.0]})
     labelled = label_records(style, "style")
     assert set(labelled.metric) == {"UA (style)", "IRA (style)", "runtime_s (style)"}
     view = with_published(labelled, table)
@@ -91,7 +119,8 @@ def test_paper_variants_label_their_metrics():
 def test_plots_are_written(records, tmp_path):
     assert plots.forget_vs_retain(records, "FA@1", "TA_CA@1", tmp_path / "a.png").stat().st_size > 0
     assert plots.cost_bars(records, tmp_path / "b.png").stat().st_size > 0
-    layers = pd.DataFrame({"layer": ["visual.proj", "visual.x", "text_projection"], "tower": ["vision", "vision", "text"],
+    layers = pd.DataFrame({"layer": ["visual.proj", "visual.x", "text_projection"],
+                           "tower": ["vision", "vision", "text"],
                            "importance": [0.3, 0.1, 0.2], "alignment": [0.1, 0.2, 0.05],
                            "on_front": [True, False, True], "chosen": [True, False, False]})
     assert plots.slug_layers(layers, tmp_path / "c.png").stat().st_size > 0

@@ -184,8 +184,9 @@ def cmd_paper(args: argparse.Namespace) -> int:
 
     from unlearnbench.cache import atomic_write_text
     from unlearnbench.reports import plots
-    from unlearnbench.reports.paper import for_variant, label_records, paper_table, with_published
-    from unlearnbench.reports.tables import to_latex, to_markdown, to_terminal
+    from unlearnbench.reports.paper import (FOOTNOTE_MARK, comparable, for_variant, label_records, paper_table,
+                                            with_published)
+    from unlearnbench.reports.tables import latex_escape, to_latex, to_markdown, to_terminal
     from unlearnbench.runner import prepare, run
 
     table = paper_table(args.table)
@@ -202,14 +203,16 @@ def cmd_paper(args: argparse.Namespace) -> int:
         results[label] = run(specs[label], suites[label])
         print(f"{label or args.table}: {results[label].reuse_line()}")
     records = pd.concat([label_records(r.records, label) for label, r in results.items()], ignore_index=True)
-    view = with_published(records, table, args.ci)
+    is_comparable = all(comparable(table, suite.config) for suite in suites.values())
+    view = with_published(records, table, args.ci, is_comparable)
+    note = "" if is_comparable else f"\n{FOOTNOTE_MARK} {table.footnote}\n"
     out = Path(args.out) / f"paper-{args.table}"
     stem = out / f"paper_{args.table.replace('-', '_')}"
     first = next(iter(results.values()))
     model_id = next(iter(suites.values())).model_id()
     atomic_write_text(stem.with_suffix(".md"), f"{table.caption}; model `{model_id}`, "
-                      f"targets per run: {', '.join(first.manifest['targets'])}.\n\n" + to_markdown(view))
-    atomic_write_text(stem.with_suffix(".tex"), to_latex(view))
+                      f"targets per run: {', '.join(first.manifest['targets'])}.\n\n" + to_markdown(view) + note)
+    atomic_write_text(stem.with_suffix(".tex"), to_latex(view) + (latex_escape(note.strip()) + "\n" if note else ""))
     run_dirs = {label: str(r.run_dir) for label, r in results.items()}
     atomic_write_text(out / "runs.json", json.dumps(run_dirs, indent=2))
     for label, result in results.items():
@@ -218,7 +221,7 @@ def cmd_paper(args: argparse.Namespace) -> int:
         directions = {m.name: m.higher_is_better for m in suites[label].metrics}
         plots.forget_vs_retain(result.records, forget, retain, out / f"forget_vs_retain{suffix}.png", directions)
         plots.cost_bars(result.records, out / f"costs{suffix}.png")
-    print(to_terminal(view))
+    print(to_terminal(view) + note)
     print(f"\nwrote {out}/ (tables, plots; runs in runs.json) in {time.perf_counter() - start:.0f} s")
     return 0
 

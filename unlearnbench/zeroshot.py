@@ -2,7 +2,8 @@
 
 The classifier for a class is the normalised mean of its normalised text embeddings over the
 templates (open_clip's recipe). Objects use open_clip's own ImageNet templates; identities use
-portrait templates in the style of SLUG's celebrity prompts.
+portrait templates in the style of SLUG's celebrity prompts, or under the real suite's slug protocol
+SLUG's single evaluation template.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ IDENTITY_TEMPLATES: tuple[Callable[[str], str], ...] = (
     lambda c: f"a close-up photo of {c}.",
     lambda c: f"a picture of {c}.",
 )
+SLUG_IDENTITY_TEMPLATES: tuple[Callable[[str], str], ...] = (lambda c: f"{c}.",)  # SLUG's CELEB_TEMPLATES
 OBJECT_TEMPLATES: tuple[Callable[[str], str], ...] = tuple(SIMPLE_IMAGENET_TEMPLATES)
 
 

@@ -1,19 +1,23 @@
 """clip — CLIP zero-shot identity unlearning (SLUG, Table 1).
 
 Forget one identity (a CelebA celebrity, or a procedural one) from a CLIP model and measure:
-FA@k, zero-shot top-k accuracy on the target's held-out images against all identity names;
-TA_CA@k, mean per-identity accuracy over the other identities; TA_IN@k, object (ImageNet)
+FA@k, zero-shot top-k accuracy on the target's test images against all identity names;
+TA_CA@k, mean per-identity accuracy over the TA identities; TA_IN@k, object (ImageNet)
 zero-shot accuracy. All in %.
 
 ``config=embedded`` (default) trains a tiny open_clip CLIP on procedural faces and objects;
 ``config=real`` loads an open_clip model (e.g. ViT-B-32 / laion400m_e32) and ImageNet val and
-CelebA from ``data`` (see ``unlearnbench.datasets.imagenet`` / ``celeba`` for the layouts).
+CelebA from ``data`` under one of two protocols (docs/PROTOCOLS.md, "clip"): ``heldout`` (the
+default: disjoint train / validation / test splits) or ``slug`` (the SLUG paper's files, subsets,
+name set and template, and a retain set of image-text pairs; selection on the test images, as the
+reference does).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,12 +33,15 @@ from unlearnbench.datasets.base import ArrayImageSet, ImageSet
 from unlearnbench.errors import UnlearnBenchError
 from unlearnbench.models.tiny_clip import MEAN, STD, load_or_train, preset, random_init_allowed
 from unlearnbench.task import Goal, UnlearningTask
-from unlearnbench.zeroshot import (IDENTITY_TEMPLATES, OBJECT_TEMPLATES, image_features, text_classifier,
-                                   topk_correct)
+from unlearnbench.zeroshot import (IDENTITY_TEMPLATES, OBJECT_TEMPLATES, SLUG_IDENTITY_TEMPLATES, image_features,
+                                   text_classifier, topk_correct)
 
 log = logging.getLogger(__name__)
 
 KS = (1, 5)
+PROTOCOLS = ("heldout", "slug")
+# The identities of SLUG's CLIP comparison, in the order of its scripts/run_clip_comparison.sh.
+PAPER_TARGETS = ("Elon Musk", "Jeff Bezos", "Taylor Swift", "Kim Kardashian", "Mark Zuckerberg")
 
 
 @dataclass(frozen=True)
@@ -45,8 +52,11 @@ class ClipSuiteConfig:
     model: str = "ViT-B-32"  # any open_clip model name
     pretrained: str = "laion400m_e32"  # open_clip pretrained tag (used with a cache-dir `weights`)
     weights: str | None = None  # a checkpoint file, or an open_clip cache dir holding `pretrained`
-    data: str | None = None  # root with imagenet/ and celeba/ (see README, "Real data")
-    imagenet_fraction: float = 0.05  # fixed test subset of ImageNet val (seed 0), as in SLUG
+    data: str | None = None  # root with imagenet/ and celeba/ (README, clip, "Real data")
+    # "heldout": validation splits apart from test; "slug": the paper's protocol (docs/PROTOCOLS.md)
+    protocol: str = "heldout"
+    imagenet_fraction: float = 0.05  # heldout: per-class test fraction of ImageNet val (seed 0)
+    retain_pairs: str | None = None  # slug: the retain image-text pairs, a webdataset tar shard or a folder
     # both
     forget_metric: str = "FA@5"  # goal on the forget-validation split (METHODS.md, SLUG step 5)
     forget_threshold: float = 0.0  # ... reached when forget_metric <= this (in %)
@@ -64,11 +74,22 @@ class ClipSuiteConfig:
 
 
 @dataclass
+class ClipData:
+    """The data roles of one protocol."""
+
+    identities: dict[str, ImageSet]  # split -> images labelled by identity name (all names as classes)
+    objects: dict[str, ImageSet]  # split -> images labelled by object class name
+    targets: list[str]
+    identity_templates: tuple[Callable[[str], str], ...] = IDENTITY_TEMPLATES
+    ta_ca_names: list[str] | None = None  # TA_CA's identities, the target included; None: all but the target
+    retain: ImageSet | None = None  # image-text pairs (image i captioned classnames[i]); None: from train splits
+
+
+@dataclass
 class ClipAssets:
     model: nn.Module
     tokenizer: object
-    identities: dict[str, ImageSet]  # split -> images labelled by identity name
-    objects: dict[str, ImageSet]  # split -> images labelled by object class name
+    data: ClipData
     preprocess: object | None  # PIL -> tensor, for file-backed images; None for arrays
     model_id: str
 
@@ -113,6 +134,10 @@ class ClipSuite(Suite):
         super().__init__(config)
         if self.config.config not in ("embedded", "real"):
             raise UnlearnBenchError(f"clip: config={self.config.config!r}; expected 'embedded' or 'real'")
+        if self.config.protocol not in PROTOCOLS:
+            raise UnlearnBenchError(f"clip: protocol={self.config.protocol!r}; expected one of {', '.join(PROTOCOLS)}")
+        if self.config.protocol == "slug" and self.config.config != "real":
+            raise UnlearnBenchError("clip: protocol=slug reads the SLUG paper's data files: use it with --config real")
         valid = {m.name for m in self.metrics}
         if self.config.forget_metric not in {"FA@1", "FA@5"}:
             raise UnlearnBenchError(f"clip: forget_metric={self.config.forget_metric!r}; expected FA@1 or FA@5 "
@@ -125,8 +150,10 @@ class ClipSuite(Suite):
         if self.config.config == "embedded":
             train_cfg = preset(self.config.embedded)
             trained = load_or_train(train_cfg, self.config.device)
-            return ClipAssets(trained.model, trained.tokenizer, trained.data.identities, trained.data.objects,
-                              None, f"{train_cfg.model}-{config_hash(train_cfg)}")
+            data = ClipData(trained.data.identities, trained.data.objects,
+                            list(trained.data.identities["test"].classnames))
+            model_id = f"{train_cfg.model}-{config_hash(train_cfg)}"
+            return ClipAssets(trained.model, trained.tokenizer, data, None, model_id)
         return load_real_assets(self.config)
 
     def model_id(self) -> str:
@@ -136,7 +163,7 @@ class ClipSuite(Suite):
         return self.assets.model
 
     def targets(self) -> list[str]:
-        return list(self.assets.identities["test"].classnames)
+        return list(self.assets.data.targets)
 
     @property
     def device(self) -> torch.device:
@@ -145,7 +172,7 @@ class ClipSuite(Suite):
     def tensors(self, domain: str, split: str) -> ImageTensors:
         key = (domain, split)
         if key not in self._tensors:
-            images = (self.assets.identities if domain == "identities" else self.assets.objects)[split]
+            images = (self.assets.data.identities if domain == "identities" else self.assets.data.objects)[split]
             self._tensors[key] = ImageTensors(images, self.assets.preprocess)
         return self._tensors[key]
 
@@ -155,13 +182,14 @@ class ClipSuite(Suite):
 
     def _forget_only(self, model: nn.Module, target: str, split: str, changed: set[str] | None) -> dict[str, float]:
         """FA@k on the target's images of ``split`` alone: a tenth of the work of ``_zero_shot``."""
-        ids = self.assets.identities[split]
+        ids = self.assets.data.identities[split]
         label = ids.classnames.index(target)
         rows = torch.nonzero(ids.labels == label).flatten()
         text_changed = changed is None or any(not n.startswith("visual.") for n in changed)
         image_changed = changed is None or any(n.startswith("visual.") for n in changed)
         if text_changed or "id_text" not in self._val_cache:
-            id_text = text_classifier(model, self.assets.tokenizer, ids.classnames, IDENTITY_TEMPLATES, self.device)
+            id_text = text_classifier(model, self.assets.tokenizer, ids.classnames,
+                                      self.assets.data.identity_templates, self.device)
         else:
             id_text = self._val_cache["id_text"]
         if image_changed or f"id_img_{split}" not in self._val_cache:
@@ -184,18 +212,20 @@ class ClipSuite(Suite):
                 self._val_cache[key] = compute()
             return self._val_cache[key]
 
-        ids, objs = self.assets.identities[split], self.assets.objects[split]
+        data = self.assets.data
+        ids, objs = data.identities[split], data.objects[split]
         tok, dev, bs = self.assets.tokenizer, self.device, 256
         id_text = cached("id_text", text_changed,
-                         lambda: text_classifier(model, tok, ids.classnames, IDENTITY_TEMPLATES, dev))
+                         lambda: text_classifier(model, tok, ids.classnames, data.identity_templates, dev))
         obj_text = cached("obj_text", text_changed,
                           lambda: text_classifier(model, tok, objs.classnames, OBJECT_TEMPLATES, dev))
         id_img = cached(f"id_img_{split}", image_changed,
                         lambda: image_features(model, self.tensors("identities", split).batches(bs), dev))
         obj_img = cached(f"obj_img_{split}", image_changed,
                          lambda: image_features(model, self.tensors("objects", split).batches(bs), dev))
+        ta_labels = None if data.ta_ca_names is None else [ids.classnames.index(n) for n in data.ta_ca_names]
         return identity_object_metrics(id_img @ id_text.T, ids.labels, ids.classnames.index(target),
-                                       obj_img @ obj_text.T, objs.labels)
+                                       obj_img @ obj_text.T, objs.labels, ta_labels)
 
     # -- the task --------------------------------------------------------------------------------
     def task(self, target: str) -> UnlearningTask:
@@ -203,11 +233,11 @@ class ClipSuite(Suite):
             raise UnlearnBenchError(f"unknown target {target!r} for suite 'clip'")
         self._val_cache.clear()
         model, tok, cfg = self.base_model(), self.assets.tokenizer, self.config
-        ids = self.assets.identities["train"]
+        ids, templates = self.assets.data.identities["train"], self.assets.data.identity_templates
         target_label = ids.classnames.index(target)
 
         forget_idx = torch.nonzero(ids.labels == target_label).flatten()
-        forget_tokens = tok([IDENTITY_TEMPLATES[i % len(IDENTITY_TEMPLATES)](target) for i in range(len(forget_idx))])
+        forget_tokens = tok([templates[i % len(templates)](target) for i in range(len(forget_idx))])
         retain_images, retain_tokens = self._retain_pairs(target_label)
         forget_images = self.tensors("identities", "train")
         other_names = [n for n in ids.classnames if n != target]
@@ -225,7 +255,7 @@ class ClipSuite(Suite):
             """CLIP's training objective on the forget images paired with other identities' names."""
             images, _ = batch
             picks = torch.randint(len(other_names), (len(images),), generator=generator)
-            tokens = tok([IDENTITY_TEMPLATES[0](other_names[int(p)]) for p in picks])
+            tokens = tok([templates[0](other_names[int(p)]) for p in picks])
             return clip_contrastive_loss(m, images.to(dev), tokens.to(dev))
 
         def validate(m: nn.Module, changed: set[str] | None) -> dict[str, float]:
@@ -249,8 +279,13 @@ class ClipSuite(Suite):
         )
 
     def _retain_pairs(self, target_label: int) -> tuple[ImageTensors, torch.Tensor]:
-        """A fixed sample of (image, caption) pairs from other identities and from objects."""
-        ids, objs = self.assets.identities["train"], self.assets.objects["train"]
+        """The retain set's (image, caption) pairs: under protocol=slug every pair of ``retain_pairs`` (the
+        reference takes one pass over its whole LAION shard); else a fixed sample of ``retain_samples``
+        pairs from other identities and from objects."""
+        if self.assets.data.retain is not None:
+            pairs = self.assets.data.retain
+            return ImageTensors(pairs, self.assets.preprocess), self.assets.tokenizer(pairs.classnames)
+        ids, objs = self.assets.data.identities["train"], self.assets.data.objects["train"]
         gen = torch.Generator().manual_seed(0)
         id_pool = torch.nonzero(ids.labels != target_label).flatten()
         n_id = min(len(id_pool), self.config.retain_samples // 2)
@@ -265,15 +300,18 @@ class ClipSuite(Suite):
 
 
 def identity_object_metrics(id_logits: torch.Tensor, id_labels: torch.Tensor, target_label: int,
-                            obj_logits: torch.Tensor, obj_labels: torch.Tensor) -> dict[str, float]:
-    """FA@k (target images), TA_CA@k (mean over other identities), TA_IN@k (all objects), in %."""
+                            obj_logits: torch.Tensor, obj_labels: torch.Tensor,
+                            ta_labels: list[int] | None = None) -> dict[str, float]:
+    """FA@k (target images), TA_CA@k (mean of per-identity accuracies over ``ta_labels``, default every
+    identity but the target), TA_IN@k (pooled over all objects), in %."""
     out = {}
     is_target = id_labels == target_label
-    others = [label for label in id_labels.unique().tolist() if label != target_label]
+    if ta_labels is None:
+        ta_labels = [label for label in id_labels.unique().tolist() if label != target_label]
     for k in KS:
         correct = topk_correct(id_logits, id_labels, k).float()
         out[f"FA@{k}"] = 100 * correct[is_target].mean().item()
-        out[f"TA_CA@{k}"] = 100 * torch.stack([correct[id_labels == c].mean() for c in others]).mean().item()
+        out[f"TA_CA@{k}"] = 100 * torch.stack([correct[id_labels == c].mean() for c in ta_labels]).mean().item()
         out[f"TA_IN@{k}"] = 100 * topk_correct(obj_logits, obj_labels, k).float().mean().item()
     return out
 
@@ -302,23 +340,50 @@ def clip_layer_groups(model: nn.Module) -> dict[str, str]:
 
 def load_real_assets(cfg: ClipSuiteConfig) -> ClipAssets:
     """open_clip model + ImageNet val + CelebA from local paths; errors name what is missing."""
+    if cfg.data is None:
+        raise UnlearnBenchError("clip config=real needs the data root: --data PATH (PATH/imagenet/val/<wnid>/*.JPEG "
+                                "and PATH/celeba/..., see README, clip, 'Real data')")
+    # Data first: a wrong path should fail in a second, not after building a large model.
+    data = slug_data(cfg) if cfg.protocol == "slug" else heldout_data(Path(cfg.data), cfg.imagenet_fraction)
+    model, preprocess, model_id = load_open_clip(cfg.model, cfg.pretrained, cfg.weights, cfg.device)
+    return ClipAssets(model, open_clip.get_tokenizer(cfg.model), data, preprocess, model_id)
+
+
+def heldout_data(root: Path, imagenet_fraction: float) -> ClipData:
+    """Disjoint train / val / test splits of CelebA's retain-list identities and of ImageNet val."""
     from unlearnbench.datasets.celeba import load_celeba_identities
     from unlearnbench.datasets.imagenet import load_imagenet_splits
 
-    if cfg.data is None:
-        raise UnlearnBenchError("clip config=real needs the data root: --data PATH "
-                                "(PATH/imagenet/val/<wnid>/*.JPEG and PATH/celeba/..., see README 'Real data')")
-    root = Path(cfg.data)
-    # Data first: a wrong path should fail in a second, not after building a large model.
     identities = load_celeba_identities(root / "celeba")
-    objects = load_imagenet_splits(root / "imagenet", test_fraction=cfg.imagenet_fraction)
+    objects = load_imagenet_splits(root / "imagenet", test_fraction=imagenet_fraction)
     for domain, splits in (("CelebA", identities), ("ImageNet", objects)):
         for split, images in splits.items():
             if len(images) == 0:
                 raise UnlearnBenchError(f"the {domain} {split} split under {root} is empty; it needs more images "
                                         "per class (ImageNet val has 50, so use the full val set)")
-    model, preprocess, model_id = load_open_clip(cfg.model, cfg.pretrained, cfg.weights, cfg.device)
-    return ClipAssets(model, open_clip.get_tokenizer(cfg.model), identities, objects, preprocess, model_id)
+    return ClipData(identities, objects, list(identities["test"].classnames))
+
+
+def slug_data(cfg: ClipSuiteConfig) -> ClipData:
+    """The SLUG paper's protocol: every CelebA name of its list a class (template "{name}."), TA_CA over its
+    frequent celebrities, its 2,500-image ImageNet subset, retain pairs from ``retain_pairs``. Forget,
+    validation and test images are the same (the target's images; the reference selects on them)."""
+    from unlearnbench.datasets.celeba import load_celeba_slug
+    from unlearnbench.datasets.imagenet import load_imagenet_slug
+    from unlearnbench.datasets.pairs import LAYOUT, load_pairs
+
+    if cfg.retain_pairs is None:
+        raise UnlearnBenchError(f"clip protocol=slug needs its retain set: --set retain_pairs=PATH ({LAYOUT}; "
+                                "the reference uses the LAION-400M shard 00000.tar)")
+    root = Path(cfg.data)
+    celeba = load_celeba_slug(root / "celeba")
+    imagenet = load_imagenet_slug(root / "imagenet")
+    retain = load_pairs(Path(cfg.retain_pairs))
+    targets = list(dict.fromkeys([t for t in PAPER_TARGETS if t in celeba.images] + celeba.frequent))
+    identities = celeba.identity_images(targets)
+    return ClipData({split: identities for split in ("train", "val", "test")},
+                    {split: imagenet for split in ("val", "test")}, targets,
+                    SLUG_IDENTITY_TEMPLATES, celeba.frequent, retain)
 
 
 def load_open_clip(name: str, pretrained: str, weights: str | None, device: str):

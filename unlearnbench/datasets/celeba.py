@@ -1,11 +1,15 @@
-"""CelebA identities for the real ``clip`` suite: the celebrities named by a retain list, split per identity.
+"""CelebA identities for the real ``clip`` suite, as each protocol reads them.
 
+``heldout``: the celebrities named by a retain list, split per identity (``load_celeba_identities``).
+``slug``: SLUG's own name files, every CelebA name a zero-shot class (``load_celeba_slug``).
 Images are only checked for existence here; FileImageSet opens them when indexed.
 """
 
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +26,13 @@ LAYOUT = (f"expected root/{IMAGE_DIR}/000001.jpg ... (the aligned and cropped Ce
           f"root/{IDENTITY_FILE} (the official file, one '000001.jpg 2880' line per image), "
           f"root/{NAMES_FILE} (CSV with header 'identity,name') and root/{RETAIN_FILE} "
           f"(one identity id per line; blank lines and # comments ignored)")
+SLUG_NAMES_FILE = "list_identity_celeba.txt"
+FREQUENT_FILE = "frequent_celebs.txt"
+TA_CA_IDENTITIES = 100  # the reference averages TA_CA over frequent_celebs[:100]
+SLUG_LAYOUT = (f"expected root/{IMAGE_DIR}/000001.jpg ... (the aligned and cropped CelebA images), "
+               f"root/{SLUG_NAMES_FILE} (SLUG's data/celeba file: a count line, a header line, then one "
+               f"'<image file> <First_Last>' line per image) and root/{FREQUENT_FILE} (SLUG's data/celeba file: "
+               "100 names, one per line, '_' for spaces)")
 
 
 def load_celeba_identities(root: Path, val_fraction: float = 0.2, test_fraction: float = 0.3,
@@ -139,3 +150,76 @@ def _retained_names(retain: list[int], names: dict[int, str], names_path: Path) 
                                     f"{names_path}; zero-shot class names must be unique")
         classnames.append(name)
     return classnames
+
+
+@dataclass(frozen=True)
+class SlugCeleba:
+    """CelebA as SLUG's CLIP protocol reads it."""
+
+    names: list[str]  # every name in list_identity_celeba.txt, in the reference's order, "_" read as a space
+    images: dict[str, list[Path]]  # name -> its images, in the file's order
+    frequent: list[str]  # the TA_CA identities: the first 100 names of frequent_celebs.txt
+
+    def identity_images(self, names: Sequence[str]) -> FileImageSet:
+        """All images of ``names``, labelled by their index in ``self.names``; a missing file is an error."""
+        paths, labels = [], []
+        label = {name: i for i, name in enumerate(self.names)}
+        for name in dict.fromkeys(names):
+            missing = [p for p in self.images[name] if not p.is_file()]
+            if missing:
+                raise UnlearnBenchError(f"image {missing[0]} of {name} is listed in {SLUG_NAMES_FILE} but absent "
+                                        f"({len(missing)} of its {len(self.images[name])} images); {SLUG_LAYOUT}")
+            paths += self.images[name]
+            labels += [label[name]] * len(self.images[name])
+        return FileImageSet(paths, labels, self.names)
+
+
+def load_celeba_slug(root: Path) -> SlugCeleba:
+    """SLUG's name set and TA_CA identities from its two files, read as its evaluation code reads them.
+
+    ``list_identity_celeba.txt``: lines after the first two are ``<image file> <name>``; the zero-shot classes
+    are the distinct names sorted (as written, with underscores), then "_" replaced by a space.
+    ``frequent_celebs.txt``: the TA_CA identities are its first 100 names.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise UnlearnBenchError(f"CelebA root folder not found: {root}; {SLUG_LAYOUT}")
+    for required in (IMAGE_DIR, SLUG_NAMES_FILE, FREQUENT_FILE):
+        is_folder = required == IMAGE_DIR
+        if not ((root / required).is_dir() if is_folder else (root / required).is_file()):
+            raise UnlearnBenchError(f"CelebA {'folder' if is_folder else 'file'} not found: "
+                                    f"{root / required}; {SLUG_LAYOUT}")
+    by_name: dict[str, list[Path]] = {}
+    path = root / SLUG_NAMES_FILE
+    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines()[2:], start=3):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 2:
+            raise UnlearnBenchError(f"{path} line {line_no}: expected '<image file> <First_Last>' "
+                                    f"(e.g. '000001.jpg Jane_Doe'), got {line!r}")
+        by_name.setdefault(fields[1], []).append(root / IMAGE_DIR / fields[0])
+    if not by_name:
+        raise UnlearnBenchError(f"{path} lists no images after its two header lines; {SLUG_LAYOUT}")
+    names = [name.replace("_", " ") for name in sorted(by_name)]
+    images = {name.replace("_", " "): files for name, files in by_name.items()}
+    frequent = _read_frequent(root / FREQUENT_FILE, images)
+    celeba = SlugCeleba(names, images, frequent)
+    celeba.identity_images(frequent)  # every TA_CA image must be there: fail now, not mid-run
+    return celeba
+
+
+def _read_frequent(path: Path, images: dict[str, list[Path]]) -> list[str]:
+    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    while lines and not lines[-1]:
+        lines.pop()
+    names = []
+    for line_no, line in enumerate(lines[:TA_CA_IDENTITIES], start=1):
+        name = line.replace("_", " ")
+        if name not in images:
+            raise UnlearnBenchError(f"{path} line {line_no}: {line!r} is not a name in {SLUG_NAMES_FILE}; "
+                                    f"{SLUG_LAYOUT}")
+        names.append(name)
+    if not names:
+        raise UnlearnBenchError(f"{path} lists no names; {SLUG_LAYOUT}")
+    return names

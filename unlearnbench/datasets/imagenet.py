@@ -1,12 +1,13 @@
 """ImageNet (ILSVRC2012 validation set in class folders) for the real ``clip`` suite.
 
-The split is per class and deterministic from the seed: with the defaults and seed 0 the "test" split is
-SLUG's fixed 5% subset used for TA_IN.
+Two protocols read the same folder. ``heldout``: disjoint per-class train / val / test subsets, deterministic
+from the seed. ``slug``: SLUG's TA_IN subset, 2,500 images drawn from the whole val set (``slug_subset``).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Sequence
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
@@ -18,6 +19,10 @@ IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png"}
 LAYOUT = ("expected root/val/<wnid>/*.JPEG: the ILSVRC2012 validation set sorted into its 1000 class "
           "folders (e.g. n01440764/), as produced by the usual valprep.sh")
 DEAL_ORDER = ("test", "val", "train")  # test first, so it stays the same whatever the other fractions
+# SLUG lists the val folder with torchvision's ImageFolder, which keeps these suffixes (any case).
+IMAGEFOLDER_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+SLUG_RATIO = 0.05  # of the whole val set: int(50,000 * 0.05) = 2,500 images
+SLUG_SEED = 0
 
 
 def load_imagenet_splits(root: Path, test_fraction: float = 0.05, val_fraction: float = 0.01,
@@ -71,3 +76,35 @@ def _class_dirs(root: Path) -> list[Path]:
         raise UnlearnBenchError(f"{val} holds {len(class_dirs)} class folders but ImageNet needs exactly "
                                 f"{N_CLASSES}; {LAYOUT}")
     return class_dirs
+
+
+def slug_subset(files: Sequence[str]) -> list[str]:
+    """SLUG's TA_IN subset of a val file list (``"<wnid>/<file name>"`` strings, any order), in list order.
+
+    The reference lists the folder as torchvision's ImageFolder does (class folders sorted, then file names
+    sorted within each), and draws ``np.random.RandomState(0).choice(list(range(n)), size=int(n * 0.05),
+    replace=False)`` indices into that list. With valprep.sh's layout the list is class-major, so the draw
+    differs from one over file names alone.
+    """
+    ordered = sorted(files, key=lambda f: PurePosixPath(f).parts)
+    n = len(ordered)
+    picks = np.random.RandomState(SLUG_SEED).choice(list(range(n)), size=int(n * SLUG_RATIO), replace=False)
+    return [ordered[i] for i in sorted(picks)]
+
+
+def load_imagenet_slug(root: Path) -> FileImageSet:
+    """SLUG's TA_IN images of ``root/val``, labelled with open_clip's class names (wnid order)."""
+    from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
+
+    class_dirs = _class_dirs(Path(root))
+    files = []
+    for class_dir in class_dirs:
+        names = [p.name for p in class_dir.iterdir() if p.is_file() and p.suffix.lower() in IMAGEFOLDER_SUFFIXES]
+        if not names:
+            raise UnlearnBenchError(f"ImageNet class folder {class_dir} holds no images; {LAYOUT}")
+        files += [f"{class_dir.name}/{name}" for name in names]
+    label = {class_dir.name: i for i, class_dir in enumerate(class_dirs)}
+    chosen = slug_subset(files)
+    val = Path(root) / "val"
+    return FileImageSet([val / f for f in chosen], [label[PurePosixPath(f).parts[0]] for f in chosen],
+                        list(IMAGENET_CLASSNAMES))

@@ -1,12 +1,14 @@
 """Regenerating the SLUG paper's tables: which runs each needs and the published numbers beside ours.
 
-Published numbers come from the paper (Cai et al., ICML 2025, arXiv 2407.11867) as recorded in
-the project's PROTOCOLS.md; a cell with no published number stays empty rather than guessed.
+Published numbers come from the paper (Cai et al., ICML 2025, arXiv 2407.11867); a cell with no
+published number stays empty rather than guessed. Where a run's protocol is not the paper's
+(docs/PROTOCOLS.md), each published number carries a footnote mark and the table says why.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import pandas as pd
 
@@ -25,6 +27,11 @@ class PaperTable:
     # Runs the table needs, each a label and suite settings; a label suffixes that run's metrics
     # ("UA (style)"). One unlabelled run by default.
     variants: tuple[tuple[str, dict[str, str]], ...] = (("", {}),)
+    # Suite settings under `--config real` unless the user sets them: the paper's protocol.
+    real_settings: dict[str, str] = field(default_factory=dict)
+    # Suite settings under which the published numbers are comparable with ours; empty: always.
+    comparable_when: dict[str, str] = field(default_factory=dict)
+    footnote: str = ""  # why the published numbers are not comparable, when they are not
 
     @property
     def cost_columns(self) -> tuple[str, ...]:
@@ -51,6 +58,11 @@ PAPER_TABLES = {
             "slug": {"FA@1": 0.0, "TA_IN@1": 59.96, "TA_CA@1": 58.32},
         },
         caption="CLIP identity unlearning (SLUG Table 1 layout): zero-shot accuracy in %, mean ± std over targets",
+        real_settings={"protocol": "slug"},
+        comparable_when={"config": "real", "protocol": "slug", "model": "ViT-B-32"},
+        footnote="published for ViT-B-32 (laion400m_e32) under the paper's protocol (`--config real`, protocol=slug); "
+                 "this run's model or protocol differs, so those numbers are not comparable with ours "
+                 "(docs/PROTOCOLS.md, clip)",
     ),
     "unlearncanvas-table": PaperTable(
         suite="unlearncanvas",
@@ -77,17 +89,28 @@ def paper_table(name: str) -> PaperTable:
     return PAPER_TABLES[name]
 
 
-def with_published(records: pd.DataFrame, table: PaperTable, ci: float | None = None) -> pd.DataFrame:
+FOOTNOTE_MARK = "†"
+
+
+def comparable(table: PaperTable, suite_config: Any) -> bool:
+    """Whether the suite configuration is the one the published numbers were measured under."""
+    return all(str(getattr(suite_config, key)) == value for key, value in table.comparable_when.items())
+
+
+def with_published(records: pd.DataFrame, table: PaperTable, ci: float | None = None,
+                   is_comparable: bool = True) -> pd.DataFrame:
     """Our cells in the paper's column order, each column with a published number followed by a
-    "(published)" column; costs (runtime, storage, measured sample passes) at the end."""
+    "(published)" column; costs (runtime, storage, measured sample passes) at the end. When the run is
+    not comparable every published number carries ``FOOTNOTE_MARK``, explained by ``table.footnote``."""
     ours = summary_table(records, [*table.columns, *table.cost_columns], ci)
     out = pd.DataFrame(index=ours.index)
     published_columns = {m for row in table.published.values() for m in row}
     for metric in [*table.columns, *table.cost_columns]:
         out[metric] = ours.get(metric, "")
         if metric in published_columns:
-            out[f"{metric} (published)"] = [
-                format_published(table.published.get(row.removesuffix(MISSED), {}).get(metric)) for row in out.index]
+            cells = [format_published(table.published.get(row.removesuffix(MISSED), {}).get(metric))
+                     for row in out.index]
+            out[f"{metric} (published)"] = [c + FOOTNOTE_MARK if c and not is_comparable else c for c in cells]
     names = {"runtime_s": "runtime (s)", "storage_bytes": "storage", "forward_samples": "fwd samples",
              "backward_samples": "bwd samples"}
     return out.rename(columns=lambda c: next((c.replace(k, v) for k, v in names.items() if c.startswith(k)), c))
@@ -105,5 +128,7 @@ def label_records(records: pd.DataFrame, label: str) -> pd.DataFrame:
 
 
 def for_variant(spec, table: PaperTable, label: str):
-    """The RunSpec of one variant: the user's settings plus the variant's suite settings."""
-    return replace(spec, suite_overrides={**spec.suite_overrides, **dict(table.variants)[label]})
+    """The RunSpec of one variant: the table's real-data settings (under `--config real`), the user's
+    settings over them, and the variant's suite settings."""
+    real = table.real_settings if spec.suite_overrides.get("config") == "real" else {}
+    return replace(spec, suite_overrides={**real, **spec.suite_overrides, **dict(table.variants)[label]})

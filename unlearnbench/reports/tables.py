@@ -120,15 +120,18 @@ def to_markdown(table: pd.DataFrame, index_name: str = "method") -> str:
     return "\n".join(lines) + "\n"
 
 
-def to_latex(table: pd.DataFrame, index_name: str = "method") -> str:
-    def esc(text: str) -> str:
-        return (str(text).replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("%", r"\%")
-                .replace("&", r"\&").replace("#", r"\#").replace("±", r"$\pm$"))
+def latex_escape(text: str) -> str:
+    return (str(text).replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("%", r"\%")
+            .replace("&", r"\&").replace("#", r"\#").replace("±", r"$\pm$").replace("†", r"\dag{}"))
 
+
+def to_latex(table: pd.DataFrame, index_name: str = "method") -> str:
+    esc = latex_escape
     cols = "l" + "r" * len(table.columns)
     lines = [rf"\begin{{tabular}}{{{cols}}}", r"\toprule",
              " & ".join(esc(c) for c in [index_name, *table.columns]) + r" \\", r"\midrule"]
-    lines += [" & ".join(esc(c) for c in [i, *row]) + r" \\" for i, row in zip(table.index, table.itertuples(index=False))]
+    lines += [" & ".join(esc(c) for c in [i, *row]) + r" \\"
+              for i, row in zip(table.index, table.itertuples(index=False))]
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"
 
