@@ -75,6 +75,32 @@ def test_paper_table_puts_published_numbers_beside_ours(records):
     assert "FA@5 (published)" not in view.columns  # no published number, no invented column
 
 
+@pytest.mark.parametrize("settings, comparable", [
+    ({"config": "real", "match": None}, True), ({"config": "real", "match": "substring"}, True),
+    ({"config": "real", "match": "word"}, False), ({"config": "embedded", "match": None}, False), (None, False)])
+def test_llava_table_marks_published_numbers_measured_otherwise(settings, comparable):
+    table = paper_table("llava-table")
+    assert table.suite == "llava" and table.targets == "10" and table.methods[0] == "slug"
+    records = records_for({"slug": {"FA": [0.0, 10.0], "TA_ID": [80.0, 90.0], "TA_VQA": [95.0, 97.0]},
+                           "ga": {"FA": [50.0, 30.0], "TA_ID": [60.0, 70.0], "TA_VQA": [90.0, 92.0]}},
+                          before={"FA": [100.0, 98.0], "TA_ID": [99.0, 97.0], "TA_VQA": [100.0, 98.0]})
+    view = with_published(records, table, settings=settings)
+    published = "FA (published)" if comparable else "FA (published†)"
+    assert list(view.columns[:4]) == ["FA", published, "TA_ID", "TA_VQA"]
+    assert view.loc[ORIGINAL, "FA"] == f"99.00 ± {math.sqrt(2):.2f}" and view.loc["slug", "FA"] == f"5.00 ± {math.sqrt(50):.2f}"
+    assert view.loc[ORIGINAL, published] == "99.50" and view.loc["slug", published] == "2.80"
+    assert view.loc["ga", published] == ""  # no published number for a row the paper does not report
+    assert not any("TA_" in c and "published" in c for c in view.columns)  # its utility is other benchmarks
+    assert (table.note(settings) == "") == comparable
+    if not comparable:
+        assert table.note(settings).startswith("† ") and r"$^\dagger$" in to_latex(view)
+
+
+def test_tables_without_conditions_stay_unmarked(records):
+    assert paper_table("clip-table").note(None) == ""
+    assert "FA@1 (published)" in with_published(records, paper_table("clip-table"), settings={"config": "x"}).columns
+
+
 def test_paper_variants_label_their_metrics():
     from unlearnbench.reports.paper import label_records
 

@@ -128,6 +128,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_paper(args: argparse.Namespace) -> int:
     import json
     import time
+    from dataclasses import asdict
 
     import pandas as pd
 
@@ -150,12 +151,15 @@ def cmd_paper(args: argparse.Namespace) -> int:
         results[label] = run(specs[label], suites[label])
         print(f"{label or args.table}: {results[label].reuse_line()}")
     records = pd.concat([label_records(r.records, label) for label, r in results.items()], ignore_index=True)
-    view = with_published(records, table, args.ci)
+    settings = asdict(next(iter(suites.values())).config)
+    view = with_published(records, table, args.ci, settings)
+    note = table.note(settings)
     out = Path(args.out) / f"paper-{args.table}"
     stem = out / f"paper_{args.table.replace('-', '_')}"
     first = next(iter(results.values()))
     atomic_write_text(stem.with_suffix(".md"), f"{table.caption}; model `{next(iter(suites.values())).model_id()}`, "
-                      f"targets per run: {', '.join(first.manifest['targets'])}.\n\n" + to_markdown(view))
+                      f"targets per run: {', '.join(first.manifest['targets'])}.\n\n" + to_markdown(view)
+                      + (f"\n{note}\n" if note else ""))
     atomic_write_text(stem.with_suffix(".tex"), to_latex(view))
     atomic_write_text(out / "runs.json", json.dumps({label: str(r.run_dir) for label, r in results.items()}, indent=2))
     for label, result in results.items():
@@ -165,6 +169,8 @@ def cmd_paper(args: argparse.Namespace) -> int:
         plots.forget_vs_retain(result.records, forget, retain, out / f"forget_vs_retain{suffix}.png", directions)
         plots.cost_bars(result.records, out / f"costs{suffix}.png")
     print(to_terminal(view))
+    if note:
+        print(note)
     print(f"\nwrote {out}/ (tables, plots; runs in runs.json) in {time.perf_counter() - start:.0f} s")
     return 0
 

@@ -123,7 +123,7 @@ def to_markdown(table: pd.DataFrame, index_name: str = "method") -> str:
 def to_latex(table: pd.DataFrame, index_name: str = "method") -> str:
     def esc(text: str) -> str:
         return (str(text).replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("%", r"\%")
-                .replace("&", r"\&").replace("#", r"\#").replace("±", r"$\pm$"))
+                .replace("&", r"\&").replace("#", r"\#").replace("±", r"$\pm$").replace("†", r"$^\dagger$"))
 
     cols = "l" + "r" * len(table.columns)
     lines = [rf"\begin{{tabular}}{{{cols}}}", r"\toprule",
