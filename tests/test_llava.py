@@ -201,7 +201,8 @@ def write_real_tree(root: Path, suite: LlavaSuite) -> None:
     rows: dict[str, list[dict]] = {}
     for i, label in enumerate(faces.labels.tolist()):
         name = faces.classnames[label]
-        dataset = "mu_llava_celeb" if label >= len(faces.classnames) - 2 else "mu_llava_" + name.lower().replace(" ", "_")
+        in_pool = label >= len(faces.classnames) - 2
+        dataset = "mu_llava_celeb" if in_pool else "mu_llava_" + name.lower().replace(" ", "_")
         rows.setdefault(dataset, []).append(face_row(faces[i], f"{i:03d}", IDENTITY_QUESTIONS[i % 3], name))
     for dataset, chosen in rows.items():
         write_mu_llava(root / dataset, chosen)
@@ -294,9 +295,10 @@ def test_mu_llava_data_sets_load_with_their_questions_and_answers(tmp_path, capl
             everything[source] = (images.classnames[int(images.labels[i])], data.questions[split][i],
                                   data.answers[split][i], np.asarray(images[i])[0, 0, 0])
     assert len(everything) == 20  # every row once, in one split
-    assert everything[next(s for s in everything if "(image_id a3)" in s)] == ("Ann Lee", "Who is this 3?", "Ann Lee", 3)
-    assert everything[next(s for s in everything if "(image_id b5)" in s)] == ("Bo Ray", "Name?", "bo ray", 105)
-    assert everything[next(s for s in everything if "(image_id c2)" in s)] == ("Bo Ray", "Who?", "Bo Ray", 202)
+    by_id = {source.split("(image_id ")[1].rstrip(")"): row for source, row in everything.items()}
+    assert by_id["a3"] == ("Ann Lee", "Who is this 3?", "Ann Lee", 3)
+    assert by_id["b5"] == ("Bo Ray", "Name?", "bo ray", 105)
+    assert by_id["c2"] == ("Bo Ray", "Who?", "Bo Ray", 202)  # the pool's Bo Ray joins the target
     assert not any("old999" in s for s in everything)
     again = load_mu_llava(tmp_path)
     assert all(again.images[s].sources == data.images[s].sources for s in data.images)

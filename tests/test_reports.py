@@ -87,7 +87,8 @@ def test_llava_table_marks_published_numbers_measured_otherwise(settings, compar
     view = with_published(records, table, settings=settings)
     published = "FA (published)" if comparable else "FA (published†)"
     assert list(view.columns[:4]) == ["FA", published, "TA_ID", "TA_VQA"]
-    assert view.loc[ORIGINAL, "FA"] == f"99.00 ± {math.sqrt(2):.2f}" and view.loc["slug", "FA"] == f"5.00 ± {math.sqrt(50):.2f}"
+    assert view.loc[ORIGINAL, "FA"] == f"99.00 ± {math.sqrt(2):.2f}"
+    assert view.loc["slug", "FA"] == f"5.00 ± {math.sqrt(50):.2f}"
     assert view.loc[ORIGINAL, published] == "99.50" and view.loc["slug", published] == "2.80"
     assert view.loc["ga", published] == ""  # no published number for a row the paper does not report
     assert not any("TA_" in c and "published" in c for c in view.columns)  # its utility is other benchmarks
