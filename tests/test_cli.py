@@ -69,3 +69,19 @@ def test_unknown_target_and_previous_results_untouched(capsys, micro_suite, tmp_
     assert code == 2 and "targets (1.." in err
     after = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in tmp_path.rglob("*") if p.is_file()}
     assert after == written
+
+
+def test_paper_llava_table_help_and_unknown_tables(capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["paper", "llava-table", "--help"])
+    assert exit_info.value.code == 0
+    assert "llava-table (LLaVA identity unlearning (SLUG Sec. 5.3)" in " ".join(capsys.readouterr().out.split())
+    code, _, err = run_cli(capsys, "paper", "llava-tabel", "--out", str(tmp_path))
+    assert code == 2 and "Traceback" not in err
+    assert "unknown paper table 'llava-tabel'; tables: clip-table, unlearncanvas-table, llava-table" in err
+    code, _, err = run_cli(capsys, "paper", "llava-table", "--set", "match=exact", "--out", str(tmp_path))
+    assert code == 2 and "match='exact'; expected one of substring, word" in err
+    code, _, err = run_cli(capsys, "paper", "llava-table", "--config", "real", "--data", str(tmp_path / "nowhere"),
+                           "--set", "model_path=x", "--set", "clip_path=y", "--out", str(tmp_path))
+    assert code == 2 and "llava data root not found" in err and "nowhere" in err
+    assert not any(tmp_path.iterdir()), "a failed command must not write outputs"

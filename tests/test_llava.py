@@ -3,19 +3,23 @@ feature layer), the loaders on a tiny model saved to disk, methods on the micro 
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
 from PIL import Image
 
 from unlearnbench.cache import cache_dir
 from unlearnbench.benchmarks.llava import LlavaSuite, LlavaSuiteConfig, vqa_metrics
-from unlearnbench.datasets.llava import load_identity_folders, load_vqa_file
-from unlearnbench.datasets.synthetic.vqa import SCENE_CLASSES, UTILITY_QUESTIONS, VqaDataConfig, make_vqa_data
+from unlearnbench.datasets.llava import load_mu_llava, load_vqa_file
+from unlearnbench.datasets.synthetic.vqa import (IDENTITY_QUESTIONS, SCENE_CLASSES, UTILITY_QUESTIONS, VqaDataConfig,
+                                                 make_vqa_data)
 from unlearnbench.errors import UnlearnBenchError
 from unlearnbench.methods.base import METHODS, build_method
 from unlearnbench.models.llava_loader import load_clip, load_llava, used_vision_layers, vision_parameters
@@ -47,6 +51,19 @@ def test_contains_answer_matches_whole_words_ignoring_case():
         contains_answer("anything", "?")
 
 
+def test_substring_match_is_the_references_rule():
+    """The reference counts an answer when the expected text, lower-cased and stripped, occurs in it."""
+    assert contains_answer("The person in this image is Elon Musk.", " elon musk ", "substring")
+    assert contains_answer("ELONMUSK? no: elon musk", "Elon Musk", "substring")
+    assert contains_answer("none of them", "one", "substring")  # where whole words say no
+    assert not contains_answer("none of them", "one", "word")
+    assert contains_answer("Elon Musks", "Elon Musk", "substring") and not contains_answer("Elon Musks", "Elon Musk")
+    assert not contains_answer("Elon", "Elon Musk", "substring")
+    assert not contains_answer("elon  musk", "Elon Musk", "substring")  # the text as given, spaces included
+    with pytest.raises(ValueError, match="match"):
+        contains_answer("a", "a", "fuzzy")
+
+
 def test_vqa_metrics_average_over_identities_and_question_types():
     names = ["T", "T", "A", "A", "A", "A", "B"]
     replies = ["t", "x", "a", "a", "a", "x", "b"]  # T: 1/2, A: 3/4, B: 1/1
@@ -59,6 +76,16 @@ def test_vqa_metrics_average_over_identities_and_question_types():
     assert utility["TA_VQA"] == pytest.approx(100 / 3)
     with pytest.raises(UnlearnBenchError, match="target"):
         vqa_metrics(replies, names, "Nobody", [], [], [])
+
+
+def test_vqa_metrics_score_each_face_on_its_own_answer_with_the_chosen_rule():
+    names = ["T", "T", "A"]
+    replies = ["it is tom t.", "tomas", "someone"]
+    expected = ["Tom T", "Tom", "one"]
+    word = vqa_metrics(replies, names, "T", ["x"], ["x"], ["k"], expected, "word")
+    substring = vqa_metrics(replies, names, "T", ["x"], ["x"], ["k"], expected, "substring")
+    assert (word["FA"], word["TA_ID"]) == (50.0, 0.0)
+    assert (substring["FA"], substring["TA_ID"]) == (100.0, 100.0)
 
 
 # ---- data -------------------------------------------------------------------------------------------------
@@ -139,13 +166,46 @@ def test_feature_layer_decides_which_tower_layers_methods_may_edit(feature_layer
 
 # ---- loaders ----------------------------------------------------------------------------------------------
 
+HF_FEATURES = {"image_id": {"dtype": "string", "_type": "Value"}, "image": {"_type": "Image"},
+               "question": {"dtype": "string", "_type": "Value"}, "answer": {"dtype": "string", "_type": "Value"}}
+
+
+def png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def write_mu_llava(folder: Path, rows: list[dict], split: str = "test") -> Path:
+    """One split of a ``mu_llava_*`` data set as ``datasets`` pushes it to the hub: a parquet file with
+    the Image feature's ``{"bytes", "path"}`` struct and the features in the ``huggingface`` metadata."""
+    table = pa.Table.from_pylist(rows, schema=pa.schema(
+        [("image_id", pa.string()), ("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
+         ("question", pa.string()), ("answer", pa.string())],
+        metadata={"huggingface": json.dumps({"info": {"features": HF_FEATURES}})}))
+    path = folder / "data" / f"{split}-00000-of-00001.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path)
+    return path
+
+
+def face_row(image: Image.Image, image_id: str, question: str, answer: str) -> dict:
+    return {"image_id": image_id, "image": {"bytes": png(image), "path": f"{image_id}.png"}, "question": question,
+            "answer": answer}
+
+
 def write_real_tree(root: Path, suite: LlavaSuite) -> None:
-    """identities/<Name>/*.png from the micro faces, and vqa.jsonl over scene PNGs."""
+    """The micro test faces as mu_llava_<name> data sets (the last two identities in mu_llava_celeb),
+    and vqa.jsonl over scene PNGs."""
     faces = suite.assets.identities["test"]
+    rows: dict[str, list[dict]] = {}
     for i, label in enumerate(faces.labels.tolist()):
-        folder = root / "identities" / faces.classnames[label].replace(" ", "_")
-        folder.mkdir(parents=True, exist_ok=True)
-        faces[i].save(folder / f"{i:03d}.png")
+        name = faces.classnames[label]
+        in_pool = label >= len(faces.classnames) - 2
+        dataset = "mu_llava_celeb" if in_pool else "mu_llava_" + name.lower().replace(" ", "_")
+        rows.setdefault(dataset, []).append(face_row(faces[i], f"{i:03d}", IDENTITY_QUESTIONS[i % 3], name))
+    for dataset, chosen in rows.items():
+        write_mu_llava(root / dataset, chosen)
     qs = suite.assets.utility["test"]
     (root / "scenes").mkdir()
     lines = []
@@ -164,7 +224,10 @@ def test_real_config_loads_a_saved_tiny_llava_and_scores_like_embedded(llava_sui
     real = LlavaSuite(LlavaSuiteConfig(config="real", model_path=str(saved / "llava"), clip_path=str(saved / "clip"),
                                        data=str(tmp_path), batch_size=16))
     faces = real.assets.identities
-    assert sorted(real.targets()) == sorted(llava_suite.targets())
+    assert faces["test"].classnames == sorted(llava_suite.targets())
+    names = llava_suite.assets.identities["test"].classnames
+    assert real.targets() == sorted(names[:-2])  # the last two are mu_llava_celeb's
+    assert real.match == "substring" and llava_suite.match == "word"
     assert sum(len(faces[s]) for s in ("train", "val", "test")) == len(llava_suite.assets.identities["test"])
     assert real.assets.max_new_tokens == 16
     target = llava_suite.targets()[0]
@@ -182,8 +245,8 @@ def test_loaders_name_what_is_missing(tmp_path):
         load_llava(tmp_path / "absent")
     with pytest.raises(UnlearnBenchError, match="config.json"):
         load_clip(tmp_path)
-    with pytest.raises(UnlearnBenchError, match="identities"):
-        load_identity_folders(tmp_path)
+    with pytest.raises(UnlearnBenchError, match="mu_llava_<name>"):
+        load_mu_llava(tmp_path)
     with pytest.raises(UnlearnBenchError, match="vqa.jsonl"):
         load_vqa_file(tmp_path)
     (tmp_path / "vqa.jsonl").write_text(json.dumps({"image": "a.png", "question": "q?"}) + "\n")
@@ -193,18 +256,65 @@ def test_loaders_name_what_is_missing(tmp_path):
         LlavaSuite(LlavaSuiteConfig(config="real")).assets
     with pytest.raises(UnlearnBenchError, match="preset"):
         LlavaSuite(LlavaSuiteConfig(embedded="huge"))
+    with pytest.raises(UnlearnBenchError, match="substring, word"):
+        LlavaSuite(LlavaSuiteConfig(match="exact"))
 
 
-def test_identity_folders_split_without_overlap(tmp_path):
-    for name in ("Ann_Lee", "Bo_Ray"):
-        (tmp_path / "identities" / name).mkdir(parents=True)
-        for i in range(10):
-            Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "identities" / name / f"{i}.png")
-    splits = load_identity_folders(tmp_path)
-    assert splits["test"].classnames == ["Ann Lee", "Bo Ray"]
-    assert [len(splits[s]) for s in ("train", "val", "test")] == [14, 2, 4]
-    paths = [p for s in splits.values() for p in s.paths]
-    assert len(paths) == len(set(paths)) == 20
+def tiny_face(value: int) -> Image.Image:
+    return Image.fromarray(np.full((8, 8, 3), value, np.uint8))
+
+
+def test_mu_llava_data_sets_load_with_their_questions_and_answers(tmp_path, caplog):
+    """Two identity data sets (one saved by name, one as the hub cache keeps it, over two splits) and
+    the pool of other people: targets, labels, per-row questions and answers, decoded images, splits."""
+    write_mu_llava(tmp_path / "mu_llava_ann_lee", [face_row(tiny_face(i), f"a{i}", f"Who is this {i}?", "Ann Lee")
+                                                   for i in range(10)])
+    cached = tmp_path / "datasets--some-owner--mu_llava_bo_ray"
+    snapshot = cached / "snapshots" / "abc123"
+    (cached / "refs").mkdir(parents=True)
+    (cached / "refs" / "main").write_text("abc123")
+    (cached / "snapshots" / "old999").mkdir(parents=True)  # an older revision refs/main does not name
+    answers = ["Bo Ray"] * 5 + ["bo ray"]  # one answer spelled otherwise: scored as written, labelled Bo Ray
+    write_mu_llava(snapshot, [face_row(tiny_face(100 + i), f"b{i}", "Name?", a) for i, a in enumerate(answers)])
+    write_mu_llava(snapshot, [face_row(tiny_face(110), "b9", "Name?", "Bo Ray")], split="train")
+    write_mu_llava(tmp_path / "mu_llava_celeb", [face_row(tiny_face(200 + i), f"c{i}", "Who?", name)
+                                                 for i, name in enumerate(["Cy Dee", "Cy Dee", "Bo Ray"])])
+    with caplog.at_level("WARNING"):
+        data = load_mu_llava(tmp_path)
+    assert "2 different answers" in caplog.text
+    assert data.targets == ["Ann Lee", "Bo Ray"]
+    assert data.images["test"].classnames == ["Ann Lee", "Bo Ray", "Cy Dee"]
+    sizes = {split: np.bincount(data.images[split].labels.numpy(), minlength=3).tolist() for split in data.images}
+    # Ann Lee 10 rows, Bo Ray 7 + 1 from the pool, Cy Dee 2: test round(0.2 n) (at least 1), val round(0.1 n).
+    assert sizes == {"test": [2, 2, 1], "val": [1, 1, 1], "train": [7, 5, 0]}
+    everything = {}
+    for split, images in data.images.items():
+        assert len(data.questions[split]) == len(data.answers[split]) == len(images)
+        for i in range(len(images)):
+            source = images.sources[i]
+            everything[source] = (images.classnames[int(images.labels[i])], data.questions[split][i],
+                                  data.answers[split][i], np.asarray(images[i])[0, 0, 0])
+    assert len(everything) == 20  # every row once, in one split
+    by_id = {source.split("(image_id ")[1].rstrip(")"): row for source, row in everything.items()}
+    assert by_id["a3"] == ("Ann Lee", "Who is this 3?", "Ann Lee", 3)
+    assert by_id["b5"] == ("Bo Ray", "Name?", "bo ray", 105)
+    assert by_id["c2"] == ("Bo Ray", "Who?", "Bo Ray", 202)  # the pool's Bo Ray joins the target
+    assert not any("old999" in s for s in everything)
+    again = load_mu_llava(tmp_path)
+    assert all(again.images[s].sources == data.images[s].sources for s in data.images)
+
+
+def test_mu_llava_names_what_is_wrong(tmp_path):
+    folder = tmp_path / "mu_llava_ann_lee"
+    write_mu_llava(folder, [face_row(tiny_face(i), f"a{i}", "Who?", "Ann Lee") for i in range(4)])
+    with pytest.raises(UnlearnBenchError, match="at least two"):
+        load_mu_llava(tmp_path)
+    write_mu_llava(tmp_path / "mu_llava_bo_ray", [face_row(tiny_face(1), "b0", "Who?", "Bo Ray")] * 2)
+    with pytest.raises(UnlearnBenchError, match="Bo Ray has 2 images"):
+        load_mu_llava(tmp_path)
+    pq.write_table(pa.table({"image": [b"x"], "text": ["q"]}), tmp_path / "mu_llava_bo_ray" / "data" / "extra.parquet")
+    with pytest.raises(UnlearnBenchError, match="lacks the column.*question, answer"):
+        load_mu_llava(tmp_path)
 
 
 # ---- the suite and methods on the micro model -------------------------------------------------------------

@@ -67,7 +67,8 @@ def test_markdown_and_latex_have_every_row(records):
 
 
 def test_paper_table_puts_published_numbers_beside_ours(records):
-    view = with_published(records, paper_table("clip-table"))
+    paper_protocol = {"config": "real", "protocol": "slug", "model": "ViT-B-32"}
+    view = with_published(records, paper_table("clip-table"), settings=paper_protocol)
     assert list(view.columns[:3]) == ["FA@1", "FA@1 (published)", "FA@5"]
     assert view.loc[ORIGINAL, "FA@1 (published)"] == "73.05"
     assert view.loc["slug", "TA_CA@1 (published)"] == "58.32"
@@ -76,8 +77,10 @@ def test_paper_table_puts_published_numbers_beside_ours(records):
 
 
 def test_paper_clip_table_uses_the_papers_protocol_on_real_data():
+    from dataclasses import asdict
+
     from unlearnbench.benchmarks.clip import ClipSuiteConfig
-    from unlearnbench.reports.paper import comparable, for_variant
+    from unlearnbench.reports.paper import for_variant
     from unlearnbench.runner import RunSpec
 
     table = paper_table("clip-table")
@@ -86,20 +89,50 @@ def test_paper_clip_table_uses_the_papers_protocol_on_real_data():
     chosen = for_variant(RunSpec("clip", ["slug"], {"config": "real", "protocol": "heldout"}), table, "")
     assert chosen.suite_overrides["protocol"] == "heldout"  # the user's choice stands, and is footnoted
     assert "protocol" not in for_variant(RunSpec("clip", ["slug"]), table, "").suite_overrides  # embedded
-    assert comparable(table, ClipSuiteConfig(config="real", protocol="slug"))
-    assert not comparable(table, ClipSuiteConfig(config="real", protocol="heldout"))
-    assert not comparable(table, ClipSuiteConfig(config="real", protocol="slug", model="ViT-L-14"))
-    assert not comparable(table, ClipSuiteConfig())  # embedded
+    assert table.comparable(asdict(ClipSuiteConfig(config="real", protocol="slug")))
+    assert not table.comparable(asdict(ClipSuiteConfig(config="real", protocol="heldout")))
+    assert not table.comparable(asdict(ClipSuiteConfig(config="real", protocol="slug", model="ViT-L-14")))
+    assert not table.comparable(asdict(ClipSuiteConfig()))  # embedded
 
 
 def test_published_numbers_of_another_protocol_carry_a_footnote_mark(records):
-    from unlearnbench.reports.paper import FOOTNOTE_MARK
-
-    view = with_published(records, paper_table("clip-table"), is_comparable=False)
-    assert view.loc[ORIGINAL, "FA@1 (published)"] == "73.05" + FOOTNOTE_MARK
-    assert view.loc["slug", "TA_CA@1 (published)"] == "58.32" + FOOTNOTE_MARK
+    table = paper_table("clip-table")
+    view = with_published(records, table, settings={"config": "real", "protocol": "heldout", "model": "ViT-B-32"})
+    assert view.loc[ORIGINAL, "FA@1 (published†)"] == "73.05"
+    assert view.loc["slug", "TA_CA@1 (published†)"] == "58.32"
     assert view.loc["slug", "FA@1"] == "5.00 ± 7.07"  # our own cells are untouched
-    assert r"73.05\dag{}" in to_latex(view)
+    assert r"(published$^\dagger$)" in to_latex(view)
+    assert table.note({"config": "embedded"}).startswith("† ")
+    unlearncanvas = paper_table("unlearncanvas-table")  # no setting measures it the paper's way yet
+    assert not unlearncanvas.comparable({"config": "real"}) and unlearncanvas.note(None).startswith("† ")
+@pytest.mark.parametrize("settings, comparable", [
+    ({"config": "real", "match": None}, True), ({"config": "real", "match": "substring"}, True),
+    ({"config": "real", "match": "word"}, False), ({"config": "embedded", "match": None}, False), (None, False)])
+def test_llava_table_marks_published_numbers_measured_otherwise(settings, comparable):
+    table = paper_table("llava-table")
+    assert table.suite == "llava" and table.targets == "10" and table.methods[0] == "slug"
+    records = records_for({"slug": {"FA": [0.0, 10.0], "TA_ID": [80.0, 90.0], "TA_VQA": [95.0, 97.0]},
+                           "ga": {"FA": [50.0, 30.0], "TA_ID": [60.0, 70.0], "TA_VQA": [90.0, 92.0]}},
+                          before={"FA": [100.0, 98.0], "TA_ID": [99.0, 97.0], "TA_VQA": [100.0, 98.0]})
+    view = with_published(records, table, settings=settings)
+    published = "FA (published)" if comparable else "FA (published†)"
+    assert list(view.columns[:4]) == ["FA", published, "TA_ID", "TA_VQA"]
+    assert view.loc[ORIGINAL, "FA"] == f"99.00 ± {math.sqrt(2):.2f}"
+    assert view.loc["slug", "FA"] == f"5.00 ± {math.sqrt(50):.2f}"
+    assert view.loc[ORIGINAL, published] == "99.50" and view.loc["slug", published] == "2.80"
+    assert view.loc["ga", published] == ""  # no published number for a row the paper does not report
+    assert not any("TA_" in c and "published" in c for c in view.columns)  # its utility is other benchmarks
+    assert (table.note(settings) == "") == comparable
+    if not comparable:
+        assert table.note(settings).startswith("† ") and r"$^\dagger$" in to_latex(view)
+
+
+def test_tables_without_conditions_stay_unmarked(records):
+    from dataclasses import replace
+
+    unconditional = replace(paper_table("clip-table"), comparable_when={})
+    assert unconditional.note(None) == ""
+    assert "FA@1 (published)" in with_published(records, unconditional, settings={"config": "x"}).columns
 
 
 def test_paper_variants_label_their_metrics():
@@ -112,8 +145,8 @@ def test_paper_variants_label_their_metrics():
     assert set(labelled.metric) == {"UA (style)", "IRA (style)", "runtime_s (style)"}
     view = with_published(labelled, table)
     assert view.loc["slug", "UA (style)"] == "90.00"
-    assert view.loc["slug", "UA (style) (published)"] == "86.29"
-    assert view.loc["slug", "runtime (s) (style) (published)"] == "39 s"
+    assert view.loc["slug", "UA (style) (published†)"] == "86.29"  # measured otherwise: marked
+    assert view.loc["slug", "runtime (s) (style) (published†)"] == "39 s"
 
 
 def test_plots_are_written(records, tmp_path):

@@ -179,13 +179,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_paper(args: argparse.Namespace) -> int:
     import json
     import time
+    from dataclasses import asdict
 
     import pandas as pd
 
     from unlearnbench.cache import atomic_write_text
     from unlearnbench.reports import plots
-    from unlearnbench.reports.paper import (FOOTNOTE_MARK, comparable, for_variant, label_records, paper_table,
-                                            with_published)
+    from unlearnbench.reports.paper import for_variant, label_records, paper_table, with_published
     from unlearnbench.reports.tables import latex_escape, to_latex, to_markdown, to_terminal
     from unlearnbench.runner import prepare, run
 
@@ -203,9 +203,10 @@ def cmd_paper(args: argparse.Namespace) -> int:
         results[label] = run(specs[label], suites[label])
         print(f"{label or args.table}: {results[label].reuse_line()}")
     records = pd.concat([label_records(r.records, label) for label, r in results.items()], ignore_index=True)
-    is_comparable = all(comparable(table, suite.config) for suite in suites.values())
-    view = with_published(records, table, args.ci, is_comparable)
-    note = "" if is_comparable else f"\n{FOOTNOTE_MARK} {table.footnote}\n"
+    settings = asdict(next(iter(suites.values())).config)
+    view = with_published(records, table, args.ci, settings)
+    note = table.note(settings)
+    note = f"\n{note}\n" if note else ""
     out = Path(args.out) / f"paper-{args.table}"
     stem = out / f"paper_{args.table.replace('-', '_')}"
     first = next(iter(results.values()))

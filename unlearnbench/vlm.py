@@ -1,9 +1,9 @@
 """Asking a LLaVA model questions about images and scoring its answers.
 
 One prompt format for the embedded and the real models (LLaVA-1.5's conversation format), greedy
-decoding, and the scoring rule of the ``llava`` suite: an answer is right when it contains the
-expected answer as whole words, case-insensitively ("It is Alba Arkwright." names Alba Arkwright;
-"none" does not contain "one").
+decoding, and the two scoring rules of the ``llava`` suite, both case-insensitive: an answer is right
+when it contains the expected answer as a substring (the SLUG reference's rule: "Elon Musk" in
+"that is elon musk."), or as whole words ("none" does not contain "one").
 """
 
 from __future__ import annotations
@@ -77,8 +77,19 @@ def answer_batch(prompts: Sequence[torch.Tensor], answers: Sequence[str], tokeni
     return ids, labels, mask
 
 
-def contains_answer(reply: str, expected: str) -> bool:
-    """Whether ``reply`` contains ``expected`` as whole words, ignoring case and punctuation."""
+MATCH_RULES = ("substring", "word")
+
+
+def contains_answer(reply: str, expected: str, match: str = "word") -> bool:
+    """Whether ``reply`` contains ``expected``, ignoring case: as a substring of the stripped texts
+    (``match="substring"``, the reference's rule) or as whole words, ignoring punctuation (``"word"``)."""
+    if match == "substring":
+        wanted = expected.strip().lower()
+        if not wanted:
+            raise ValueError(f"expected answer {expected!r} is empty")
+        return wanted in reply.strip().lower()
+    if match != "word":
+        raise ValueError(f"match={match!r}; expected one of {', '.join(MATCH_RULES)}")
     words = re.findall(r"\w+", reply.lower())
     wanted = re.findall(r"\w+", expected.lower())
     if not wanted:

@@ -2,7 +2,8 @@
 
 Forget one identity from a LLaVA model and measure, from greedy answers, in %:
 FA, the share of "who is this?"-style answers on the target's held-out images that contain the
-target's name (case-insensitive, whole words); TA_ID, the same for each other identity on its own
+target's name (case-insensitive; ``match``: as a substring, the reference's rule and the real default,
+or as whole words, the embedded default); TA_ID, the same for each other identity on its own
 images, averaged over identities; TA_VQA, the accuracy on the other question types (colour, shape,
 count for the embedded data; the types of ``vqa.jsonl`` for real data), averaged over types.
 
@@ -15,7 +16,8 @@ TA_VQA) within ``retain_tolerance`` points of the base model.
 
 ``config=embedded`` (default) trains a tiny LLaVA on procedural faces and scenes
 (``models.tiny_llava``); ``config=real`` loads a LLaVA folder (e.g. ``llava-hf/llava-1.5-7b-hf``),
-its CLIP (``openai/clip-vit-large-patch14-336``) and ``data`` (``datasets.llava`` for the layout).
+its CLIP (``openai/clip-vit-large-patch14-336``) and ``data``: the reference's ``mu_llava_*`` parquet
+data sets and a ``vqa.jsonl`` of utility questions (``datasets.llava`` for the layout).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from unlearnbench.errors import UnlearnBenchError
 from unlearnbench.models.llava_loader import load_clip, load_llava, vision_parameters
 from unlearnbench.models.tiny_llava import MAX_NEW_TOKENS, class_aware_clip_loss, load_or_train, preset
 from unlearnbench.task import Goal, UnlearningTask
-from unlearnbench.vlm import answer_batch, answer_items, contains_answer, prompt_ids
+from unlearnbench.vlm import MATCH_RULES, answer_batch, answer_items, contains_answer, prompt_ids
 from unlearnbench.zeroshot import IDENTITY_TEMPLATES
 
 log = logging.getLogger(__name__)
@@ -53,9 +55,13 @@ class LlavaSuiteConfig:
     # real configuration
     model_path: str | None = None  # a transformers LLaVA folder (model + processor)
     clip_path: str | None = None  # the transformers CLIP folder its vision tower comes from
-    data: str | None = None  # root with identities/<Name>/*.jpg and vqa.jsonl (datasets.llava)
+    data: str | None = None  # root with the mu_llava_* parquet data sets and vqa.jsonl (datasets.llava)
     dtype: str = "float32"  # weights of the real model: float32, float16 or bfloat16
     # both
+    # How an answer counts as naming the expected answer, case-insensitively: "substring" (the SLUG
+    # reference's rule) or "word" (whole words: "none" does not name "one"). None: substring for real,
+    # word for embedded, whose short made-up names and one-word answers a substring would over-match.
+    match: str | None = None
     forget_threshold: float = 0.0  # FA (%) on the validation images of the target that counts as forgotten
     retain_tolerance: float | None = 5.0  # points of validation retain score a step may lose (None: any)
     # Learning rate of the iterative baselines unless a method sets its own. None: 1e-4 embedded
@@ -87,6 +93,11 @@ class LlavaAssets:
     model_id: str
     # Training-split utility questions, for losses on the VLM's own answers (embedded only).
     utility_train: Questions | None = None
+    # Per split, the question asked about face i and the answer expected (real: the data set's own);
+    # None: the IDENTITY_QUESTIONS in turn, expecting the face's name.
+    identity_questions: dict[str, list[str]] | None = None
+    identity_answers: dict[str, list[str]] | None = None
+    target_names: list[str] | None = None  # the identities that can be forgotten; None: every identity
 
 
 class PixelSource:
@@ -126,6 +137,9 @@ class LlavaSuite(Suite):
             raise UnlearnBenchError(f"llava: config={self.config.config!r}; expected 'embedded' or 'real'")
         if self.config.config == "embedded":
             preset(self.config.embedded)  # an unknown preset fails before anything trains
+        if self.config.match not in (None, *MATCH_RULES):
+            raise UnlearnBenchError(f"llava: match={self.config.match!r}; expected one of {', '.join(MATCH_RULES)}")
+        self.match = self.config.match or ("substring" if self.config.config == "real" else "word")
         self._pixels: dict[tuple[str, str], PixelSource] = {}
         self._prompts: dict[str, torch.Tensor] = {}
 
@@ -147,7 +161,7 @@ class LlavaSuite(Suite):
         return self.assets.model
 
     def targets(self) -> list[str]:
-        return list(self.assets.identities["test"].classnames)
+        return list(self.assets.target_names or self.assets.identities["test"].classnames)
 
     @property
     def device(self) -> torch.device:
@@ -166,9 +180,20 @@ class LlavaSuite(Suite):
             self._prompts[question] = prompt_ids(self.assets.processor, question, self.assets.identities["test"][0])
         return self._prompts[question]
 
+    def asked(self, split: str, rows: list[int]) -> tuple[list[str], list[str]]:
+        """The question asked about each face of ``rows`` and the answer expected: the data set's own
+        (real), else the templates in turn and the face's name."""
+        assets = self.assets
+        if assets.identity_questions is not None:
+            return ([assets.identity_questions[split][i] for i in rows],
+                    [assets.identity_answers[split][i] for i in rows])
+        faces = assets.identities[split]
+        return ([IDENTITY_QUESTIONS[k % len(IDENTITY_QUESTIONS)] for k in range(len(rows))],
+                [faces.classnames[int(faces.labels[i])] for i in rows])
+
     def identity_replies(self, model: nn.Module, split: str, rows: list[int]) -> list[str]:
-        """Answers to "who is this?"-style questions (the templates in turn) about faces ``rows``."""
-        questions = [IDENTITY_QUESTIONS[i % len(IDENTITY_QUESTIONS)] for i in range(len(rows))]
+        """Answers to the "who is this?"-style question of each face of ``rows`` (see ``asked``)."""
+        questions, _ = self.asked(split, rows)
         return answer_items(model, self.assets.processor.tokenizer, self.prompt, self.pixels("identities", split).take,
                             rows, questions, self.assets.max_new_tokens, self.config.eval_batch_size)
 
@@ -182,16 +207,18 @@ class LlavaSuite(Suite):
         faces = self.assets.identities[split]
         rows = torch.nonzero(faces.labels == faces.classnames.index(target)).flatten().tolist()
         replies = self.identity_replies(model, split, rows)
-        return {"FA": identity_accuracy(replies, [target] * len(rows))}
+        return {"FA": identity_accuracy(replies, self.asked(split, rows)[1], self.match)}
 
     def scores(self, model: nn.Module, target: str, split: str) -> dict[str, float]:
         """FA, TA_ID, TA_VQA (and TA_VQA per question type as ``VQA_<type>``) on ``split``, in %."""
         faces = self.assets.identities[split]
         names = [faces.classnames[label] for label in faces.labels.tolist()]
-        replies = self.identity_replies(model, split, list(range(len(faces))))
+        rows = list(range(len(faces)))
+        replies = self.identity_replies(model, split, rows)
         qs = self.assets.utility[split]
         utility = self.utility_replies(model, split, list(range(len(qs))))
-        return vqa_metrics(replies, names, target, utility, qs.answers, qs.kinds)
+        return vqa_metrics(replies, names, target, utility, qs.answers, qs.kinds, self.asked(split, rows)[1],
+                           self.match)
 
     def evaluate(self, model: nn.Module, target: str) -> dict[str, float]:
         return self.scores(model, target, "test")
@@ -208,10 +235,10 @@ class LlavaSuite(Suite):
                 other_rows.append(labels.index(label))
         rows = []
         for group, chosen in (("target", target_rows), ("other identity", other_rows)):
-            for j, (i, reply) in enumerate(zip(chosen, self.identity_replies(model, "test", chosen))):
-                question = IDENTITY_QUESTIONS[j % len(IDENTITY_QUESTIONS)]  # as identity_replies asks them
+            replies = self.identity_replies(model, "test", chosen)
+            for i, question, expected, reply in zip(chosen, *self.asked("test", chosen), replies):
                 rows.append({"group": group, "image": f"test face {i}", "question": question,
-                             "expected": faces.classnames[labels[i]], "answer": reply})
+                             "expected": expected, "answer": reply})
         # Spread over each type's items, which are grouped by image: k different scenes, not one.
         items = [i for kind in dict.fromkeys(qs.kinds)
                  for i in qs.of_kind(kind)[::max(1, len(qs.of_kind(kind)) // k)][:k]]
@@ -306,8 +333,8 @@ class LlavaSuite(Suite):
         # (pixel source, image index, question, answer); retain labels beyond the identities are scenes.
         n_id = len(faces.classnames)
         target = faces.classnames[target_label]
-        forget = [(forget_pixels, i, IDENTITY_QUESTIONS[k % len(IDENTITY_QUESTIONS)], target)
-                  for k, i in enumerate(forget_rows)]
+        forget = [(forget_pixels, i, question, target)
+                  for i, question in zip(forget_rows, self.asked("train", forget_rows)[0])]
         retain = [(retain_faces, i, IDENTITY_QUESTIONS[i % len(IDENTITY_QUESTIONS)], faces.classnames[int(label)])
                   for i, label in enumerate(retain_labels.tolist()) if label < n_id]
         if assets.utility_train is not None:
@@ -350,30 +377,34 @@ class LlavaSuite(Suite):
         return PixelSource(retain, self.assets.processor), retain.labels
 
 
-def identity_accuracy(replies: list[str], names: list[str]) -> float:
-    """% of replies that contain the expected name."""
+def identity_accuracy(replies: list[str], expected: list[str], match: str = "word") -> float:
+    """% of replies that contain their expected answer (``vlm.contains_answer``)."""
     if not replies:
         raise UnlearnBenchError("no images to score")
-    return 100 * sum(contains_answer(r, n) for r, n in zip(replies, names)) / len(replies)
+    return 100 * sum(contains_answer(r, e, match) for r, e in zip(replies, expected)) / len(replies)
 
 
 def vqa_metrics(replies: list[str], names: list[str], target: str, utility_replies: list[str],
-                utility_answers: list[str], utility_kinds: list[str]) -> dict[str, float]:
+                utility_answers: list[str], utility_kinds: list[str], expected: list[str] | None = None,
+                match: str = "word") -> dict[str, float]:
     """FA (target's images), TA_ID (mean over the other identities), TA_VQA (mean over question
-    types) and ``VQA_<type>``, in %."""
+    types) and ``VQA_<type>``, in %. Face i shows ``names[i]`` and is scored on ``expected[i]``
+    (default: its name)."""
+    expected = names if expected is None else expected
     by_name: dict[str, list[int]] = {}
     for i, name in enumerate(names):
         by_name.setdefault(name, []).append(i)
     if target not in by_name:
         raise UnlearnBenchError(f"no images of target {target!r} to score")
-    per_name = {name: identity_accuracy([replies[i] for i in rows], [name] * len(rows))
+    per_name = {name: identity_accuracy([replies[i] for i in rows], [expected[i] for i in rows], match)
                 for name, rows in by_name.items()}
     others = [acc for name, acc in per_name.items() if name != target]
     out = {"FA": per_name[target], "TA_ID": sum(others) / len(others)}
     kinds = list(dict.fromkeys(utility_kinds))
     for kind in kinds:
         items = [i for i, k in enumerate(utility_kinds) if k == kind]
-        out[f"VQA_{kind}"] = identity_accuracy([utility_replies[i] for i in items], [utility_answers[i] for i in items])
+        out[f"VQA_{kind}"] = identity_accuracy([utility_replies[i] for i in items], [utility_answers[i] for i in items],
+                                               match)
     out["TA_VQA"] = sum(out[f"VQA_{kind}"] for kind in kinds) / len(kinds)
     return out
 
@@ -391,21 +422,24 @@ def text_embeddings(clip: nn.Module, tokenizer, captions: list[list[str]], devic
 
 
 def load_real_assets(cfg: LlavaSuiteConfig) -> LlavaAssets:
-    """LLaVA, its CLIP and the identity folders and utility questions from local paths."""
-    from unlearnbench.datasets.llava import load_identity_folders, load_vqa_file
+    """LLaVA, its CLIP, the mu_llava_* identity data sets and the utility questions from local paths."""
+    from unlearnbench.datasets.llava import load_mu_llava, load_vqa_file
 
     if cfg.data is None:
-        raise UnlearnBenchError("llava config=real needs the data root: --data PATH (PATH/identities/<Name>/*.jpg "
-                                "and PATH/vqa.jsonl, see README 'Suites: llava')")
+        raise UnlearnBenchError("llava config=real needs the data root: --data PATH (PATH/mu_llava_<name>/ parquet "
+                                "data sets and PATH/vqa.jsonl, see README 'Suites: llava')")
     root = Path(cfg.data)
+    if not root.is_dir():
+        raise UnlearnBenchError(f"llava data root not found: {root}")
     # Data first: a wrong path should fail in a second, not after loading a 7B model.
-    identities = load_identity_folders(root)
+    people = load_mu_llava(root)
     utility = load_vqa_file(root)
     model, processor = load_llava(cfg.model_path, cfg.device, cfg.dtype)
     clip, clip_tokenizer = load_clip(cfg.clip_path, cfg.device)
     check_same_tower(model, clip)
-    return LlavaAssets(model, processor, clip, clip_tokenizer, identities, utility, None, REAL_MAX_NEW_TOKENS,
-                       f"llava-{Path(cfg.model_path).name}")
+    return LlavaAssets(model, processor, clip, clip_tokenizer, people.images, utility, None, REAL_MAX_NEW_TOKENS,
+                       f"llava-{Path(cfg.model_path).name}", identity_questions=people.questions,
+                       identity_answers=people.answers, target_names=people.targets)
 
 
 def check_same_tower(model: nn.Module, clip: nn.Module) -> None:

@@ -1,11 +1,12 @@
-"""Labelled image collections, in memory (procedural) or on disk (real data sets).
+"""Labelled image collections: in memory (procedural, or encoded as data sets store them) or on disk.
 
-Both kinds index the same way: ``images[i]`` is a PIL image, ``images.labels[i]`` its class index
+All kinds index the same way: ``images[i]`` is a PIL image, ``images.labels[i]`` its class index
 into ``images.classnames``. Suites turn them into model-ready batches.
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -97,3 +98,32 @@ class FileImageSet(ImageSet):
         if not isinstance(other, FileImageSet):
             raise TypeError(f"cannot concatenate FileImageSet and {type(other).__name__}")
         return FileImageSet(self.paths + other.paths, *self._merged_labels(other))
+
+
+class EncodedImageSet(ImageSet):
+    """Images held as encoded files in memory (JPEG/PNG bytes, as Hugging Face parquet datasets store
+    them), decoded on demand; ``sources[i]`` names where image i came from, for error messages."""
+
+    def __init__(self, encoded: Sequence[bytes], labels: Sequence[int], classnames: list[str],
+                 sources: Sequence[str]) -> None:
+        super().__init__(labels, classnames)
+        if not len(encoded) == len(sources) == len(self.labels):
+            raise ValueError(f"{len(encoded)} images, {len(sources)} sources but {len(self.labels)} labels")
+        self.encoded = list(encoded)
+        self.sources = list(sources)
+
+    def __getitem__(self, i: int) -> Image.Image:
+        try:
+            with Image.open(io.BytesIO(self.encoded[i])) as image:
+                return image.convert("RGB")
+        except (UnidentifiedImageError, OSError) as err:
+            raise UnlearnBenchError(f"cannot decode image {self.sources[i]}: {err} (corrupt?)") from None
+
+    def subset(self, indices: Sequence[int]) -> EncodedImageSet:
+        return EncodedImageSet([self.encoded[i] for i in indices], self.labels.numpy()[list(indices)],
+                               self.classnames, [self.sources[i] for i in indices])
+
+    def concat(self, other: ImageSet) -> EncodedImageSet:
+        if not isinstance(other, EncodedImageSet):
+            raise TypeError(f"cannot concatenate EncodedImageSet and {type(other).__name__}")
+        return EncodedImageSet(self.encoded + other.encoded, *self._merged_labels(other), self.sources + other.sources)

@@ -1,14 +1,14 @@
 """Regenerating the SLUG paper's tables: which runs each needs and the published numbers beside ours.
 
 Published numbers come from the paper (Cai et al., ICML 2025, arXiv 2407.11867); a cell with no
-published number stays empty rather than guessed. Where a run's protocol is not the paper's
-(docs/PROTOCOLS.md), each published number carries a footnote mark and the table says why.
+published number stays empty rather than guessed. A table names the suite settings under which its
+published numbers were measured the paper's way (docs/PROTOCOLS.md); run under others, its published
+columns are marked "(published†)" and the table carries a footnote saying what differs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 import pandas as pd
 
@@ -29,9 +29,23 @@ class PaperTable:
     variants: tuple[tuple[str, dict[str, str]], ...] = (("", {}),)
     # Suite settings under `--config real` unless the user sets them: the paper's protocol.
     real_settings: dict[str, str] = field(default_factory=dict)
-    # Suite settings under which the published numbers are comparable with ours; empty: always.
-    comparable_when: dict[str, str] = field(default_factory=dict)
-    footnote: str = ""  # why the published numbers are not comparable, when they are not
+    # Suite setting -> the values under which our numbers are measured as the published ones; empty:
+    # always; None: under no setting yet (the suite does not implement the paper's protocol).
+    # ``footnote`` says what differs otherwise.
+    comparable_when: dict[str, tuple[object, ...]] | None = field(default_factory=dict)
+    footnote: str = ""
+
+    def comparable(self, settings: dict[str, object] | None) -> bool:
+        """Whether a run with suite ``settings`` measures what the published numbers measure."""
+        if self.comparable_when is None:
+            return False
+        if not self.comparable_when:
+            return True
+        return settings is not None and all(settings.get(k) in ok for k, ok in self.comparable_when.items())
+
+    def note(self, settings: dict[str, object] | None) -> str:
+        """The footnote a table run under ``settings`` needs ("" when comparable)."""
+        return "" if self.comparable(settings) else f"† {self.footnote}"
 
     @property
     def cost_columns(self) -> tuple[str, ...]:
@@ -59,7 +73,7 @@ PAPER_TABLES = {
         },
         caption="CLIP identity unlearning (SLUG Table 1 layout): zero-shot accuracy in %, mean ± std over targets",
         real_settings={"protocol": "slug"},
-        comparable_when={"config": "real", "protocol": "slug", "model": "ViT-B-32"},
+        comparable_when={"config": ("real",), "protocol": ("slug",), "model": ("ViT-B-32",)},
         footnote="published for ViT-B-32 (laion400m_e32) under the paper's protocol (`--config real`, protocol=slug); "
                  "this run's model or protocol differs, so those numbers are not comparable with ours "
                  "(docs/PROTOCOLS.md, clip)",
@@ -79,6 +93,26 @@ PAPER_TABLES = {
         caption="UnlearnCanvas (SLUG Table 3 layout): UA, IRA, CRA in % on generated images, style and object "
                 "targets, mean ± std over targets",
         variants=(("style", {"target_kind": "style"}), ("object", {"target_kind": "object"})),
+        comparable_when=None,
+        footnote="not the paper's measurement: the suite's SLUG, FID, SalUn and ESD still differ from the "
+                 "reference's (docs/PROTOCOLS.md, unlearncanvas), and the embedded model is not SD v1.5",
+    ),
+    "llava-table": PaperTable(
+        suite="llava",
+        # The paper reports SLUG alone on LLaVA; slug-lm (SLUG on LLaVA's own answers) and GA are
+        # this benchmark's rows, without published numbers.
+        methods=("slug", "slug-lm", "ga"),
+        targets="10",
+        columns=("FA", "TA_ID", "TA_VQA"),
+        # LLaVA-1.5-7B, mean over 10 identities (Sec. 5.3): FA 99.5% before, 2.8% after SLUG. Its utility
+        # numbers are general VLM benchmarks, which TA_ID / TA_VQA are not: no published cell there.
+        published={ORIGINAL: {"FA": 99.5}, "slug": {"FA": 2.8}},
+        comparable_when={"config": ("real",), "match": (None, "substring")},
+        footnote="not the paper's measurement: the published FA is LLaVA-1.5-7B answering about the mu_llava_* "
+                 "identities, scored by substring (config=real, match=substring); this run differs "
+                 "(docs/PROTOCOLS.md, llava).",
+        caption="LLaVA identity unlearning (SLUG Sec. 5.3): FA, TA_ID, TA_VQA in % from greedy answers, "
+                "mean ± std over targets",
     ),
 }
 
@@ -89,28 +123,20 @@ def paper_table(name: str) -> PaperTable:
     return PAPER_TABLES[name]
 
 
-FOOTNOTE_MARK = "†"
-
-
-def comparable(table: PaperTable, suite_config: Any) -> bool:
-    """Whether the suite configuration is the one the published numbers were measured under."""
-    return all(str(getattr(suite_config, key)) == value for key, value in table.comparable_when.items())
-
-
 def with_published(records: pd.DataFrame, table: PaperTable, ci: float | None = None,
-                   is_comparable: bool = True) -> pd.DataFrame:
+                   settings: dict[str, object] | None = None) -> pd.DataFrame:
     """Our cells in the paper's column order, each column with a published number followed by a
-    "(published)" column; costs (runtime, storage, measured sample passes) at the end. When the run is
-    not comparable every published number carries ``FOOTNOTE_MARK``, explained by ``table.footnote``."""
+    "(published)" column ("(published†)" when ``settings``, the run's suite settings, do not measure
+    it the paper's way: see ``PaperTable.note``); costs (runtime, storage, sample passes) at the end."""
     ours = summary_table(records, [*table.columns, *table.cost_columns], ci)
     out = pd.DataFrame(index=ours.index)
     published_columns = {m for row in table.published.values() for m in row}
+    mark = "" if table.comparable(settings) else "†"
     for metric in [*table.columns, *table.cost_columns]:
         out[metric] = ours.get(metric, "")
         if metric in published_columns:
-            cells = [format_published(table.published.get(row.removesuffix(MISSED), {}).get(metric))
-                     for row in out.index]
-            out[f"{metric} (published)"] = [c + FOOTNOTE_MARK if c and not is_comparable else c for c in cells]
+            out[f"{metric} (published{mark})"] = [
+                format_published(table.published.get(row.removesuffix(MISSED), {}).get(metric)) for row in out.index]
     names = {"runtime_s": "runtime (s)", "storage_bytes": "storage", "forward_samples": "fwd samples",
              "backward_samples": "bwd samples"}
     return out.rename(columns=lambda c: next((c.replace(k, v) for k, v in names.items() if c.startswith(k)), c))
