@@ -5,7 +5,6 @@ import importlib
 import json
 import logging
 import sys
-import textwrap
 from dataclasses import replace
 
 import pandas as pd

@@ -358,7 +358,8 @@ def test_classifier_missing_file(tmp_path: Path) -> None:
 
 
 def test_classifier_unknown_kind(tiny_style_checkpoint: tuple[Path, torch.nn.Module]) -> None:
-    with pytest.raises(UnlearnBenchError, match="unknown UnlearnCanvas classifier kind 'class'; valid: 'style', 'object'"):
+    message = "unknown UnlearnCanvas classifier kind 'class'; valid: 'style', 'object'"
+    with pytest.raises(UnlearnBenchError, match=message):
         load_unlearncanvas_classifier(tiny_style_checkpoint[0], "class", arch=TINY_VIT)
 
 

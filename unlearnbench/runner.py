@@ -122,7 +122,8 @@ def run(spec: RunSpec, suite: Suite | None = None) -> RunResult:
                     unit = Unit(suite, method, target, seed, run_dir, {
                         "suite": suite.name, "suite_version": suite.version, "suite_config": asdict(suite.config),
                         "model_fingerprint": model_fp, "target": target, "method": method.name,
-                        "method_config": asdict(method.config), "seed": seed, "code_fingerprint": code_fps[method.name]})
+                        "method_config": asdict(method.config), "seed": seed,
+                        "code_fingerprint": code_fps[method.name]})
                     keys = dict(run_id=run_id, suite=suite.name, suite_version=suite.version, model=suite.model_id(),
                                 target=target, method=method.name, config_hash=config_hash(method.config), seed=seed)
                     frame, unit_artifacts, info = unit.reuse() or unit.compute(before, keys)
@@ -250,9 +251,9 @@ class Unit:
                              self.run_dir / "answers" / f"{name}.md")
         costs.update(storage_bytes=float(stored_payload_bytes(patch_file)), changed_tensors=float(len(patch.tensors)),
                      eval_seconds=eval_seconds)
+        after = {**after, **goal_status(task, validation), **costs}
         frame = pd.concat([rec.make_records(before, stage="before", **keys),
-                           rec.make_records({**after, **goal_status(task, validation), **costs}, stage="after", **keys)],
-                          ignore_index=True)
+                           rec.make_records(after, stage="after", **keys)], ignore_index=True)
         artifacts = {k: v for k, v in {"trace": outcome.trace, **outcome.tables}.items() if len(v)}
         for old in self.run_dir.glob(f"artifacts/{name}__*.parquet"):
             old.unlink()  # a previous, now stale computation of this unit may have left other kinds

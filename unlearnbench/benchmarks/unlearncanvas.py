@@ -349,7 +349,7 @@ def embedded_assets(cfg: UnlearnCanvasConfig) -> CanvasAssets:
     def fid_features(x: torch.Tensor) -> torch.Tensor:
         return torch.cat([classifiers.style.features(chunk) for chunk in x.split(512)])
 
-    @functools.lru_cache(maxsize=None)
+    @functools.cache
     def fid_reference_features(exclude: int, by_style: bool) -> torch.Tensor:
         labels = test.style_labels if by_style else test.object_labels
         return fid_features(test.images()[labels != exclude])
@@ -404,7 +404,7 @@ def real_assets(cfg: UnlearnCanvasConfig) -> CanvasAssets:
         x = F.interpolate(images.to(cfg.device), size=(224, 224), mode="bilinear", antialias=True)
         return tuple(torch.cat([classifiers[k](c).argmax(1).cpu() for c in x.split(32)]) for k in ("style", "object"))
 
-    @functools.lru_cache(maxsize=None)
+    @functools.cache
     def fid_reference_features(exclude: int, by_style: bool) -> torch.Tensor:
         # Thousands of 512-pixel images: read and embed them a batch at a time, once per class.
         labels = data.style_labels if by_style else data.object_labels

@@ -3,7 +3,7 @@
 import importlib
 import pkgutil
 
-from unlearnbench.methods import base
+from unlearnbench.methods import base  # noqa: F401 - the base module first, then every member
 
 for _module in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_module.name}")
