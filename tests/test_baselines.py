@@ -74,7 +74,7 @@ def dataset_loss(task: UnlearningTask, loss_fn, batches) -> float:
         return sum(loss_fn(task.model, b).item() for b in batches) / len(batches)
 
 
-QUICK = dict(lr=0.05, epochs=3, stop_on_goal=False)
+QUICK = {"lr": 0.05, "epochs": 3, "stop_on_goal": False}
 
 
 # -- SalUn's saliency mask ----------------------------------------------------------------------
@@ -310,7 +310,7 @@ def test_ssd_selects_alpha_on_validation_with_slugs_search():
     outcome = SSD(SSDConfig()).unlearn(task)
     trace = outcome.trace
     assert len(trace) == 10 and trace.alpha.iloc[0] == pytest.approx(16 / 6, rel=1e-5)
-    assert trace.met.iloc[0] == False and trace.met.iloc[1] == True  # noqa: E712 - numpy bools
+    assert not trace.met.iloc[0] and trace.met.iloc[1]
     assert 1.745 < outcome.info["alpha"] < 9 / (11 / 3)  # the largest alpha that forgets: 2 entries, not 3
     assert outcome.info["goal_met"] and outcome.info["ratio_cap"] == pytest.approx(16 / 6)
     w = task.model.w.detach()
@@ -327,7 +327,7 @@ def test_ssd_slug_uses_retain_fisher_forget_loss_and_a_rising_lambda():
     task = ssd_task(forget_scale=2.0)
     cfg = SSDSlugConfig(epochs=2, dampening_first=0.1, dampening_last=5.0, stop_on_goal=False)
     outcome = SSDSlug(cfg).unlearn(task)
-    beta = lambda lam, i_d, i_f: min(lam * i_d / i_f, 1.0)  # noqa: E731
+    beta = lambda lam, i_d, i_f: min(lam * i_d / i_f, 1.0)
     expected = [[1.0 * beta(0.1, 1, 64) * beta(5.0, 1, 64), 2.0],
                 [3.0 * beta(0.1, 1, 36) * beta(5.0, 1, 36), 4.0]]
     assert torch.allclose(task.model.w.detach(), torch.tensor(expected))
