@@ -12,6 +12,7 @@ from unlearnbench.methods.base import build_method
 from unlearnbench.methods.optim import IterativeConfig, Pass, optimise, restore_masked
 from unlearnbench.methods.salun import SalUnConfig, SalUnGA, saliency_mask
 from unlearnbench.methods.ssd import SSD, SSDConfig, SSDSlug, SSDSlugConfig
+from unlearnbench.schedules import lr_multiplier
 from unlearnbench.task import Goal, UnlearningTask
 
 
@@ -25,21 +26,31 @@ class Weights(nn.Module):
 
 
 def hand_task(model: nn.Module, forget: list, retain: list, forget_loss=None, retain_loss=None,
-              fa: list[float] | None = None) -> UnlearningTask:
-    """A task over fixed batches. ``fa``: FA@5 of each validation in turn (base first); default 100,
-    so the goal (FA@5 <= 0) is never met and every epoch runs."""
-    calls = []
+              fa: list[float] | None = None, retain_scores: list[float] | None = None,
+              tolerance: float | None = None) -> UnlearningTask:
+    """A task over fixed batches. ``fa``: FA@5 of the base model, then of each epoch's forget check
+    (default 100, so the goal FA@5 <= 0 is never met and every epoch runs); ``retain_scores``:
+    retain@1 the same way (default 50). ``extras`` records the full validations (their ``changed``)
+    and the weights at every forget check."""
+    full, checks = [], []
+
+    def at(values, default):
+        return values[len(checks)] if values else default
+
+    def validate_forget(m, changed):
+        checks.append({n: p.detach().clone() for n, p in m.named_parameters()})
+        return {"FA@5": at(fa, 100.0)}
 
     def validate(m, changed):
-        calls.append(changed)
-        return {"FA@5": fa[len(calls) - 1] if fa else 100.0, "retain@1": 50.0}
+        full.append(changed)
+        return {"FA@5": at(fa, 100.0), "retain@1": at(retain_scores, 50.0)}
 
     task = UnlearningTask(
         kind="clip", suite="hand", target="t", model=model, forget_batches=lambda: iter(forget),
         retain_batches=lambda: iter(retain), forget_loss_fn=forget_loss, retain_loss_fn=retain_loss,
-        validate_fn=validate, goal=Goal("FA@5", 0.0, "retain@1"),
+        validate_fn=validate, validate_forget_fn=validate_forget, goal=Goal("FA@5", 0.0, "retain@1", tolerance),
         editable=[n for n, _ in model.named_parameters()], layer_groups={}, reference_lr=1e-7)
-    task.extras["validations"] = calls
+    task.extras.update(validations=full, checks=checks)
     return task
 
 
@@ -49,13 +60,13 @@ def linear(model: nn.Linear, batch) -> torch.Tensor:
     return ((model(x).squeeze(-1) - y) ** 2).mean()
 
 
-def regression_task(fa: list[float] | None = None) -> UnlearningTask:
+def regression_task(fa: list[float] | None = None, **kwargs) -> UnlearningTask:
     torch.manual_seed(0)
     model = nn.Linear(2, 1)
     x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [2.0, -1.0]])
     forget = [(x[:2], torch.tensor([1.0, 2.0])), (x[2:], torch.tensor([3.0, 0.0]))]
     retain = [(x[:2], torch.tensor([-1.0, 0.5])), (x[2:], torch.tensor([0.0, 1.0]))]
-    return hand_task(model, forget, retain, linear, linear, fa)
+    return hand_task(model, forget, retain, linear, linear, fa, **kwargs)
 
 
 def dataset_loss(task: UnlearningTask, loss_fn, batches) -> float:
@@ -63,7 +74,7 @@ def dataset_loss(task: UnlearningTask, loss_fn, batches) -> float:
         return sum(loss_fn(task.model, b).item() for b in batches) / len(batches)
 
 
-QUICK = dict(lr=0.05, epochs=3, stop_on_goal=False)
+QUICK = {"lr": 0.05, "epochs": 3, "stop_on_goal": False}
 
 
 # -- SalUn's saliency mask ----------------------------------------------------------------------
@@ -167,11 +178,62 @@ def test_stopping_rule_stops_at_the_first_epoch_that_meets_the_goal():
     assert trace.epoch.tolist() == [1, 2, 3]
     assert trace["FA@5"].tolist() == [60.0, 20.0, 0.0]
     assert trace.met.tolist() == [False, False, True]
+    assert trace.kept.tolist() == [False, False, True]
     assert trace.seconds.is_monotonic_increasing
-    assert outcome.info == {"epochs": 3, "goal_met": True, "steps": 3 * 2, "lr": 1e-7}
-    assert task.costs.evaluations == 1 + 3
-    assert task.extras["validations"] == [set(), {"weight", "bias"}, {"weight", "bias"}, {"weight", "bias"}]
+    assert outcome.info == {"epochs": 3, "kept_epoch": 3, "goal_met": True, "steps": 3 * 2, "lr": 1e-7}
+    # Retention is scored only for the epoch that forgot: the base model, then epoch 3.
+    assert task.extras["validations"] == [set(), {"weight", "bias"}]
+    assert trace["retain@1"].isna().tolist() == [True, True, False]
+    assert task.costs.evaluations == 1 + 3 + 1
     assert all(task.costs.seconds[p] > 0 for p in ("update", "search"))
+
+
+def test_a_missed_goal_keeps_the_most_forgetting_epoch():
+    task = regression_task(fa=[100.0, 60.0, 20.0, 40.0])
+    outcome = build_method("ga", {"epochs": "3", "lr": "0.05"}).unlearn(task)
+    assert outcome.info["kept_epoch"] == 2 and outcome.info["goal_met"] is False
+    assert outcome.trace.kept.tolist() == [False, True, False]
+    epoch_2 = task.extras["checks"][1]  # the weights the second forget check saw
+    last = task.extras["checks"][2]
+    assert not torch.equal(epoch_2["weight"], last["weight"])
+    assert all(torch.equal(p.detach(), epoch_2[n]) for n, p in task.model.named_parameters())
+    assert task.extras["validations"] == [set()]  # no epoch forgot: retention never scored
+
+
+def test_equal_forgetting_is_broken_by_retention():
+    # Both forgetting epochs lose more than the tolerance allows, so neither meets the goal; the
+    # second keeps more.
+    task = regression_task(fa=[100.0, 0.0, 0.0, 50.0], retain_scores=[50.0, 10.0, 30.0, 0.0], tolerance=5.0)
+    outcome = build_method("ga", {"epochs": "3", "lr": "0.05"}).unlearn(task)
+    assert outcome.trace.met.tolist() == [False, False, False]
+    assert outcome.info["kept_epoch"] == 2
+    assert all(torch.equal(p.detach(), task.extras["checks"][1][n]) for n, p in task.model.named_parameters())
+
+
+def test_lr_schedule_spans_the_retain_sets_steps_and_each_pass_counts_its_own():
+    """SLUG's unlearn_compare.py: one cosine over (retain batches x epochs); a pass's step index is
+    epoch * its own batch count + i. One forget batch against ten retain batches keeps GA near 1."""
+    task = regression_task()
+    x, y = next(task.retain_batches())
+    task.retain_batches = lambda: iter([(x, y)] * 10)
+    outcome = build_method("gaft", {"epochs": "2", "stop_on_goal": "false", "forget_batches": "1"}).unlearn(task)
+    horizon = 10 * 2
+    assert outcome.trace.lr_scale_ga.tolist() == pytest.approx([lr_multiplier(0, horizon), lr_multiplier(1, horizon)])
+    assert outcome.trace.lr_scale_ga.min() > 0.97
+    expected_ft = [sum(lr_multiplier(e * 10 + i, horizon) for i in range(10)) / 10 for e in range(2)]
+    assert outcome.trace.lr_scale_ft.tolist() == pytest.approx(expected_ft)
+    constant = build_method("ga", {"epochs": "2", "stop_on_goal": "false", "schedule": "constant"}).unlearn(
+        regression_task())
+    assert constant.trace.lr_scale_ga.tolist() == [1.0, 1.0]
+
+
+def test_lr_multiplier_warms_up_then_decays_to_zero():
+    assert lr_multiplier(0, 100) == 1.0 and lr_multiplier(50, 100) == pytest.approx(0.5)
+    assert lr_multiplier(100, 100) == pytest.approx(0.0) and lr_multiplier(150, 100) == pytest.approx(0.0)
+    assert lr_multiplier(0, 100, warmup=4) == pytest.approx(0.25 * lr_multiplier(0, 100))
+    assert lr_multiplier(3, 100, warmup=4, shape="constant") == 1.0
+    with pytest.raises(UnlearnBenchError, match="schedule='linear'"):
+        build_method("ga", {"schedule": "linear"})
 
 
 def test_learning_rate_defaults_to_the_suites_reference():
@@ -189,7 +251,8 @@ def test_stopping_rule_can_be_switched_off():
     task = regression_task(fa=[100.0, 0.0, 0.0, 50.0])
     outcome = build_method("ga", {"epochs": "3", "stop_on_goal": "false"}).unlearn(task)
     assert outcome.trace.met.tolist() == [True, True, False]
-    assert outcome.info["goal_met"] is False  # the final model is what the runner keeps
+    assert outcome.info["goal_met"] is False  # the reference budget: the last epoch is kept
+    assert outcome.info["kept_epoch"] == 3
 
 
 def test_nan_loss_names_method_epoch_and_step():
@@ -232,15 +295,48 @@ def test_ssd_never_grows_a_weight():
     assert task.model.w.tolist() == [[1.0, 2.0], [3.0, 4.0]]
 
 
+def test_ssd_selects_alpha_on_validation_with_slugs_search():
+    # Ratios I_f / I_D: (0,0) 16/6 = 2.67, (1,0) 9/(11/3) = 2.45, logit scale 72.25/41.42 = 1.74,
+    # (0,1) 1, (1,1) 0.07. alpha 50 selects nothing, so the search starts just below 2.67.
+    # Forgotten once w[1,0] is dampened (alpha < 2.45); retention falls with every tensor entry changed.
+    task = ssd_task()
+    start = {n: p.detach().clone() for n, p in task.model.named_parameters()}
+
+    def changed(m):
+        return sum(int((p.detach() != start[n]).sum()) for n, p in m.named_parameters())
+
+    task.validate_forget_fn = lambda m, _: {"FA@5": 0.0 if m.w[1, 0] < 3 else 100.0}
+    task.validate_fn = lambda m, _: {**task.validate_forget_fn(m, _), "retain@1": 100.0 - 10 * changed(m)}
+    outcome = SSD(SSDConfig()).unlearn(task)
+    trace = outcome.trace
+    assert len(trace) == 10 and trace.alpha.iloc[0] == pytest.approx(16 / 6, rel=1e-5)
+    assert not trace.met.iloc[0] and trace.met.iloc[1]
+    assert 1.745 < outcome.info["alpha"] < 9 / (11 / 3)  # the largest alpha that forgets: 2 entries, not 3
+    assert outcome.info["goal_met"] and outcome.info["ratio_cap"] == pytest.approx(16 / 6)
+    w = task.model.w.detach()
+    assert w[0, 0] == pytest.approx(1.0 * 0.1 * 6 / 16) and w[1, 0] == pytest.approx(3.0 * 0.1 * (11 / 3) / 9)
+    assert w[0, 1] == 2.0 and w[1, 1] == 4.0 and task.model.logit_scale.item() == 1.0
+    # the base model, ten forget checks, and retention for each forgetting trial only
+    assert task.costs.evaluations == 1 + 10 + int(trace["FA@5"].eq(0).sum())
+    assert trace.loc[trace["FA@5"] > 0, "retain@1"].isna().all()
+
+
 def test_ssd_slug_uses_retain_fisher_forget_loss_and_a_rising_lambda():
     # I_D over retain only: 1, 1, 1, 5. I_f under the forget loss (2x): 4 c_f^2 = 64, 4, 36, 1.
     # alpha 10 selects (0,0) and (1,0); lambda = 0.1 then 5.0, applied one after the other.
     task = ssd_task(forget_scale=2.0)
-    outcome = SSDSlug(SSDSlugConfig(epochs=2, dampening_first=0.1, dampening_last=5.0)).unlearn(task)
-    beta = lambda lam, i_d, i_f: min(lam * i_d / i_f, 1.0)  # noqa: E731
+    cfg = SSDSlugConfig(epochs=2, dampening_first=0.1, dampening_last=5.0, stop_on_goal=False)
+    outcome = SSDSlug(cfg).unlearn(task)
+    def beta(lam, i_d, i_f):
+        return min(lam * i_d / i_f, 1.0)
+
     expected = [[1.0 * beta(0.1, 1, 64) * beta(5.0, 1, 64), 2.0],
                 [3.0 * beta(0.1, 1, 36) * beta(5.0, 1, 36), 4.0]]
     assert torch.allclose(task.model.w.detach(), torch.tensor(expected))
+    # With the stopping rule, an unmet goal (FA@5 stays 100) keeps the first, equally forgetting epoch.
+    ruled = ssd_task(forget_scale=2.0)
+    assert SSDSlug(dataclasses.replace(cfg, stop_on_goal=True)).unlearn(ruled).info["kept_epoch"] == 1
+    assert torch.allclose(ruled.model.w.detach(), torch.tensor([[beta(0.1, 1, 64), 2.0], [3 * beta(0.1, 1, 36), 4.0]]))
     assert task.model.logit_scale.item() == 1.0  # one-element tensors are skipped, as in SLUG
     assert outcome.trace.dampening.tolist() == [0.1, 5.0]
     assert outcome.tables["selection"].selected.tolist() == [2]

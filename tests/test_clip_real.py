@@ -2,6 +2,7 @@
 path (loaders, checkpoint file, open_clip transforms, SLUG) on fixture trees in the release layouts, under
 both protocols."""
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from PIL import Image
 from unlearnbench.benchmarks.clip import ClipSuite, ClipSuiteConfig, clip_layer_groups, load_open_clip
 from unlearnbench.errors import UnlearnBenchError
 from unlearnbench.methods.slug import Slug, SlugConfig
+from unlearnbench.mia import MIN_PAIRS
 from unlearnbench.models.tiny_clip import create_model
 
 
@@ -64,7 +66,10 @@ def test_real_suite_reads_the_release_layouts(real_suite):
     for (name, a), b in zip(suite.base_model().state_dict().items(), loaded.state_dict().values()):
         assert torch.equal(a, b), name  # the weights are the checkpoint's
     metrics = suite.evaluate(suite.base_model(), names[0])
-    assert set(metrics) == {"FA@1", "FA@5", "TA_CA@1", "TA_CA@5", "TA_IN@1", "TA_IN@5"}
+    assert set(metrics) == {"FA@1", "FA@5", "TA_CA@1", "TA_CA@5", "TA_IN@1", "TA_IN@5", "MIA"}
+    (forget, _), _ = suite._mia_pairs(names[0])
+    assert len(forget) == 3 < MIN_PAIRS  # too few forget pairs for the attack's splits: NaN, not a crash
+    assert math.isnan(metrics.pop("MIA"))
     assert all(0 <= v <= 100 for v in metrics.values())
 
 

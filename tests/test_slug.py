@@ -178,7 +178,8 @@ def test_forget_only_validation_matches_the_full_one(micro_suite):
         weight = dict(task.model.named_parameters())["visual.proj"]
         weight.mul_(-1)
         try:
-            assert task.validate_forget(task.model, {"visual.proj"})["FA@1"] == task.validate(task.model, {"visual.proj"})["FA@1"]
+            edited = {"visual.proj"}
+            assert task.validate_forget(task.model, edited)["FA@1"] == task.validate(task.model, edited)["FA@1"]
         finally:
             weight.mul_(-1)
 
@@ -189,7 +190,8 @@ def test_vision_edit_reuses_the_text_classifier(micro_suite, monkeypatch):
     task.base_validation()
     calls = []
     original = type(task.model).encode_text
-    monkeypatch.setattr(type(task.model), "encode_text", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    monkeypatch.setattr(type(task.model), "encode_text",
+                        lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
     task.validate(task.model, {"visual.proj"})
     assert calls == []
     task.validate(task.model, {"text_projection"})

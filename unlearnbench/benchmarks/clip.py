@@ -3,7 +3,15 @@
 Forget one identity (a CelebA celebrity, or a procedural one) from a CLIP model and measure:
 FA@k, zero-shot top-k accuracy on the target's test images against all identity names;
 TA_CA@k, mean per-identity accuracy over the TA identities; TA_IN@k, object (ImageNet)
-zero-shot accuracy. All in %.
+zero-shot accuracy; MIA, the accuracy of SLUG's membership inference attack (``unlearnbench.mia``)
+telling the forget pairs from unseen pairs by their image-text cosine similarity (lower is better,
+50 = indistinguishable). All in %.
+
+MIA's pairs. Forget: the target's training images with the captions methods unlearn (the
+reference: its forget shard). Unseen: pairs the model never trained on. The reference uses a CC3M
+shard; here, in both configurations, the test-split images of the other identities and of the
+objects (ImageNet's test subset when real), captioned with the same templates: never trained on,
+and not of the target, whose held-out images would follow the forget pairs.
 
 ``config=embedded`` (default) trains a tiny open_clip CLIP on procedural faces and objects;
 ``config=real`` loads an open_clip model (e.g. ViT-B-32 / laion400m_e32) and ImageNet val and
@@ -17,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +40,7 @@ from unlearnbench.cache import config_hash
 from unlearnbench.config import check_counts, check_device
 from unlearnbench.datasets.base import ArrayImageSet, ImageSet
 from unlearnbench.errors import UnlearnBenchError
+from unlearnbench.mia import MIN_PAIRS, attack_accuracy
 from unlearnbench.models.tiny_clip import MEAN, STD, load_or_train, preset, random_init_allowed
 from unlearnbench.task import Goal, UnlearningTask
 from unlearnbench.zeroshot import (IDENTITY_TEMPLATES, OBJECT_TEMPLATES, SLUG_IDENTITY_TEMPLATES, image_features,
@@ -119,15 +129,17 @@ class ImageTensors:
 class ClipSuite(Suite):
     """CLIP zero-shot identity unlearning: FA, TA_CA (other identities), TA_IN (objects/ImageNet)."""
 
-    version = 1
+    version = 2  # 2: MIA
     kind = "clip"
     Config = ClipSuiteConfig
-    metrics = tuple(
+    metrics = (*(
         Metric(f"{name}@{k}", split, higher)
         for name, split, higher in (("FA", "forget-test", False), ("TA_CA", "identities-test", True),
                                     ("TA_IN", "objects-test", True))
-        for k in KS)
-    table_metrics = ("FA@1", "FA@5", "TA_IN@1", "TA_IN@5", "TA_CA@1", "TA_CA@5")
+        for k in KS),
+        # The attack's own spread over its 10 seeds is ~0.5-1 point (SLUG's logs): 2 points to gate.
+        Metric("MIA", "forget-vs-unseen", False, tolerance=2.0))
+    table_metrics = ("FA@1", "FA@5", "TA_IN@1", "TA_IN@5", "TA_CA@1", "TA_CA@5", "MIA")
     plot_axes = ("FA@1", "TA_CA@1")
 
     def __init__(self, config: ClipSuiteConfig | None = None) -> None:
@@ -144,6 +156,7 @@ class ClipSuite(Suite):
                                     f"(metrics: {', '.join(sorted(valid))})")
         self._val_cache: dict[str, torch.Tensor] = {}
         self._tensors: dict[tuple[str, str], ImageTensors] = {}
+        self._mia: dict[str, tuple] = {}
 
     @functools.cached_property
     def assets(self) -> ClipAssets:
@@ -178,7 +191,40 @@ class ClipSuite(Suite):
 
     # -- evaluation ------------------------------------------------------------------------------
     def evaluate(self, model: nn.Module, target: str) -> dict[str, float]:
-        return self._zero_shot(model, target, "test", changed=None)
+        metrics = self._zero_shot(model, target, "test", changed=None)
+        metrics["MIA"] = self.membership_attack(model, target)
+        return metrics
+
+    @torch.no_grad()
+    def membership_attack(self, model: nn.Module, target: str) -> float:
+        """SLUG's MIA in %: forget pairs vs unseen pairs (module docstring) by image-text cosine; NaN,
+        with a warning, where either set is too small for the attack's splits."""
+        pairs = self._mia_pairs(target)
+        if min(len(images) for images, _ in pairs) < MIN_PAIRS:
+            log.warning("clip: MIA needs at least %d forget and %d unseen pairs; %r has %d and %d: MIA is NaN",
+                        MIN_PAIRS, MIN_PAIRS, target, len(pairs[0][0]), len(pairs[1][0]))
+            return math.nan
+        cosines = [pair_cosines(model, images, tokens, self.device) for images, tokens in pairs]
+        return attack_accuracy(*cosines)[0]
+
+    def _mia_pairs(self, target: str) -> tuple[tuple[ImageTensors, torch.Tensor], tuple[ImageTensors, torch.Tensor]]:
+        """(images, caption tokens) of the forget pairs and of the unseen pairs (data only: cached)."""
+        if target in self._mia:
+            return self._mia[target]
+        tok, data = self.assets.tokenizer, self.assets.data
+        train, test, objs = data.identities["train"], data.identities["test"], data.objects["test"]
+        forget = torch.nonzero(train.labels == train.classnames.index(target)).flatten()
+        # The captions the task's forget pairs carry (the protocol's identity templates).
+        templates = data.identity_templates
+        forget_tokens = tok([templates[i % len(templates)](target) for i in range(len(forget))])
+        others = torch.nonzero(test.labels != test.classnames.index(target)).flatten().tolist()
+        unseen = test.subset(others).concat(objs)
+        by_label = [data.identity_templates] * len(test.classnames) + [OBJECT_TEMPLATES] * len(objs.classnames)
+        texts = [by_label[label][i % len(by_label[label])](unseen.classnames[label])
+                 for i, label in enumerate(unseen.labels.tolist())]
+        forget_images = ImageTensors(train.subset(forget.tolist()), self.assets.preprocess)
+        self._mia[target] = (forget_images, forget_tokens), (ImageTensors(unseen, self.assets.preprocess), tok(texts))
+        return self._mia[target]
 
     def _forget_only(self, model: nn.Module, target: str, split: str, changed: set[str] | None) -> dict[str, float]:
         """FA@k on the target's images of ``split`` alone: a tenth of the work of ``_zero_shot``."""
@@ -313,6 +359,16 @@ def identity_object_metrics(id_logits: torch.Tensor, id_labels: torch.Tensor, ta
         out[f"FA@{k}"] = 100 * correct[is_target].mean().item()
         out[f"TA_CA@{k}"] = 100 * torch.stack([correct[id_labels == c].mean() for c in ta_labels]).mean().item()
         out[f"TA_IN@{k}"] = 100 * topk_correct(obj_logits, obj_labels, k).float().mean().item()
+    return out
+
+
+def pair_cosines(model: nn.Module, images: ImageTensors, tokens: torch.Tensor, device: torch.device,
+                 batch_size: int = 256) -> list[float]:
+    """cos(image, caption) of every pair, as SLUG's ``evaluate_loss`` computes its "dist"."""
+    out = []
+    for start, batch in zip(range(0, len(images), batch_size), images.batches(batch_size)):
+        text = model.encode_text(tokens[start:start + batch_size].to(device))
+        out += F.cosine_similarity(model.encode_image(batch.to(device)), text, dim=-1).tolist()
     return out
 
 

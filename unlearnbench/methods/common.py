@@ -1,7 +1,9 @@
-"""Math shared by several methods: mean gradients over a data set and the Pareto front."""
+"""Math shared by several methods: mean gradients over a data set, the Pareto front, and the step
+search on validation that SLUG and SSD's alpha selection share."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 
 import torch
@@ -54,3 +56,42 @@ def pareto_front(importance: torch.Tensor, alignment: torch.Tensor) -> torch.Ten
     higher = importance[None, :] > importance[:, None]  # [i, j]: j more important than i
     lower = alignment[None, :] < alignment[:, None]
     return ~(higher & lower).any(dim=1)
+
+
+def bisect_search(task: UnlearningTask, apply: Callable[[float], dict], initial: float, steps: int,
+                  changed: set[str], scoring: str) -> list[dict]:
+    """SLUG's step search (its step 5), for any edit that grows with a scalar step.
+
+    ``apply(step)`` sets the model to the edit of that size (always from the original weights)
+    and returns facts about it for the trial's row. Starting at ``initial``: double while the
+    target is not forgotten, then bisect between the largest step that did not forget and the
+    smallest that did, ``steps`` evaluations in all. Each trial is scored on the forget split
+    alone; retention is scored for every step that forgets (``scoring="forgetting"``) or once, at
+    the smallest such step (``"smallest"``, for suites whose validation generates samples). The
+    caller restores the original weights. Returns one dict per trial.
+    """
+    lo, hi = 0.0, math.inf
+    step = initial
+    trials = []
+
+    def score_retention(trial: dict) -> None:
+        apply(trial["step"])
+        if task.goal.retain_metric not in trial:
+            trial.update(task.validate(task.model, changed))
+        trial["met"] = task.goal_met(trial)
+
+    for i in range(steps):
+        facts = apply(step)
+        trial = {**facts, "trial": i, "step": step, "met": False, **task.validate_forget(task.model, changed)}
+        forgot = task.goal.forget_met(trial)
+        if forgot and scoring == "forgetting":
+            score_retention(trial)
+        trials.append(trial)
+        if forgot:
+            hi = step
+        else:
+            lo = step
+        step = step * 2 if math.isinf(hi) else (lo + hi) / 2
+    if scoring == "smallest" and not math.isinf(hi):
+        score_retention(next(t for t in trials if t["step"] == hi))
+    return trials

@@ -122,7 +122,8 @@ class ESD(Method):
             return {"iterations": first + len(losses), "loss": sum(losses) / len(losses)}
 
         checks = EpochConfig(epochs=math.ceil(cfg.iterations / cfg.check_every), stop_on_goal=cfg.stop_on_goal)
-        outcome = run_epochs(task, self.name, checks, iterations, cfg.iterations, "it")
+        outcome = run_epochs(task, self.name, checks, iterations, cfg.iterations, "it",
+                             {n: unet_params[n] for n in names})
         outcome.tables["iterations"] = pd.DataFrame(rows)
         outcome.info.update(lr=lr, tensors=len(names), iterations=len(rows))
         return outcome

@@ -1,14 +1,23 @@
 """The loop every iterative method shares: epochs, the stopping rule, AdamW, masks, costs.
 
 A method describes one epoch as a list of ``Pass``es (a data set, the loss to minimise on it, a
-batch cap); ``optimise`` runs them with AdamW under a cosine schedule and, after every epoch,
-``run_epochs`` scores the model on the validation splits and stops at the first epoch that meets
-the task's goal (the same target SLUG's step search uses), else at the epoch limit. Methods that
-edit weights without an optimiser (``ssd-slug``) reuse ``run_epochs`` alone.
+batch cap); ``optimise`` runs them with AdamW and ``run_epochs`` applies the stopping rule every
+method here shares with SLUG's step search (docs/PROTOCOLS.md, "methods"):
+
+1. after every epoch, score the forget-validation split alone (``task.validate_forget``);
+2. only if the target is forgotten, score retention too (``task.validate``) and judge the goal;
+3. stop at the first epoch that meets the goal; if none does within the epoch limit, restore the
+   most-forgetting epoch (lowest forget metric; ties: better retention), as SLUG keeps its
+   most-forgetting trial. The trace marks the epoch kept.
+
+Methods that edit weights without an optimiser (``ssd-slug``, ``esd``) reuse ``run_epochs`` alone.
 
 Optimiser defaults are the reference CLIP fine-tuning settings (open_clip ``training/params.py`` for
-ViT models, used unchanged by SLUG's ``unlearn_compare.py``): betas (0.9, 0.98), eps 1e-6,
-weight decay 0.1 on matrices only, cosine decay without warm-up, logit scale clamped to [0, ln 100].
+ViT models, used unchanged by SLUG's ``unlearn_compare.py``): betas (0.9, 0.98), eps 1e-6, weight
+decay 0.1 on matrices only, logit scale clamped to [0, ln 100]. The learning rate follows SLUG's
+``unlearn_compare.py`` with ``--warmup 0``: one cosine over the *retain* set's planned steps
+(its "train" loader x epochs), each pass indexing it by its own batch count (``epoch * n_pass + i``),
+so a GA pass over a small forget set runs at ~0.99 of the base rate throughout.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ from tqdm.auto import tqdm
 
 from unlearnbench.errors import UnlearnBenchError
 from unlearnbench.methods.base import Outcome
+from unlearnbench.schedules import SHAPES, lr_multiplier
 from unlearnbench.task import Batch, UnlearningTask, iterate
 
 LOGIT_SCALE_MAX = math.log(100)  # CLIP clamps its temperature at 100 (Radford et al. 2021, Sec. 2.5)
@@ -68,9 +78,13 @@ class IterativeConfig(EpochConfig):
     weight_decay: float = 0.1  # AdamW decoupled decay on >= 2-D tensors (SLUG script: --wd=0.1)
     betas: tuple[float, float] = (0.9, 0.98)  # open_clip's ViT defaults
     eps: float = 1e-6  # open_clip's ViT default
+    # "cosine" (SLUG's unlearn_compare.py: cosine_lr, no warm-up) or "constant"; see the module docstring.
+    schedule: str = "cosine"
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.schedule not in SHAPES:
+            raise UnlearnBenchError(f"schedule={self.schedule!r}; expected one of {', '.join(SHAPES)}")
         if self.lr is not None and not self.lr > 0:
             raise UnlearnBenchError(f"lr={self.lr}; the learning rate must be positive")
         if self.weight_decay < 0:
@@ -91,20 +105,29 @@ class Pass:
 
 
 def run_epochs(task: UnlearningTask, method: str, cfg: EpochConfig,
-               epoch_fn: Callable[[int, tqdm], dict[str, float]], total: int, unit: str) -> Outcome:
-    """Call ``epoch_fn(epoch, bar)`` (update phase), then validate (search phase), until the goal
-    is met (with ``cfg.stop_on_goal``) or ``cfg.epochs`` have run.
+               epoch_fn: Callable[[int, tqdm], dict[str, float]], total: int, unit: str,
+               edited: dict[str, torch.Tensor] | None = None) -> Outcome:
+    """Call ``epoch_fn(epoch, bar)`` (update phase), then check it (search phase), until the goal is
+    met (with ``cfg.stop_on_goal``) or ``cfg.epochs`` have run; see the module docstring.
 
     ``epoch_fn`` returns per-epoch statistics for the trace and advances ``bar`` (``total`` units
-    of ``unit`` planned). The trace has one row per epoch: its statistics, every validation metric,
-    ``met`` and ``seconds`` since the loop started.
+    of ``unit`` planned). ``edited``: the tensors the epochs change (default: ``task.editable``),
+    snapshotted at the best epoch so far so that a missed goal can restore it. The trace has one
+    row per epoch: its statistics, the forget metrics, the retain metrics where the epoch forgot
+    (NaN elsewhere), ``met``, ``kept`` and ``seconds`` since the loop started.
     """
     model = task.model
+    edited = edited if edited is not None else task.editable_parameters(model)
+    changed = set(edited)
+    keep_best = cfg.stop_on_goal  # without the rule the run is the reference budget: the last epoch
     was_training = model.training
     with task.costs.phase("search"):
         model.eval()
         task.base_validation()  # the goal's retain tolerance compares against the untouched model
-    rows = []
+    rows: list[dict] = []
+    best: tuple[float, float] | None = None
+    best_epoch = 0
+    snapshot: dict[str, torch.Tensor] = {}
     start = time.perf_counter()
     bar = tqdm(total=total, desc=f"{method} {task.target}", unit=unit)
     try:
@@ -113,17 +136,48 @@ def run_epochs(task: UnlearningTask, method: str, cfg: EpochConfig,
                 stats = epoch_fn(epoch, bar)
             with task.costs.phase("search"):
                 model.eval()
-                metrics = task.validate(model, set(task.editable))
-                met = task.goal_met(metrics)
-            rows.append({"epoch": epoch, **stats, **metrics, "met": met,
-                         "seconds": time.perf_counter() - start})
+                metrics, met = check(task, model, changed)
+            rows.append({"epoch": epoch, **stats, **metrics, "met": met, "seconds": time.perf_counter() - start})
             bar.set_postfix({task.goal.forget_metric: metrics[task.goal.forget_metric], "met": met})
             if met and cfg.stop_on_goal:
                 break
+            rank = forgetting_rank(metrics, task.goal.forget_metric, task.goal.retain_metric)
+            if keep_best and (best is None or rank < best):
+                best, best_epoch = rank, epoch
+                with torch.no_grad():
+                    for name, tensor in edited.items():
+                        snapshot.setdefault(name, torch.empty_like(tensor)).copy_(tensor)
+        kept = len(rows)
+        if keep_best and not rows[-1]["met"] and best_epoch != kept:
+            with torch.no_grad():
+                for name, tensor in edited.items():
+                    tensor.copy_(snapshot[name])
+            kept = best_epoch
     finally:
         bar.close()
         model.train(was_training)
-    return Outcome(trace=pd.DataFrame(rows), info={"epochs": len(rows), "goal_met": bool(rows[-1]["met"])})
+    trace = pd.DataFrame(rows)
+    trace["kept"] = trace.epoch == kept
+    return Outcome(trace=trace, info={"epochs": len(rows), "kept_epoch": kept,
+                                      "goal_met": bool(rows[kept - 1]["met"])})
+
+
+def check(task: UnlearningTask, model: nn.Module, changed: set[str]) -> tuple[dict[str, float], bool]:
+    """The forget split first; retention only when the target is forgotten. Returns the metrics
+    measured and whether the task's goal is met."""
+    metrics = dict(task.validate_forget(model, changed))
+    if not task.goal.forget_met(metrics):
+        return metrics, False
+    if task.goal.retain_metric not in metrics:  # a suite without a forget-only check gave everything
+        metrics.update(task.validate(model, changed))
+    return metrics, task.goal_met(metrics)
+
+
+def forgetting_rank(metrics: dict[str, float], forget_metric: str, retain_metric: str) -> tuple[float, float]:
+    """Sort key, lowest best: the forget metric, then the retain metric (higher is better; an
+    unscored retention ranks last)."""
+    retain = metrics.get(retain_metric, math.nan)
+    return metrics[forget_metric], -retain if math.isfinite(retain) else math.inf
 
 
 def optimise(task: UnlearningTask, method: str, cfg: IterativeConfig, passes: list[Pass],
@@ -139,14 +193,16 @@ def optimise(task: UnlearningTask, method: str, cfg: IterativeConfig, passes: li
     lr = task.learning_rate(cfg.lr, method)
     optimizer = adamw(params, cfg, lr)
     with task.costs.phase("precompute"):
-        # The cosine schedule spans the planned steps, so count the batches of one epoch first.
-        per_epoch = sum(sum(1 for _ in iterate(p.batches(), p.limit)) for p in passes)
-    if per_epoch == 0:
+        counts = {p.name: count_batches(p.batches, p.limit) for p in passes}
+        # The schedule's horizon is the retain set's planned steps, as SLUG's scripts plan it.
+        retain = next((counts[p.name] for p in passes
+                       if p.batches is task.retain_batches and p.limit == cfg.retain_batches), None)
+        if retain is None:
+            retain = count_batches(task.retain_batches, cfg.retain_batches)
+    if sum(counts.values()) == 0:
         raise UnlearnBenchError(f"{method}: no batches to train on for target {task.target!r} (passes: "
                                 f"{', '.join(p.name for p in passes)}); check the task's forget and retain sets")
-    planned = per_epoch * cfg.epochs
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / planned)))
+    horizon = (retain or max(counts.values())) * cfg.epochs
     masked = {name: m.to(params[name].device, torch.bool) for name, m in (mask or {}).items()}
     start = {name: params[name].detach().clone() for name in masked}
     logit_scales = [p for name, p in params.items() if name.rsplit(".", 1)[-1] == "logit_scale"]
@@ -157,9 +213,12 @@ def optimise(task: UnlearningTask, method: str, cfg: IterativeConfig, passes: li
         model.train()
         stats = {}
         for p in passes:
-            losses = []
-            for batch in iterate(p.batches(), p.limit):
+            losses, scales = [], []
+            for i, batch in enumerate(iterate(p.batches(), p.limit)):
                 step += 1
+                scale = lr_multiplier((epoch - 1) * counts[p.name] + i, horizon, 0, cfg.schedule)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr * scale
                 loss = p.loss(model, batch)
                 if not torch.isfinite(loss):
                     raise UnlearnBenchError(
@@ -171,20 +230,25 @@ def optimise(task: UnlearningTask, method: str, cfg: IterativeConfig, passes: li
                 for param, grad in zip(params.values(), grads):
                     param.grad = grad
                 optimizer.step()
-                schedule.step()
                 with torch.no_grad():
-                    for scale in logit_scales:
-                        scale.clamp_(0, LOGIT_SCALE_MAX)
+                    for logit_scale in logit_scales:
+                        logit_scale.clamp_(0, LOGIT_SCALE_MAX)
                 restore_masked(optimizer, params, masked, start)
                 losses.append(loss.item())
+                scales.append(scale)
                 bar.update(1)
             stats[f"loss_{p.name}"] = sum(losses) / len(losses) if losses else math.nan
+            stats[f"lr_scale_{p.name}"] = sum(scales) / len(scales) if scales else math.nan
         optimizer.zero_grad(set_to_none=True)
         return stats
 
-    outcome = run_epochs(task, method, cfg, epoch_fn, planned, "step")
+    outcome = run_epochs(task, method, cfg, epoch_fn, sum(counts.values()) * cfg.epochs, "step", params)
     outcome.info.update(steps=step, lr=lr)
     return outcome
+
+
+def count_batches(batches: Callable[[], Iterator[Batch]], limit: int | None) -> int:
+    return sum(1 for _ in iterate(batches(), limit))
 
 
 def adamw(params: dict[str, nn.Parameter], cfg: IterativeConfig, lr: float) -> torch.optim.AdamW:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 from dataclasses import dataclass
 
 import pandas as pd
@@ -23,7 +22,7 @@ import torch
 
 from unlearnbench.errors import UnlearnBenchError
 from unlearnbench.methods.base import Method, Outcome, register_method
-from unlearnbench.methods.common import mean_gradients, pareto_front
+from unlearnbench.methods.common import bisect_search, mean_gradients, pareto_front
 from unlearnbench.task import UnlearningTask, iterate
 
 log = logging.getLogger(__name__)
@@ -120,7 +119,7 @@ def layer_statistics(model: torch.nn.Module, g_f: dict[str, torch.Tensor],
                      "alignment": alignment, "grad_norm": gf.norm().item()})
     stats = pd.DataFrame(rows)
     stats["on_front"] = False
-    for _, idx in stats.groupby("tower").groups.items():
+    for idx in stats.groupby("tower").groups.values():
         sub = stats.loc[idx]
         mask = pareto_front(torch.tensor(sub.importance.values), torch.tensor(sub.alignment.values))
         stats.loc[idx, "on_front"] = mask.numpy()
@@ -130,49 +129,31 @@ def layer_statistics(model: torch.nn.Module, g_f: dict[str, torch.Tensor],
 
 
 def search_step(task: UnlearningTask, name: str, grad: torch.Tensor, cfg: SlugConfig) -> list[dict]:
-    """Binary search of lambda for one tensor; returns every trial and restores W0.
+    """Binary search of lambda for one tensor (``common.bisect_search``); returns every trial and
+    restores W0.
 
-    Each trial is first scored on the forget split alone; the bracket follows forgetting (a step
-    that forgets but loses too much will not be rescued by a larger one, only by a smaller one).
-    Retention is scored for every step that forgets (``retain_scoring="forgetting"``) or once, at
-    the smallest step that forgets (``"smallest"``), since retention falls as the step grows.
+    The bracket follows forgetting (a step that forgets but loses too much will not be rescued by
+    a larger one, only by a smaller one). Retention is scored for every step that forgets
+    (``retain_scoring="forgetting"``) or once, at the smallest step that forgets (``"smallest"``),
+    since retention falls as the step grows.
     """
     task.base_validation()  # computed on W0, before the first trial edits the weight
     scoring = cfg.retain_scoring or ("smallest" if task.expensive_validation else "forgetting")
     weight = dict(task.model.named_parameters())[name]
     w0 = weight.detach().clone()
     grad = grad.to(w0.dtype)
-    step = cfg.initial_scale * w0.norm().item() / max(grad.norm().item(), 1e-12)
-    lo, hi = 0.0, math.inf
-    trials = []
 
-    def score_retention(trial: dict) -> None:
+    def apply(step: float) -> dict:
         with torch.no_grad():
-            weight.copy_(w0 + trial["step"] * grad)
-        if task.goal.retain_metric not in trial:
-            trial.update(task.validate(task.model, {name}))
-        trial["met"] = task.goal_met(trial)
+            weight.copy_(w0 + step * grad)
+        return {"layer": name}
 
     try:
-        for i in range(cfg.search_steps):
-            with torch.no_grad():
-                weight.copy_(w0 + step * grad)
-            trial = {"layer": name, "trial": i, "step": step, "met": False, **task.validate_forget(task.model, {name})}
-            forgot = task.goal.forget_met(trial)
-            if forgot and scoring == "forgetting":
-                score_retention(trial)
-            trials.append(trial)
-            if forgot:
-                hi = step
-            else:
-                lo = step
-            step = step * 2 if math.isinf(hi) else (lo + hi) / 2
-        if scoring == "smallest" and not math.isinf(hi):
-            score_retention(next(t for t in trials if t["step"] == hi))
+        initial = cfg.initial_scale * w0.norm().item() / max(grad.norm().item(), 1e-12)
+        return bisect_search(task, apply, initial, cfg.search_steps, {name}, scoring)
     finally:
         with torch.no_grad():
             weight.copy_(w0)
-    return trials
 
 
 def choose_trial(trace: pd.DataFrame, forget_metric: str, retain_metric: str) -> pd.Series:
@@ -186,7 +167,8 @@ def choose_trial(trace: pd.DataFrame, forget_metric: str, retain_metric: str) ->
     met = trace[trace.met]
     if len(met):
         best = met[met[retain_metric] == met[retain_metric].max()]
-        best = best[best.layer == best.layer.iloc[0]]
+        if "layer" in best:
+            best = best[best.layer == best.layer.iloc[0]]
         return best.loc[best.step.idxmax()]
     return trace.sort_values([forget_metric, retain_metric], ascending=[True, False]).iloc[0]
 

@@ -25,10 +25,10 @@ from tqdm.auto import tqdm
 
 from unlearnbench.cache import atomic_write, atomic_write_text, cache_dir, config_hash, read_cached, read_record
 from unlearnbench.config import choose_preset
-from unlearnbench.errors import UnlearnBenchError
 from unlearnbench.datasets.synthetic.clip_data import SyntheticClipData, SyntheticClipDataConfig, make_clip_data
 from unlearnbench.zeroshot import (IDENTITY_TEMPLATES, OBJECT_TEMPLATES, captions, image_features, text_classifier,
                                    topk_correct)
+from unlearnbench.schedules import lr_multiplier
 
 log = logging.getLogger(__name__)
 
@@ -143,8 +143,7 @@ def train(cfg: TinyClipTrainConfig, data: SyntheticClipData, tokenizer) -> tuple
 
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                             betas=(0.9, 0.98), eps=1e-6)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup_steps)
-                                              * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_multiplier(s, cfg.steps, cfg.warmup_steps))
     gen = torch.Generator().manual_seed(cfg.seed)
     model.train()
     start = time.perf_counter()

@@ -23,7 +23,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -39,10 +38,10 @@ from unlearnbench.cache import atomic_write, atomic_write_text, cache_dir, confi
 from unlearnbench.datasets.synthetic.canvas import (OBJECTS, PARAPHRASE_TEMPLATES, STYLES, TRAIN_TEMPLATE,
                                                     CanvasData, CanvasDataConfig, make_canvas_data, prompt)
 from unlearnbench.config import choose_preset
-from unlearnbench.errors import UnlearnBenchError
 from unlearnbench.models.canvas_classifier import (CanvasClassifierConfig, CanvasClassifiers,
                                                    load_or_train_classifiers)
 from unlearnbench.models.t2i import SamplerConfig, TextToImage
+from unlearnbench.schedules import lr_multiplier
 
 log = logging.getLogger(__name__)
 
@@ -218,8 +217,7 @@ def train(cfg: TinyDiffusionConfig, data: CanvasData, classifiers: CanvasClassif
     ema = copy.deepcopy(model).requires_grad_(False).eval()
     images, captions = data.splits["train"].images(), data.captions("train")
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup_steps)
-                                              * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_multiplier(s, cfg.steps, cfg.warmup_steps))
     gen = torch.Generator().manual_seed(cfg.seed)
     n_params = sum(p.numel() for p in model.parameters())
     log.info("training canvas t2i: %d parameters, %d images", n_params, len(images))

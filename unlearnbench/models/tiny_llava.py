@@ -43,6 +43,7 @@ from unlearnbench.errors import UnlearnBenchError
 from unlearnbench.models.llava_loader import load_clip, load_llava
 from unlearnbench.vlm import PROMPT, answer_batch, answer_items, contains_answer, prompt_ids
 from unlearnbench.zeroshot import IDENTITY_TEMPLATES
+from unlearnbench.schedules import lr_multiplier
 
 log = logging.getLogger(__name__)
 
@@ -247,8 +248,7 @@ def train_clip(cfg: TinyLlavaConfig, data: VqaData, clip_tokenizer) -> CLIPModel
     is_face = torch.arange(len(images)) < len(faces)
 
     opt = torch.optim.AdamW(clip.parameters(), lr=cfg.clip_lr, weight_decay=0.1, betas=(0.9, 0.98), eps=1e-6)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup_steps)
-                                              * 0.5 * (1 + math.cos(math.pi * min(s, cfg.clip_steps) / cfg.clip_steps)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_multiplier(s, cfg.clip_steps, cfg.warmup_steps))
     gen = torch.Generator().manual_seed(cfg.seed)
     face_idx, scene_idx = torch.nonzero(is_face).flatten(), torch.nonzero(~is_face).flatten()
     clip.train()
@@ -318,9 +318,7 @@ def train_llava(cfg: TinyLlavaConfig, data: VqaData, processor: LlavaProcessor, 
 
     trainable = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(trainable, lr=cfg.llava_lr, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / cfg.warmup_steps)
-        * 0.5 * (1 + math.cos(math.pi * min(s, cfg.llava_steps) / cfg.llava_steps)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_multiplier(s, cfg.llava_steps, cfg.warmup_steps))
     gen = torch.Generator().manual_seed(cfg.seed)
     n_identity = round(cfg.llava_batch_size * cfg.identity_share)
     model.train()
