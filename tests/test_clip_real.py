@@ -170,6 +170,7 @@ def test_slug_protocol_targets_and_metrics_are_the_papers(slug_suite):
     assert set(suite.assets.data.objects["test"].paths) == drawn and len(drawn) == 50
     for target in ("Elon_Musk", "Jeff_Bezos"):  # in the TA_CA list, and not
         ours = suite.evaluate(suite.base_model(), target.replace("_", " "))
+        assert math.isnan(ours.pop("MIA"))  # a fixture's few forget pairs are too few for the attack's splits
         expected = reference_metrics(suite, root, files, target)
         assert ours == pytest.approx(expected, abs=1e-3), target
 
@@ -188,7 +189,8 @@ def test_slug_protocol_task_data_roles(slug_suite):
                                                                                                  captions.tolist()))
     # Selection sees the test images, as the reference's search does.
     validation = task.validate(task.model, None)
-    assert {k: v for k, v in validation.items() if k != "retain@1"} == suite.evaluate(task.model, "Jeff Bezos")
+    test = suite.evaluate(task.model, "Jeff Bezos")
+    assert {k: v for k, v in validation.items() if k != "retain@1"} == {k: v for k, v in test.items() if k != "MIA"}
     torch.manual_seed(0)
     base = {k: v.clone() for k, v in task.model.state_dict().items()}
     outcome = Slug(SlugConfig(search_steps=2, max_front_layers=1)).unlearn(task)

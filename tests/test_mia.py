@@ -38,10 +38,10 @@ def test_clip_suite_reports_mia_beside_fa_and_ta(micro_suite):
     names = {m.name: m for m in micro_suite.metrics}
     assert names["MIA"].higher_is_better is False and "MIA" in micro_suite.table_metrics
     (forget, _), (unseen, _) = micro_suite._mia_pairs(target)
-    train = micro_suite.assets.identities["train"]
+    train = micro_suite.assets.data.identities["train"]
     assert len(forget) == int((train.labels == train.classnames.index(target)).sum())
-    test = micro_suite.assets.identities["test"]
+    test = micro_suite.assets.data.identities["test"]
     others = int((test.labels != test.classnames.index(target)).sum())
-    assert len(unseen) == others + len(micro_suite.assets.objects["test"])  # the target's test images left out
+    assert len(unseen) == others + len(micro_suite.assets.data.objects["test"])  # the target's test images left out
     metrics = micro_suite.evaluate(micro_suite.base_model(), target)
     assert 50 <= metrics["MIA"] <= 100

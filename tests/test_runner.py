@@ -26,7 +26,7 @@ def test_run_writes_records_and_manifest(first_run):
     assert set(frame.stage) == {"before", "after"}
     assert set(frame.method) == {"slug", "noop"}
     manifest = json.loads((result.run_dir / "manifest.json").read_text())
-    assert manifest["suite"]["name"] == "clip" and manifest["suite"]["version"] == 1
+    assert manifest["suite"]["name"] == "clip" and manifest["suite"]["version"] == 2
     assert manifest["methods"]["slug"]["config"]["search_steps"] == 4
     assert "torch" in manifest["packages"] and "machine" in manifest
 
