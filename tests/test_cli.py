@@ -94,7 +94,7 @@ def test_ls_loads_plugins(capsys, monkeypatch):
 
     from unlearnbench.methods.base import METHODS
 
-    monkeypatch.setattr(METHODS, "_entries", dict(METHODS._entries))
+    monkeypatch.setattr(METHODS, "_entries", {k: v for k, v in METHODS._entries.items() if k != "mine"})
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))  # the repository root: examples/
     monkeypatch.delitem(sys.modules, "examples.my_method", raising=False)
     code, out, _ = run_cli(capsys, "ls", "--plugin", "examples.my_method", "mine")

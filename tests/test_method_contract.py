@@ -35,6 +35,9 @@ MISSES_GOAL: dict[tuple[str, str], str] = {
     # 40 iterations (ddim_steps 10) left target_acc at 100 and took 11 s a run; more costs minutes.
     **{(esd, "diffusion"): "a few iterations do not forget; enough to would take minutes"
        for esd in ("esd", "esd-x", "esd-u")},
+    ("salun-ga", "diffusion"): "2 epochs at lr 1e-3 left target_acc at 100 (and IRA at 0)",
+    # 2 epochs at lr 1e-3 on the micro LLaVA: FA 50 (ga, gaft), 66.67 (salun), 100 (salun-ga).
+    **{(m, "vlm"): "2 epochs at lr 1e-3 do not take FA to 0 on the micro LLaVA" for m in ("ga", "gaft", "salun", "salun-ga")},
 }
 
 
@@ -48,8 +51,8 @@ def contract_cases():
     for name, cls in METHODS.items():
         for i, kind in enumerate(sorted(cls.kinds)):
             for check in method_checks(cls, settings(name, kind)):
-                if ":" not in check.name and i > 0:
-                    continue  # registration and round trip once per method
+                if (":" not in check.name and i > 0) or (":" in check.name and not check.name.startswith(f"{kind}:")):
+                    continue  # registration and round trip once per method; each kind with its own settings
                 marks = ()
                 if check.name == f"{kind}:goal" and (name, kind) in MISSES_GOAL:
                     marks = pytest.mark.xfail(reason=MISSES_GOAL[name, kind], raises=MethodContractError, strict=True)
