@@ -1,6 +1,7 @@
 """Bad input gets one clear message and exit status 2, never a traceback, and earlier results stay."""
 
 import hashlib
+import sys
 
 import pytest
 
@@ -85,3 +86,56 @@ def test_paper_llava_table_help_and_unknown_tables(capsys, tmp_path):
                            "--set", "model_path=x", "--set", "clip_path=y", "--out", str(tmp_path))
     assert code == 2 and "llava data root not found" in err and "nowhere" in err
     assert not any(tmp_path.iterdir()), "a failed command must not write outputs"
+
+
+def test_ls_name_shows_settings_defaults_and_help(capsys):
+    code, out, _ = run_cli(capsys, "ls", "slug")
+    assert code == 0
+    assert "method slug [clip, diffusion, vlm]" in out and "--method-set slug.KEY=VALUE" in out
+    line = next(line for line in out.splitlines() if line.split()[:1] == ["search_steps"])
+    assert line.split()[1] == "10" and "binary search" in line  # default, then the field's comment
+    code, out, _ = run_cli(capsys, "ls", "clip")
+    assert code == 0 and "suite clip" in out and "--set KEY=VALUE" in out
+    assert any(line.split()[:2] == ["forget_metric", "FA@5"] for line in out.splitlines())
+
+
+def test_ls_unknown_name_suggests(capsys):
+    code, _, err = run_cli(capsys, "ls", "slgu")
+    assert code == 2 and "Unknown method or suite 'slgu'. Did you mean 'slug'" in err
+    assert "Traceback" not in err
+
+
+def test_ls_loads_plugins(capsys, monkeypatch):
+    from pathlib import Path
+
+    from unlearnbench.methods.base import METHODS
+
+    monkeypatch.setattr(METHODS, "_entries", {k: v for k, v in METHODS._entries.items() if k != "mine"})
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))  # the repository root: examples/
+    monkeypatch.delitem(sys.modules, "examples.my_method", raising=False)
+    code, out, _ = run_cli(capsys, "ls", "--plugin", "examples.my_method", "mine")
+    assert code == 0 and "method mine [clip]" in out and "step_size" in out
+
+
+@pytest.mark.parametrize("body, expected", [
+    ("@register_method('slug')\nclass Slug2(Method):\n    '''Doc.'''\n    Config = C\n"
+     "    kinds = frozenset({'clip'})\n",
+     "method 'slug' is registered twice"),
+    ("@register_method('nodoc')\nclass NoDoc(Method):\n    Config = C\n    kinds = frozenset({'clip'})\n",
+     "has no docstring"),
+])
+def test_a_bad_plugin_is_one_line(capsys, monkeypatch, tmp_path, body, expected):
+    from unlearnbench.methods.base import METHODS
+
+    monkeypatch.setattr(METHODS, "_entries", dict(METHODS._entries))
+    module = f"plugin_{tmp_path.name}"
+    (tmp_path / f"{module}.py").write_text(
+        "from dataclasses import dataclass\nfrom unlearnbench.methods.base import Method, register_method\n"
+        "@dataclass(frozen=True)\nclass C:\n    pass\n" + body)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for argv in (["ls", "--plugin", module], ["--plugin", module, "--out", str(tmp_path / "runs")]):
+        monkeypatch.delitem(sys.modules, module, raising=False)
+        code, _, err = run_cli(capsys, *argv)
+        assert code == 2 and expected in err and "Traceback" not in err
+        assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()

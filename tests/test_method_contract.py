@@ -1,79 +1,194 @@
-"""Contract tests over every registered method that supports the clip suite: a method is tested
-the day it is registered."""
+"""The method contract (unlearnbench.testing) over every registered method and every kind it
+declares, so a method is tested the day it is registered; and proof that the checks catch the
+broken plugins they exist for."""
+
+import random
+from dataclasses import dataclass, replace
 
 import pytest
 import torch
 
-from unlearnbench.methods.base import METHODS, build_method
+from unlearnbench.benchmarks.clip import ClipSuite
+from unlearnbench.errors import UnlearnBenchError
+from unlearnbench.methods.base import METHODS, Method, Outcome, register_method
+from unlearnbench.methods.ga import GradientAscent
+from unlearnbench.testing import MethodContractError, check_method, method_checks, micro_suite
 
-CLIP_METHODS = [name for name, cls in METHODS.items() if cls.supports("clip")]
-# Small caps so iterative methods finish in seconds on the micro suite; each method's own
-# defaults are exercised by the end-to-end runs.
+# Small budgets that still reach the goal on the micro suites (measured; each method's own defaults
+# are exercised by the end-to-end runs). On the micro CLIP the reference lr 1e-4 leaves GA at FA@1
+# 87.5 after 2 epochs; 1e-3 forgets. ssd needs alpha 1 (at 5 FA@1 stays 75), ssd-slug a stronger
+# dampening schedule, salun 3 epochs at 3e-3.
 FAST = {"search_steps": "4", "epochs": "2", "max_front_layers": "2"}
+SETTINGS = {
+    "clip": {"ga": {"lr": "1e-3"}, "gaft": {"lr": "1e-3"}, "salun-ga": {"lr": "1e-3"},
+             "salun": {"lr": "3e-3", "epochs": "3"}, "ssd": {"alpha": "1"},
+             "ssd-slug": {"alpha": "2", "dampening_first": "0.01", "dampening_last": "0.1"}},
+    "diffusion": {"ga": {"lr": "1e-3"}, "gaft": {"lr": "1e-3"}, "salun-ga": {"lr": "1e-3"}, "salun": {"lr": "1e-3"},
+                  **{esd: {"iterations": "4", "check_every": "2", "ddim_steps": "4"}
+                     for esd in ("esd", "esd-x", "esd-u")}},
+    # At the reference 1e-4 GA, GAFT, SalUn and SalUn-GA left FA at 100 after 2 epochs.
+    "vlm": {"slug": {"max_front_layers": "1"}, "slug-lm": {"max_front_layers": "1"},
+            **{m: {"lr": "1e-3"} for m in ("ga", "gaft", "salun", "salun-ga")}},
+}
+# (method, kind) whose goal the micro model does not let them reach with any budget we measured.
+MISSES_GOAL: dict[tuple[str, str], str] = {
+    ("slug", "diffusion"): "no step on any front layer forgets the micro model's style (search_steps 4 and 10)",
+    # 40 iterations (ddim_steps 10) left target_acc at 100 and took 11 s a run; more costs minutes.
+    **{(esd, "diffusion"): "a few iterations do not forget; enough to would take minutes"
+       for esd in ("esd", "esd-x", "esd-u")},
+    ("salun-ga", "diffusion"): "2 epochs at lr 1e-3 left target_acc at 100 (and IRA at 0)",
+    # 2 epochs at lr 1e-3 on the micro LLaVA: FA 50 (ga, gaft), 66.67 (salun), 100 (salun-ga).
+    **{(m, "vlm"): "2 epochs at lr 1e-3 do not take FA to 0 on the micro LLaVA"
+       for m in ("ga", "gaft", "salun", "salun-ga")},
+}
 
 
-def fast_method(name: str):
-    cls = METHODS.get(name)
-    fields = cls.Config.__dataclass_fields__
-    return build_method(name, {k: v for k, v in FAST.items() if k in fields})
+def settings(name: str, kind: str) -> dict[str, str]:
+    fields = METHODS.get(name).Config.__dataclass_fields__
+    chosen = {**FAST, **SETTINGS[kind].get(name, {})}
+    return {k: v for k, v in chosen.items() if k in fields}
 
 
-def unlearn(suite, name: str, seed: int):
-    target = suite.targets()[0]
-    task = suite.task(target)
-    model = task.model
-    base = {k: v.clone() for k, v in model.state_dict().items()}
-    # ft's objective is the retain loss (METHODS.md: it often fails to forget), the others' the forget loss.
-    loss = task.retain_loss if name == "ft" else task.forget_loss
-    batch = next(task.retain_batches() if name == "ft" else task.forget_batches())
-    loss_before = loss(model, batch).item()
-    torch.manual_seed(seed)
-    fast_method(name).unlearn(task)
-    result = {k: v.clone() for k, v in model.state_dict().items()}
-    loss_after = loss(model, batch).item()
-    model.load_state_dict(base)
-    return base, result, loss_before, loss_after
+def contract_cases():
+    for name, cls in METHODS.items():
+        for i, kind in enumerate(sorted(cls.kinds)):
+            for check in method_checks(cls, settings(name, kind)):
+                if (":" not in check.name and i > 0) or (":" in check.name and not check.name.startswith(f"{kind}:")):
+                    continue  # registration and round trip once per method; each kind with its own settings
+                # The diffusion and LLaVA micro suites cost minutes across every method: the slow step.
+                marks = [pytest.mark.slow] if kind != "clip" and ":" in check.name else []
+                if check.name == f"{kind}:goal" and (name, kind) in MISSES_GOAL:
+                    marks.append(pytest.mark.xfail(reason=MISSES_GOAL[name, kind], raises=MethodContractError,
+                                                   strict=True))
+                yield pytest.param(check, id=f"{name}-{check.name}", marks=marks)
 
 
-@pytest.fixture(scope="module")
-def outcomes(micro_suite):
-    return {name: unlearn(micro_suite, name, seed=0) for name in CLIP_METHODS}
+@pytest.mark.parametrize("check", contract_cases())
+def test_registered_methods_keep_the_contract(check):
+    check()
 
 
-@pytest.mark.parametrize("name", CLIP_METHODS)
-def test_shapes_kept_and_finite(outcomes, name):
-    base, result, _, _ = outcomes[name]
-    assert base.keys() == result.keys()
-    for key in base:
-        assert result[key].shape == base[key].shape and result[key].dtype == base[key].dtype, key
-        assert torch.isfinite(result[key]).all(), key
+# ---- the checks catch broken plugins -------------------------------------------------------------------
+
+@pytest.fixture
+def registry(monkeypatch):
+    """Plugins registered by a test leave the registry when it ends."""
+    monkeypatch.setattr(METHODS, "_entries", dict(METHODS._entries))
+    return METHODS
 
 
-@pytest.mark.parametrize("name", CLIP_METHODS)
-def test_moves_its_objective(outcomes, name):
-    _, _, before, after = outcomes[name]
-    if name == "noop":
-        assert after == before
-    elif name == "ft":
-        assert after < before, f"ft: retain loss {before:.4f} -> {after:.4f}"
-    else:
-        assert after > before, f"{name}: forget loss {before:.4f} -> {after:.4f}"
+@dataclass(frozen=True)
+class StepConfig:
+    lr: float = 1e-3  # plain SGD step on the forget loss
 
 
-@pytest.mark.parametrize("name", CLIP_METHODS)
-def test_deterministic_with_a_seed(micro_suite, outcomes, name):
-    _, first, _, _ = outcomes[name]
-    _, again, _, _ = unlearn(micro_suite, name, seed=0)
-    for key in first:
-        assert torch.equal(first[key], again[key]), f"{name}: {key} differs between identical runs"
+class Ascent(Method):
+    """One SGD step of gradient ascent over each forget batch (a test plugin)."""
+
+    Config = StepConfig
+    kinds = frozenset({"clip"})
+
+    def step(self, task, param):
+        return -self.config.lr * param.grad
+
+    def unlearn(self, task):
+        params = task.editable_parameters(task.model)
+        with task.costs.phase("update"):
+            for batch in task.forget_batches():
+                task.model.zero_grad()
+                (-task.forget_loss(task.model, batch)).backward()
+                task.costs.count(backward=len(batch[0]))
+                with torch.no_grad():
+                    for param in params.values():
+                        if param.grad is not None:
+                            param.add_(self.step(task, param))
+        return Outcome()
 
 
-@pytest.mark.parametrize("name", CLIP_METHODS)
-def test_has_docs_and_frozen_config(name):
-    cls = METHODS.get(name)
-    assert cls.summary(), f"{name} needs a one-line docstring for `bench.py ls`"
-    config = cls.Config()
-    if cls.Config.__dataclass_fields__:
-        field = next(iter(cls.Config.__dataclass_fields__))
-        with pytest.raises(Exception):
-            setattr(config, field, None)  # frozen: results must trace back to an immutable config
+def test_a_plugin_that_never_forgets_fails_the_goal(registry):
+    register_method("test-timid")(type("Timid", (Ascent,), {"__doc__": "Steps far too small to forget."}))
+    with pytest.raises(MethodContractError, match=r"'test-timid'.*rule 'clip: goal'.*FA@1 = [1-9]"):
+        check_method(METHODS.get("test-timid"), settings={"lr": "1e-7"})
+
+
+class VisionOnlyClip(ClipSuite):
+    """The micro CLIP suite with tasks that offer only the vision tower."""
+
+    def task(self, target):
+        task = super().task(target)
+        return replace(task, editable=[k for k in task.editable if k.startswith("visual.")],
+                       layer_groups={k: g for k, g in task.layer_groups.items() if k.startswith("visual.")})
+
+
+def test_a_plugin_that_edits_a_frozen_tensor_is_caught(registry):
+    class Meddler(Ascent):
+        """Steps every parameter, whatever the task offers."""
+
+        def unlearn(self, task):
+            task = replace(task, editable=[n for n, _ in task.model.named_parameters()])
+            return super().unlearn(task)
+
+    register_method("test-meddler")(Meddler)
+    suite = VisionOnlyClip(micro_suite("clip").config)
+    with pytest.raises(MethodContractError, match=r"edits only editable tensors.*outside task.editable"):
+        check_method(Meddler, suites={"clip": suite})
+
+
+def test_a_nondeterministic_plugin_is_caught(registry):
+    class Dice(Ascent):
+        """Scales its step by Python's unseeded random numbers."""
+
+        def step(self, task, param):
+            return -self.config.lr * random.uniform(0.5, 2) * param.grad
+
+    register_method("test-dice")(Dice)
+    with pytest.raises(MethodContractError, match="rule 'clip: deterministic'.*torch.manual_seed"):
+        check_method(Dice)
+
+
+def test_a_kind_the_code_cannot_run_fails_before_any_benchmark(registry):
+    class ClipOnly(GradientAscent):
+        """Claims diffusion but reads CLIP's image encoder."""
+
+        kinds = frozenset({"clip", "diffusion"})
+
+        def unlearn(self, task):
+            task.model.encode_image  # noqa: B018 - a diffusion model has none
+            return super().unlearn(task)
+
+    register_method("test-clip-only")(ClipOnly)
+    runs = dict(method_checks(ClipOnly, {"epochs": "1"}))["diffusion:runs"]
+    with pytest.raises(MethodContractError, match=r"declares kind 'diffusion' but raised.*encode_image.*drop"):
+        runs()
+
+
+def test_a_plugin_kind_needs_its_suite(registry):
+    class Audio(Ascent):
+        """Claims a kind no suite provides."""
+
+        kinds = frozenset({"audio"})
+
+    register_method("test-audio")(Audio)
+    with pytest.raises(MethodContractError, match=r"kind 'audio'.*suites=\{'audio'"):
+        check_method(Audio)
+
+
+def test_no_docstring_and_duplicates_fail_at_registration_and_in_the_checks(registry):
+    class Silent(Ascent):
+        pass
+
+    Silent.__doc__ = None
+    with pytest.raises(UnlearnBenchError, match="Silent.*has no docstring"):
+        register_method("test-silent")(Silent)
+    with pytest.raises(MethodContractError, match="registration"):
+        check_method(Silent)
+
+    class Twin(Ascent):
+        """Takes a built-in's name."""
+
+    with pytest.raises(UnlearnBenchError, match=r"method 'slug' is registered twice .*Slug and .*Twin.*another name"):
+        register_method("slug")(Twin)
+    assert METHODS.get("slug") is not Twin
+    Twin.name = "slug"
+    with pytest.raises(MethodContractError, match="METHODS has no entry 'slug' for this class"):
+        check_method(Twin)

@@ -16,7 +16,7 @@ def test_register_and_get():
 def test_duplicate_is_rejected():
     reg: Registry[int] = Registry("thing")
     reg.register("alpha")(1)
-    with pytest.raises(ValueError, match="registered twice"):
+    with pytest.raises(UnlearnBenchError, match="thing 'alpha' is registered twice .*register .* under another name"):
         reg.register("alpha")(2)
 
 
@@ -36,3 +36,28 @@ def test_unknown_suite_lists_suites():
 def test_builtins_registered():
     assert {"slug", "noop"} <= set(METHODS.names())
     assert "clip" in SUITES.names()
+
+
+def test_register_method_rejects_a_mutable_config(monkeypatch):
+    from dataclasses import dataclass
+
+    from unlearnbench.methods.base import Method, register_method
+
+    monkeypatch.setattr(METHODS, "_entries", dict(METHODS._entries))
+
+    @dataclass
+    class LooseConfig:
+        lr: float = 1.0
+
+    class Loose(Method):
+        """A method whose settings could change after its results were recorded."""
+
+        Config = LooseConfig
+        kinds = frozenset({"clip"})
+
+        def unlearn(self, task):
+            raise NotImplementedError
+
+    with pytest.raises(UnlearnBenchError, match="Loose.*not a frozen dataclass.*frozen=True"):
+        register_method("loose")(Loose)
+    assert "loose" not in METHODS

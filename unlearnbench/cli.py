@@ -41,7 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_arguments(paper)
     paper.set_defaults(seeds="0")
 
-    sub.add_parser("ls", parents=[common], help="list methods and suites")
+    ls = sub.add_parser("ls", parents=[common], help="list methods and suites, or one's settings: ls slug")
+    ls.add_argument("name", nargs="?", help="a method or suite: show its settings, defaults and help")
+    ls.add_argument("--plugin", action="append", metavar="MODULE",
+                    help="import a module that registers your own methods or suites (repeatable)")
 
     compare = sub.add_parser("compare", parents=[common], help="compare two runs metric by metric; gate on regressions",
                              description="Compare NEW against BASE per (method, settings, metric) over the units both "
@@ -231,6 +234,9 @@ def cmd_ls(args: argparse.Namespace) -> int:
     from unlearnbench.benchmarks.base import SUITES
     from unlearnbench.methods.base import METHODS
 
+    if args.name:
+        print(describe_registered(args.name))
+        return 0
     print("methods:")
     for name, cls in METHODS.items():
         print(f"  {name:<10} [{', '.join(sorted(cls.kinds))}] {cls.summary()}")
@@ -264,6 +270,40 @@ def cmd_compare(args: argparse.Namespace) -> int:
     print(to_terminal(comparison_table(result, gated_only=True)))
     print(f"\n{text}\nwrote {out / 'compare.md'} (every metric, timings and counts included)")
     return 1 if args.fail_on_regression and not regressions(result).empty else 0
+
+
+def describe_registered(name: str) -> str:
+    """``bench.py ls NAME``: a method's or suite's summary and every setting with its default and help."""
+    import dataclasses
+    import difflib
+
+    from unlearnbench.benchmarks.base import SUITES
+    from unlearnbench.config import as_text, setting_help
+    from unlearnbench.methods.base import METHODS
+
+    blocks = []
+    if name in METHODS:
+        cls = METHODS.get(name)
+        blocks.append((f"method {name} [{', '.join(sorted(cls.kinds))}]: {cls.summary()}",
+                       f"--method-set {name}.KEY=VALUE", cls.Config))
+    if name in SUITES:
+        cls = SUITES.get(name)
+        blocks.append((f"suite {name} v{cls.version} [{cls.kind}]: {cls.summary()}", "--set KEY=VALUE", cls.Config))
+    if not blocks:
+        close = difflib.get_close_matches(name, METHODS.names() + SUITES.names(), n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise UnlearnBenchError(f"Unknown method or suite {name!r}.{hint} Methods: {', '.join(METHODS.names())}; "
+                                f"suites: {', '.join(SUITES.names())}.")
+    lines = []
+    for title, flag, config in blocks:
+        fields = dataclasses.fields(config)
+        defaults = {f.name: as_text(getattr(config(), f.name)) for f in fields}
+        helps = setting_help(config)
+        lines += [title, f"settings ({flag}):" if fields else "settings: none"]
+        width = max((len(f.name) for f in fields), default=0)
+        value_width = max((len(v) for v in defaults.values()), default=0)
+        lines += [f"  {f.name:<{width}}  {defaults[f.name]:<{value_width}}  {helps[f.name]}".rstrip() for f in fields]
+    return "\n".join(lines)
 
 
 def load_plugins(modules: list[str] | None) -> None:

@@ -63,6 +63,20 @@ def _coerce(text: str, current: Any, where: str) -> Any:
     return text
 
 
+def as_text(value: Any) -> str:
+    """A setting as the command line writes it: the inverse of ``apply_overrides`` (``None`` -> "none",
+    tuples comma-separated, floats exactly)."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ",".join(as_text(v) for v in value)
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
 def choose_preset(presets: dict[str, C], name: str, what: str) -> C:
     """``presets[name]``, or an error naming ``what`` and the presets there are."""
     if name not in presets:
@@ -102,3 +116,44 @@ def check_device(device: str, owner: str) -> None:
         raise UnlearnBenchError(f"{owner}: device={device!r}, but torch sees no MPS device here; use --set device=cpu")
     elif parsed.type not in ("cpu", "cuda", "mps"):
         raise UnlearnBenchError(f"{owner}: device={device!r} is not supported; use cpu, cuda or cuda:N")
+
+
+def setting_help(config_cls: type) -> dict[str, str]:
+    """One line of help per field of a config dataclass, read from its source comments: the
+    trailing ``# ...`` on the field's line, else the comment block right above it (first sentence).
+    An inherited field takes its help from the nearest class in the MRO that comments it."""
+    found: dict[str, str] = {}
+    for klass in config_cls.__mro__:
+        if dataclasses.is_dataclass(klass):
+            for name, text in _field_comments(klass).items():
+                found.setdefault(name, text)
+    return {f.name: found.get(f.name, "") for f in dataclasses.fields(config_cls)}
+
+
+def _field_comments(klass: type) -> dict[str, str]:
+    import ast
+    import inspect
+    import io
+    import re
+    import textwrap
+    import tokenize
+
+    try:
+        source = textwrap.dedent(inspect.getsource(klass))
+    except (OSError, TypeError):  # defined interactively: no source to read
+        return {}
+    comments = {tok.start[0]: tok.string.lstrip("#").strip()
+                for tok in tokenize.generate_tokens(io.StringIO(source).readline) if tok.type == tokenize.COMMENT}
+    lines = source.splitlines()
+    out = {}
+    for node in ast.parse(source).body[0].body:
+        if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)):
+            continue
+        trailing = [comments[n] for n in range(node.lineno, node.end_lineno + 1) if n in comments]
+        block, n = [], node.lineno - 1
+        while n in comments and lines[n - 1].lstrip().startswith("#"):
+            block.insert(0, comments[n])
+            n -= 1
+        text = trailing[0] if trailing else " ".join(block)
+        out[node.target.id] = re.split(r"(?<=\.)\s+(?=[A-Z])", text)[0] if text else ""
+    return out

@@ -1,7 +1,8 @@
 """A small generic registry: ``@METHODS.register("slug")`` and ``METHODS.get("slug")``.
 
-Modelled on lm-evaluation-harness: duplicates are rejected at import time and an unknown name
-fails with the closest matches and the full list, so a typo never becomes a silent default.
+Modelled on lm-evaluation-harness: duplicates are rejected at import time (an UnlearnBenchError, so a
+plugin that reuses a name fails with one line) and an unknown name fails with the closest matches and
+the full list, so a typo never becomes a silent default.
 """
 
 from __future__ import annotations
@@ -15,6 +16,12 @@ from unlearnbench.errors import UnlearnBenchError
 T = TypeVar("T")
 
 
+def describe(obj: object) -> str:
+    """``module.Class`` for classes and functions, so a duplicate names both places it was defined."""
+    qualname = getattr(obj, "__qualname__", None)
+    return f"{obj.__module__}.{qualname}" if qualname and hasattr(obj, "__module__") else repr(obj)
+
+
 class Registry(Generic[T]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
@@ -23,8 +30,9 @@ class Registry(Generic[T]):
     def register(self, name: str) -> Callable[[T], T]:
         def add(obj: T) -> T:
             if name in self._entries:
-                raise ValueError(f"{self.kind} {name!r} is registered twice "
-                                 f"({self._entries[name]!r} and {obj!r})")
+                raise UnlearnBenchError(
+                    f"{self.kind} {name!r} is registered twice ({describe(self._entries[name])} and {describe(obj)}); "
+                    f"register {describe(obj)} under another name")
             self._entries[name] = obj
             return obj
 

@@ -24,6 +24,7 @@ class FineTune(Method):
 
     Config = IterativeConfig
     kinds = frozenset({"clip", "diffusion", "vlm"})
+    aims_to_forget = False  # a baseline that forgets only by accident; the contract requires a lower retain loss
 
     def unlearn(self, task: UnlearningTask) -> Outcome:
         return optimise(task, self.name, self.config, [retain_pass(task, self.config)])

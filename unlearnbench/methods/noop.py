@@ -19,6 +19,7 @@ class Noop(Method):
 
     Config = NoopConfig
     kinds = frozenset({"clip", "diffusion", "vlm"})
+    aims_to_forget = False  # the pipeline check: the contract requires that it changes nothing
 
     def unlearn(self, task: UnlearningTask) -> Outcome:
         return Outcome()
