@@ -1,6 +1,6 @@
 """What an unlearning run costs: wall time per phase, peak memory, sample passes, patch bytes.
 
-PROTOCOLS.md ("Costs"): runtime split into precompute / update / search, peak memory of the
+docs/PROTOCOLS.md ("Costs"): runtime split into precompute / update / search, peak memory of the
 unlearning step, forward and backward sample passes (the paper's complexity column, measured), and
 storage measured from the written patch file.
 """

@@ -1,6 +1,6 @@
 """``UnlearningTask``: everything a suite hands a method, whatever the model family.
 
-A method sees a model, forget and retain batches, the two losses of METHODS.md, the tensors it may
+A method sees a model, forget and retain batches, a forget and a retain loss, the tensors it may
 edit, and a validation hook with a goal. It never sees test data: selection (SLUG's step search,
 the iterative methods' stopping rule) uses the validation hook alone.
 """

@@ -68,7 +68,7 @@ class ClipSuiteConfig:
     imagenet_fraction: float = 0.05  # heldout: per-class test fraction of ImageNet val (seed 0)
     retain_pairs: str | None = None  # slug: the retain image-text pairs, a webdataset tar shard or a folder
     # both
-    forget_metric: str = "FA@5"  # goal on the forget-validation split (METHODS.md, SLUG step 5)
+    forget_metric: str = "FA@5"  # goal on the forget-validation split (the SLUG paper's step 5)
     forget_threshold: float = 0.0  # ... reached when forget_metric <= this (in %)
     # Learning rate of the iterative baselines unless a method sets its own. None: 1e-7 for real
     # models (SLUG's ViT-B-32 comparison), 1e-4 embedded: the smallest power of ten with which GA

@@ -45,7 +45,7 @@ from unlearnbench.zeroshot import IDENTITY_TEMPLATES
 
 log = logging.getLogger(__name__)
 
-REAL_MAX_NEW_TOKENS = 16  # PROTOCOLS.md: greedy decoding, 16 tokens
+REAL_MAX_NEW_TOKENS = 16  # docs/PROTOCOLS.md, llava: greedy decoding, 16 tokens
 
 
 @dataclass(frozen=True)

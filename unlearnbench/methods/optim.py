@@ -73,7 +73,7 @@ class IterativeConfig(EpochConfig):
 
     # None: the suite's reference learning rate for its model (UnlearningTask.reference_lr). SLUG's
     # scripts/run_clip_comparison.sh trains every baseline on ViT-B-32 with 1e-7 ("1e-5 is too
-    # large"); METHODS.md gives 1e-7 ... 1e-5 as the reference range for CLIP.
+    # large"); its other CLIP runs use up to 1e-5.
     lr: float | None = None
     weight_decay: float = 0.1  # AdamW decoupled decay on >= 2-D tensors (SLUG script: --wd=0.1)
     betas: tuple[float, float] = (0.9, 0.98)  # open_clip's ViT defaults

@@ -85,7 +85,7 @@ PAPER_TABLES = {
         targets="2",
         columns=tuple(with_label(m, kind) for kind in ("style", "object")
                       for m in ("UA", "UA_para", "IRA", "CRA", "FID")),
-        # SD v1.5 fine-tuned on UnlearnCanvas, style unlearning, mean over styles (PROTOCOLS.md).
+        # SD v1.5 fine-tuned on UnlearnCanvas, style unlearning, mean over styles (docs/PROTOCOLS.md).
         published={
             "esd": {"UA (style)": 98.58, "runtime_s (style)": "6163 s", "storage_bytes (style)": "4.3 GB"},
             "salun": {"UA (style)": 86.26, "runtime_s (style)": "667 s", "storage_bytes (style)": "4.0 GB"},
