@@ -25,7 +25,8 @@ and ``unlearn_compare.py``), read as follows:
 - I_D from the retain data alone (its "train" shard) under the training loss; I_f from D_f under the
   *forget* loss (the cosine loss), not the training loss. Both are means over batches:
   ``calc_grad`` sums squared gradients and divides by the batch count. (Summed importances
-  would scale both sides alike only for equal batch counts; the reference divides, so we do too.) With D_f outside I_D there is no cap.
+  would scale both sides alike only for equal batch counts; the reference divides, so we do too.)
+  With D_f outside I_D there is no cap.
 - alpha = 10 (hard-coded ``selection_weighting``); scalar tensors (the logit scale) are skipped.
 - Dampening is re-applied to the current weights every epoch with lambda_e =
   linspace(0.1, 5, epochs)[e], the importances fixed from the original model, so its effect
