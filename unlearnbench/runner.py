@@ -114,9 +114,10 @@ def run(spec: RunSpec, suite: Suite | None = None) -> RunResult:
         remove_leftover_temp_files(run_dir)
         model_fp = model_fingerprint(suite.base_model())
         code_fps = {m.name: code_fingerprint(type(m), type(suite)) for m in methods}
+        suite_code_fp = code_fingerprint(type(suite))
         frames, artifacts, units, stale = [], {}, {}, {}
         for target in targets:
-            before = base_evaluation(suite, target, model_fp)
+            before = base_evaluation(suite, target, model_fp, suite_code_fp)
             for method in methods:
                 for seed in spec.seeds:
                     unit = Unit(suite, method, target, seed, run_dir, {
@@ -127,7 +128,7 @@ def run(spec: RunSpec, suite: Suite | None = None) -> RunResult:
                     keys = dict(run_id=run_id, suite=suite.name, suite_version=suite.version, model=suite.model_id(),
                                 target=target, method=method.name, config_hash=config_hash(method.config), seed=seed)
                     frame, unit_artifacts, info = unit.reuse() or unit.compute(before, keys)
-                    if info.pop("stale", ""):
+                    if unit.stale:
                         stale[unit.name] = unit.stale
                     frames.append(frame)
                     artifacts.update({f"{unit.name}/{kind}": table for kind, table in unit_artifacts.items()})
@@ -263,7 +264,7 @@ class Unit:
                 "code_fingerprint": self.identity["code_fingerprint"], "goal": asdict(task.goal),
                 "computed": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         rec.write(frame, self.file, {"identity": self.identity, "artifacts": sorted(artifacts), "info": info})
-        return frame, artifacts, {**info, "reused": False, "stale": self.stale}
+        return frame, artifacts, {**info, "reused": False}
 
 
 def goal_status(task: UnlearningTask, validation: dict[str, float]) -> dict[str, float]:
@@ -307,11 +308,13 @@ def check_finite(model: torch.nn.Module, method: str, target: str) -> None:
             f"unlearning {target!r}; its loss diverged — lower its learning rate or step size")
 
 
-def base_evaluation(suite: Suite, target: str, model_fp: str) -> dict[str, float]:
+def base_evaluation(suite: Suite, target: str, model_fp: str, code_fp: str | None = None) -> dict[str, float]:
     """Test metrics of the base model for ``target``, cached across runs under the same identity rule
-    as units: suite config, model weights, target and suite code."""
+    as units: suite config, model weights (``model_fp``), target and suite code (``code_fp``, the
+    suite's code fingerprint; computed here when not given)."""
+    code_fp = code_fp or code_fingerprint(type(suite))
     key = digest({"suite": suite.name, "version": suite.version, "config": asdict(suite.config), "model": model_fp,
-                  "target": target, "code": code_fingerprint(type(suite))})
+                  "target": target, "code": code_fp})
     path = cache_dir() / "evals" / f"{suite.name}-{key}.json"
     values = read_cached(path, read_metric_values, "recomputing it")
     if values is not None:
