@@ -2,6 +2,7 @@
 path (loaders, checkpoint file, open_clip transforms, SLUG) on fixture trees in the release layouts, under
 both protocols."""
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -197,6 +198,27 @@ def test_slug_protocol_task_data_roles(slug_suite):
     changed = [k for k, v in task.model.state_dict().items() if not torch.equal(v, base[k])]
     task.model.load_state_dict(base)
     assert changed == [outcome.info["layer"]]
+
+
+def test_forget_pairs_are_the_targets_shard_as_the_reference_keeps_them(slug_suite):
+    suite, root, _ = slug_suite
+    shards = root / "tar_files"
+    shards.mkdir(exist_ok=True)
+    make_pairs_shard(shards / "Elon_Musk.tar", n_pairs=4)
+    with_shards = ClipSuite(dataclasses.replace(suite.config, forget_pairs=str(shards)))
+    task = with_shards.task("Elon Musk")
+    forget = list(task.forget_batches())
+    tok = open_clip.get_tokenizer("ub-clip-micro")
+    assert sum(len(images) for images, _ in forget) == 4  # the shard's complete pairs, not the CelebA images
+    assert sorted(map(tuple, torch.cat([tokens for _, tokens in forget]).tolist())) == sorted(
+        map(tuple, tok([pair_caption(i) for i in range(4)]).tolist()))
+    assert len(with_shards.forget_pairs("Elon Musk")[0]) == 4  # MIA attacks the same pairs
+    with pytest.raises(UnlearnBenchError, match="no shard for 'Jeff Bezos' .*expected Jeff_Bezos.tar"):
+        with_shards.task("Jeff Bezos")
+    with pytest.raises(UnlearnBenchError, match="forget_pairs: no such folder: .*nowhere"):
+        ClipSuite(dataclasses.replace(suite.config, forget_pairs=str(root / "nowhere"))).targets()
+    with pytest.raises(UnlearnBenchError, match="forget_pairs is a real-data setting"):
+        ClipSuite(ClipSuiteConfig(forget_pairs=str(shards)))
 
 
 def test_slug_protocol_needs_its_retain_pairs(slug_suite):

@@ -5,6 +5,7 @@ import json
 import pandas as pd
 import pytest
 
+from unlearnbench.benchmarks.clip import ClipSuite
 from unlearnbench import records as rec
 from unlearnbench.methods.base import METHODS, Method, Outcome
 from unlearnbench.runner import RunSpec, run
@@ -26,7 +27,7 @@ def test_run_writes_records_and_manifest(first_run):
     assert set(frame.stage) == {"before", "after"}
     assert set(frame.method) == {"slug", "noop"}
     manifest = json.loads((result.run_dir / "manifest.json").read_text())
-    assert manifest["suite"]["name"] == "clip" and manifest["suite"]["version"] == 2
+    assert manifest["suite"]["name"] == "clip" and manifest["suite"]["version"] == ClipSuite.version
     assert manifest["methods"]["slug"]["config"]["search_steps"] == 4
     assert "torch" in manifest["packages"] and "machine" in manifest
 

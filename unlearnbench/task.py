@@ -146,3 +146,16 @@ def iterate(batches: Iterable[Batch], limit: int | None) -> Iterator[Batch]:
         if limit is not None and i >= limit:
             return
         yield batch
+
+
+def shuffled_epochs(n: int, batch_size: int,
+                    make_batch: Callable[[torch.Tensor], Batch]) -> Callable[[], Iterator[Batch]]:
+    """An epoch function for ``forget_batches`` / ``retain_batches``: positions 0..n-1 in the order of
+    the current torch seed, ``batch_size`` at a time, each batch made by ``make_batch(positions)``."""
+
+    def epoch() -> Iterator[Batch]:
+        order = torch.randperm(n)
+        for start in range(0, n, batch_size):
+            yield make_batch(order[start:start + batch_size])
+
+    return epoch

@@ -21,6 +21,9 @@ from unlearnbench.registry import Registry
 from unlearnbench.task import UnlearningTask
 
 
+CONFIGURATIONS = ("embedded", "real")
+
+
 class Suite(ABC):
     """Base class of benchmark suites. Subclasses set the class attributes and the methods."""
 
@@ -30,10 +33,24 @@ class Suite(ABC):
     metrics: ClassVar[tuple[Metric, ...]]
     table_metrics: ClassVar[tuple[str, ...]]  # the columns of its paper table, in order
     plot_axes: ClassVar[tuple[str, str]]  # (forget metric, retain metric) of the forget-vs-retain plot
-    Config: ClassVar[type]
+    Config: ClassVar[type]  # a dataclass whose ``config`` field is "embedded" or "real"
+    # The iterative baselines' learning rate per configuration, unless the config's ``reference_lr``
+    # or a method's own setting says otherwise.
+    reference_lrs: ClassVar[dict[str, float]]
 
     def __init__(self, config: Any | None = None) -> None:
         self.config = config if config is not None else self.Config()
+        if self.config.config not in CONFIGURATIONS:
+            raise UnlearnBenchError(f"{self.name}: config={self.config.config!r}; expected "
+                                    f"{' or '.join(repr(c) for c in CONFIGURATIONS)}")
+
+    @property
+    def embedded(self) -> bool:
+        """Procedural data and small models trained here, rather than real data and weights."""
+        return self.config.config == "embedded"
+
+    def reference_lr(self) -> float:
+        return self.config.reference_lr or self.reference_lrs[self.config.config]
 
     @classmethod
     def summary(cls) -> str:

@@ -13,7 +13,9 @@ shard; here, in both configurations, the test-split images of the other identiti
 objects (ImageNet's test subset when real), captioned with the same templates: never trained on,
 and not of the target, whose held-out images would follow the forget pairs.
 
-``config=embedded`` (default) trains a tiny open_clip CLIP on procedural faces and objects;
+``config=embedded`` (default) trains a tiny open_clip CLIP on procedural faces and objects and on a
+retain pool (the LAION analogue: other identities and object classes no metric scores, from which the
+retain pairs come, so no method fine-tunes on the classes TA grades);
 ``config=real`` loads an open_clip model (e.g. ViT-B-32 / laion400m_e32) and ImageNet val and
 CelebA from ``data`` under one of two protocols (docs/PROTOCOLS.md, "clip"): ``heldout`` (the
 default: disjoint train / validation / test splits) or ``slug`` (the SLUG paper's files, subsets,
@@ -30,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import open_clip
 import torch
 import torch.nn.functional as F
@@ -38,11 +41,12 @@ from torch import nn
 from unlearnbench.benchmarks.base import Metric, Suite, register_suite
 from unlearnbench.cache import config_hash
 from unlearnbench.config import check_counts, check_device
-from unlearnbench.datasets.base import ArrayImageSet, ImageSet
+from unlearnbench.datasets.synthetic.clip_data import SyntheticClipData
+from unlearnbench.datasets.base import ArrayImageSet, ImageSet, ImageTensors
 from unlearnbench.errors import UnlearnBenchError
 from unlearnbench.mia import MIN_PAIRS, attack_accuracy
 from unlearnbench.models.tiny_clip import MEAN, STD, load_or_train, preset, random_init_allowed
-from unlearnbench.task import Goal, UnlearningTask
+from unlearnbench.task import Goal, UnlearningTask, shuffled_epochs
 from unlearnbench.zeroshot import (IDENTITY_TEMPLATES, OBJECT_TEMPLATES, SLUG_IDENTITY_TEMPLATES, image_features,
                                    text_classifier, topk_correct)
 
@@ -67,14 +71,15 @@ class ClipSuiteConfig:
     protocol: str = "heldout"
     imagenet_fraction: float = 0.05  # heldout: per-class test fraction of ImageNet val (seed 0)
     retain_pairs: str | None = None  # slug: the retain image-text pairs, a webdataset tar shard or a folder
+    # slug: a folder of per-target forget shards <First_Last>.tar (the reference's data/tar_files) or
+    # folders <First_Last>/; None: the target's CelebA images captioned "{name}."
+    forget_pairs: str | None = None
     # both
     forget_metric: str = "FA@5"  # goal on the forget-validation split (the SLUG paper's step 5)
     forget_threshold: float = 0.0  # ... reached when forget_metric <= this (in %)
-    # Learning rate of the iterative baselines unless a method sets its own. None: 1e-7 for real
-    # models (SLUG's ViT-B-32 comparison), 1e-4 embedded: the smallest power of ten with which GA
-    # reaches the forget goal within its 10 epochs on the default target (1e-5 leaves FA@1 at 60%).
-    reference_lr: float | None = None
-    retain_samples: int = 1024  # retain pairs handed to methods (other identities + objects)
+    reference_lr: float | None = None  # the iterative baselines' learning rate; None: ClipSuite.reference_lrs
+    # retain pairs handed to methods (embedded: from the retain pool; real heldout: other identities + objects)
+    retain_samples: int = 1024
     batch_size: int = 32
     device: str = "cpu"
 
@@ -92,7 +97,11 @@ class ClipData:
     targets: list[str]
     identity_templates: tuple[Callable[[str], str], ...] = IDENTITY_TEMPLATES
     ta_ca_names: list[str] | None = None  # TA_CA's identities, the target included; None: all but the target
-    retain: ImageSet | None = None  # image-text pairs (image i captioned classnames[i]); None: from train splits
+    # image-text pairs (image i captioned classnames[i]); None: sampled from the train splits (real heldout)
+    retain: ImageSet | None = None
+    # target -> its forget image-text pairs (image i captioned classnames[i]); None: the target's train
+    # images captioned with identity_templates
+    forget_pairs: Callable[[str], ImageSet] | None = None
 
 
 @dataclass
@@ -104,32 +113,14 @@ class ClipAssets:
     model_id: str
 
 
-class ImageTensors:
-    """Model-ready image tensors of an ImageSet, precomputed for arrays, loaded for files."""
-
-    def __init__(self, images: ImageSet, preprocess) -> None:
-        self.images = images
-        self.preprocess = preprocess
-        self._all = images.as_tensor(MEAN, STD) if isinstance(images, ArrayImageSet) else None
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def take(self, indices: torch.Tensor) -> torch.Tensor:
-        if self._all is not None:
-            return self._all[indices]
-        return torch.stack([self.preprocess(self.images[int(i)]) for i in indices])
-
-    def batches(self, batch_size: int):
-        for start in range(0, len(self), batch_size):
-            yield self.take(torch.arange(start, min(start + batch_size, len(self))))
-
-
 @register_suite("clip")
 class ClipSuite(Suite):
     """CLIP zero-shot identity unlearning: FA, TA_CA (other identities), TA_IN (objects/ImageNet)."""
 
-    version = 2  # 2: MIA
+    version = 3  # 2: MIA; 3: embedded retain pairs from a pool that TA never scores
+    # 1e-7 real (SLUG's ViT-B-32 comparison); 1e-4 embedded: the smallest power of ten with which GA
+    # reaches the forget goal within its 10 epochs on the default target (1e-5 leaves FA@1 at 60%).
+    reference_lrs = {"embedded": 1e-4, "real": 1e-7}
     kind = "clip"
     Config = ClipSuiteConfig
     metrics = (*(
@@ -144,11 +135,12 @@ class ClipSuite(Suite):
 
     def __init__(self, config: ClipSuiteConfig | None = None) -> None:
         super().__init__(config)
-        if self.config.config not in ("embedded", "real"):
-            raise UnlearnBenchError(f"clip: config={self.config.config!r}; expected 'embedded' or 'real'")
         if self.config.protocol not in PROTOCOLS:
             raise UnlearnBenchError(f"clip: protocol={self.config.protocol!r}; expected one of {', '.join(PROTOCOLS)}")
-        if self.config.protocol == "slug" and self.config.config != "real":
+        if self.config.forget_pairs is not None and self.embedded:
+            raise UnlearnBenchError("clip: forget_pairs is a real-data setting (the reference's per-target LAION "
+                                    "shards); use it with --config real")
+        if self.config.protocol == "slug" and self.embedded:
             raise UnlearnBenchError("clip: protocol=slug reads the SLUG paper's data files: use it with --config real")
         valid = {m.name for m in self.metrics}
         if self.config.forget_metric not in {"FA@1", "FA@5"}:
@@ -157,14 +149,16 @@ class ClipSuite(Suite):
         self._val_cache: dict[str, torch.Tensor] = {}
         self._tensors: dict[tuple[str, str], ImageTensors] = {}
         self._mia: dict[str, tuple] = {}
+        self._forget: dict[str, tuple[ImageTensors, torch.Tensor]] = {}
 
     @functools.cached_property
     def assets(self) -> ClipAssets:
-        if self.config.config == "embedded":
+        if self.embedded:
             train_cfg = preset(self.config.embedded)
             trained = load_or_train(train_cfg, self.config.device)
             data = ClipData(trained.data.identities, trained.data.objects,
-                            list(trained.data.identities["test"].classnames))
+                            list(trained.data.identities["test"].classnames),
+                            retain=embedded_retain_pairs(trained.data, self.config.retain_samples))
             model_id = f"{train_cfg.model}-{config_hash(train_cfg)}"
             return ClipAssets(trained.model, trained.tokenizer, data, None, model_id)
         return load_real_assets(self.config)
@@ -182,11 +176,16 @@ class ClipSuite(Suite):
     def device(self) -> torch.device:
         return torch.device(self.config.device)
 
+    def image_tensors(self, images: ImageSet) -> ImageTensors:
+        preprocess = self.assets.preprocess
+        transform = None if preprocess is None else (lambda pil: torch.stack([preprocess(im) for im in pil]))
+        return ImageTensors(images, MEAN, STD, transform)
+
     def tensors(self, domain: str, split: str) -> ImageTensors:
         key = (domain, split)
         if key not in self._tensors:
             images = (self.assets.data.identities if domain == "identities" else self.assets.data.objects)[split]
-            self._tensors[key] = ImageTensors(images, self.assets.preprocess)
+            self._tensors[key] = self.image_tensors(images)
         return self._tensors[key]
 
     # -- evaluation ------------------------------------------------------------------------------
@@ -212,18 +211,13 @@ class ClipSuite(Suite):
         if target in self._mia:
             return self._mia[target]
         tok, data = self.assets.tokenizer, self.assets.data
-        train, test, objs = data.identities["train"], data.identities["test"], data.objects["test"]
-        forget = torch.nonzero(train.labels == train.classnames.index(target)).flatten()
-        # The captions the task's forget pairs carry (the protocol's identity templates).
-        templates = data.identity_templates
-        forget_tokens = tok([templates[i % len(templates)](target) for i in range(len(forget))])
+        test, objs = data.identities["test"], data.objects["test"]
         others = torch.nonzero(test.labels != test.classnames.index(target)).flatten().tolist()
         unseen = test.subset(others).concat(objs)
         by_label = [data.identity_templates] * len(test.classnames) + [OBJECT_TEMPLATES] * len(objs.classnames)
         texts = [by_label[label][i % len(by_label[label])](unseen.classnames[label])
                  for i, label in enumerate(unseen.labels.tolist())]
-        forget_images = ImageTensors(train.subset(forget.tolist()), self.assets.preprocess)
-        self._mia[target] = (forget_images, forget_tokens), (ImageTensors(unseen, self.assets.preprocess), tok(texts))
+        self._mia[target] = self.forget_pairs(target), (self.image_tensors(unseen), tok(texts))
         return self._mia[target]
 
     def _forget_only(self, model: nn.Module, target: str, split: str, changed: set[str] | None) -> dict[str, float]:
@@ -282,20 +276,14 @@ class ClipSuite(Suite):
         ids, templates = self.assets.data.identities["train"], self.assets.data.identity_templates
         target_label = ids.classnames.index(target)
 
-        forget_idx = torch.nonzero(ids.labels == target_label).flatten()
-        forget_tokens = tok([templates[i % len(templates)](target) for i in range(len(forget_idx))])
+        forget_images, forget_tokens = self.forget_pairs(target)
         retain_images, retain_tokens = self._retain_pairs(target_label)
-        forget_images = self.tensors("identities", "train")
         other_names = [n for n in ids.classnames if n != target]
         dev = self.device
 
-        def batches(images, indices: torch.Tensor, tokens: torch.Tensor):
-            def epoch():
-                order = torch.randperm(len(indices))
-                for start in range(0, len(order), cfg.batch_size):
-                    pick = order[start:start + cfg.batch_size]
-                    yield images(indices[pick]), tokens[pick]
-            return epoch
+        def batches(images: ImageTensors, indices: torch.Tensor, tokens: torch.Tensor):
+            return shuffled_epochs(len(indices), cfg.batch_size,
+                                   lambda pick: (images.take(indices[pick]), tokens[pick]))
 
         def random_label_loss(m: nn.Module, batch, generator: torch.Generator) -> torch.Tensor:
             """CLIP's training objective on the forget images paired with other identities' names."""
@@ -311,8 +299,8 @@ class ClipSuite(Suite):
 
         return UnlearningTask(
             kind="clip", suite=self.name, target=target, model=model,
-            forget_batches=batches(forget_images.take, forget_idx, forget_tokens),
-            retain_batches=batches(retain_images.take, torch.arange(len(retain_tokens)), retain_tokens),
+            forget_batches=batches(forget_images, torch.arange(len(forget_tokens)), forget_tokens),
+            retain_batches=batches(retain_images, torch.arange(len(retain_tokens)), retain_tokens),
             forget_loss_fn=lambda m, b: clip_forget_loss(m, b[0].to(dev), b[1].to(dev)),
             retain_loss_fn=lambda m, b: clip_contrastive_loss(m, b[0].to(dev), b[1].to(dev)),
             validate_fn=validate,
@@ -321,16 +309,31 @@ class ClipSuite(Suite):
             layer_groups=clip_layer_groups(model),
             random_label_loss_fn=random_label_loss,
             validate_forget_fn=lambda m, changed: self._forget_only(m, target, "val", changed),
-            reference_lr=cfg.reference_lr or (1e-4 if cfg.config == "embedded" else 1e-7),
+            reference_lr=self.reference_lr(),
         )
+
+    def forget_pairs(self, target: str) -> tuple[ImageTensors, torch.Tensor]:
+        """The (image, caption) pairs to forget, which MIA also attacks: the protocol's forget shard of
+        ``target`` where it has one, else the target's train images with the identity templates."""
+        if target not in self._forget:
+            data, tok = self.assets.data, self.assets.tokenizer
+            if data.forget_pairs is not None:
+                pairs = data.forget_pairs(target)
+                self._forget[target] = self.image_tensors(pairs), tok(pairs.classnames)
+            else:
+                train, templates = data.identities["train"], data.identity_templates
+                rows = torch.nonzero(train.labels == train.classnames.index(target)).flatten().tolist()
+                tokens = tok([templates[i % len(templates)](target) for i in range(len(rows))])
+                self._forget[target] = self.image_tensors(train.subset(rows)), tokens
+        return self._forget[target]
 
     def _retain_pairs(self, target_label: int) -> tuple[ImageTensors, torch.Tensor]:
         """The retain set's (image, caption) pairs: under protocol=slug every pair of ``retain_pairs`` (the
-        reference takes one pass over its whole LAION shard); else a fixed sample of ``retain_samples``
-        pairs from other identities and from objects."""
+        reference takes one pass over its whole LAION shard), embedded the retain pool's sample; else (real
+        heldout) a fixed sample of ``retain_samples`` pairs from other identities and from objects."""
         if self.assets.data.retain is not None:
             pairs = self.assets.data.retain
-            return ImageTensors(pairs, self.assets.preprocess), self.assets.tokenizer(pairs.classnames)
+            return self.image_tensors(pairs), self.assets.tokenizer(pairs.classnames)
         ids, objs = self.assets.data.identities["train"], self.assets.data.objects["train"]
         gen = torch.Generator().manual_seed(0)
         id_pool = torch.nonzero(ids.labels != target_label).flatten()
@@ -342,7 +345,14 @@ class ClipSuite(Suite):
         templates = [IDENTITY_TEMPLATES] * len(ids.classnames) + [OBJECT_TEMPLATES] * len(objs.classnames)
         texts = [templates[label][i % len(templates[label])](retain.classnames[label])
                  for i, label in enumerate(retain.labels.tolist())]
-        return ImageTensors(retain, self.assets.preprocess), self.assets.tokenizer(texts)
+        return self.image_tensors(retain), self.assets.tokenizer(texts)
+
+
+def embedded_retain_pairs(data: SyntheticClipData, n: int) -> ArrayImageSet:
+    """A fixed sample (seed 0) of ``n`` pairs from the embedded retain pool, the LAION analogue:
+    identities and object classes the model trained on and that no metric scores."""
+    pick = torch.randperm(len(data.pool), generator=torch.Generator().manual_seed(0))[:n].numpy()
+    return ArrayImageSet(data.pool.pixels[pick], np.arange(len(pick)), [data.pool_captions[i] for i in pick])
 
 
 def identity_object_metrics(id_logits: torch.Tensor, id_labels: torch.Tensor, target_label: int,
@@ -378,12 +388,20 @@ def clip_forget_loss(model: nn.Module, images: torch.Tensor, tokens: torch.Tenso
 
 
 def clip_contrastive_loss(model: nn.Module, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """CLIP's symmetric InfoNCE with the model's learned logit scale (its training objective)."""
+    """CLIP's symmetric InfoNCE with the model's learned logit scale (its training objective).
+
+    Pairs whose captions are token-for-token identical are positives of each other: a batch of
+    web pairs (unique captions) gets CLIP's loss exactly, and a batch from the embedded retain pool,
+    whose captions repeat within a class, is not asked to tell apart two images by one caption."""
     img = F.normalize(model.encode_image(images), dim=-1)
     txt = F.normalize(model.encode_text(tokens), dim=-1)
     logits = model.logit_scale.exp() * img @ txt.T
-    labels = torch.arange(len(images), device=images.device)
-    return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels))
+    same = (tokens[:, None, :] == tokens[None, :, :]).all(dim=-1).to(logits.device)
+    if bool(same.sum() == len(tokens)):
+        target = torch.arange(len(images), device=logits.device)
+    else:
+        target = same.float() / same.sum(dim=1, keepdim=True)
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
 
 
 def clip_layer_groups(model: nn.Module) -> dict[str, str]:
@@ -401,6 +419,8 @@ def load_real_assets(cfg: ClipSuiteConfig) -> ClipAssets:
                                 "and PATH/celeba/..., see README, clip, 'Real data')")
     # Data first: a wrong path should fail in a second, not after building a large model.
     data = slug_data(cfg) if cfg.protocol == "slug" else heldout_data(Path(cfg.data), cfg.imagenet_fraction)
+    if cfg.forget_pairs is not None:
+        data.forget_pairs = forget_shards(Path(cfg.forget_pairs))
     model, preprocess, model_id = load_open_clip(cfg.model, cfg.pretrained, cfg.weights, cfg.device)
     return ClipAssets(model, open_clip.get_tokenizer(cfg.model), data, preprocess, model_id)
 
@@ -440,6 +460,27 @@ def slug_data(cfg: ClipSuiteConfig) -> ClipData:
     return ClipData({split: identities for split in ("train", "val", "test")},
                     {split: imagenet for split in ("val", "test")}, targets,
                     SLUG_IDENTITY_TEMPLATES, celeba.frequent, retain)
+
+
+def forget_shards(folder: Path) -> Callable[[str], ImageSet]:
+    """Per-target forget pairs as the reference keeps them: ``folder/<First_Last>.tar`` (its
+    ``data/tar_files``, LAION pairs whose caption names the target) or a folder ``folder/<First_Last>/``
+    of image + caption files. A missing folder fails now; a target's missing shard when it is run."""
+    from unlearnbench.datasets.pairs import LAYOUT, load_pairs
+
+    if not folder.is_dir():
+        raise UnlearnBenchError(f"forget_pairs: no such folder: {folder} (one shard per target: "
+                                f"<First_Last>.tar or <First_Last>/; {LAYOUT})")
+
+    def pairs(target: str) -> ImageSet:
+        stem = target.replace(" ", "_")
+        for candidate in (folder / f"{stem}.tar", folder / stem):
+            if candidate.exists():
+                return load_pairs(candidate, what=f"forget_pairs of {target!r}")
+        raise UnlearnBenchError(f"forget_pairs: no shard for {target!r} in {folder}: expected {stem}.tar "
+                                f"or a folder {stem}/ ({LAYOUT})")
+
+    return pairs
 
 
 def load_open_clip(name: str, pretrained: str, weights: str | None, device: str):

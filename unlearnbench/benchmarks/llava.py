@@ -34,12 +34,12 @@ from torch import nn
 
 from unlearnbench.benchmarks.base import Metric, Suite, register_suite
 from unlearnbench.config import check_counts, check_device
-from unlearnbench.datasets.base import ArrayImageSet, ImageSet
+from unlearnbench.datasets.base import ImageSet, ImageTensors
 from unlearnbench.datasets.synthetic.vqa import IDENTITY_QUESTIONS, Questions
 from unlearnbench.errors import UnlearnBenchError
 from unlearnbench.models.llava_loader import load_clip, load_llava, vision_parameters
 from unlearnbench.models.tiny_llava import MAX_NEW_TOKENS, class_aware_clip_loss, load_or_train, preset
-from unlearnbench.task import Goal, UnlearningTask
+from unlearnbench.task import Goal, UnlearningTask, shuffled_epochs
 from unlearnbench.vlm import MATCH_RULES, answer_batch, answer_items, contains_answer, prompt_ids
 from unlearnbench.zeroshot import IDENTITY_TEMPLATES
 
@@ -64,10 +64,7 @@ class LlavaSuiteConfig:
     match: str | None = None
     forget_threshold: float = 0.0  # FA (%) on the validation images of the target that counts as forgotten
     retain_tolerance: float | None = 5.0  # points of validation retain score a step may lose (None: any)
-    # Learning rate of the iterative baselines unless a method sets its own. None: 1e-4 embedded
-    # (on the default target GA's FA falls to 35-50% within its 10 epochs; at 1e-3 it reaches 0 but
-    # other identities fall to 17%, at 1e-5 nothing moves), 1e-7 real (SLUG's setting for CLIP towers).
-    reference_lr: float | None = None
+    reference_lr: float | None = None  # the iterative baselines' learning rate; None: LlavaSuite.reference_lrs
     retain_samples: int = 512  # retain (image, caption) pairs handed to methods
     batch_size: int = 32
     eval_batch_size: int = 128
@@ -100,23 +97,13 @@ class LlavaAssets:
     target_names: list[str] | None = None  # the identities that can be forgotten; None: every identity
 
 
-class PixelSource:
-    """Pixel values of an image set as the processor gives them: precomputed for in-memory images of
-    the processor's size, processed on demand otherwise."""
-
-    def __init__(self, images: ImageSet, processor) -> None:
-        self.images = images
-        self.processor = processor.image_processor
-        size = self.processor.crop_size.get("height") if hasattr(self.processor, "crop_size") else None
-        self._all = None
-        if isinstance(images, ArrayImageSet) and images.pixels.shape[1] == size:
-            self._all = images.as_tensor(self.processor.image_mean, self.processor.image_std)
-
-    def take(self, indices) -> torch.Tensor:
-        indices = [int(i) for i in indices]
-        if self._all is not None:
-            return self._all[indices]
-        return self.processor(images=[self.images[i] for i in indices], return_tensors="pt")["pixel_values"]
+def pixel_tensors(images: ImageSet, processor) -> ImageTensors:
+    """Pixel values of ``images`` as LLaVA's image processor gives them (precomputed for in-memory
+    images of the processor's crop size)."""
+    image_processor = processor.image_processor
+    size = image_processor.crop_size.get("height") if hasattr(image_processor, "crop_size") else None
+    return ImageTensors(images, image_processor.image_mean, image_processor.image_std,
+                        lambda pil: image_processor(images=pil, return_tensors="pt")["pixel_values"], size)
 
 
 @register_suite("llava")
@@ -130,22 +117,23 @@ class LlavaSuite(Suite):
                Metric("TA_VQA", "vqa-test", True))
     table_metrics = ("FA", "TA_ID", "TA_VQA")
     plot_axes = ("FA", "TA_ID")
+    # 1e-4 embedded (on the default target GA's FA falls to 35-50% within its 10 epochs; at 1e-3 it
+    # reaches 0 but other identities fall to 17%, at 1e-5 nothing moves), 1e-7 real (SLUG's CLIP setting).
+    reference_lrs = {"embedded": 1e-4, "real": 1e-7}
 
     def __init__(self, config: LlavaSuiteConfig | None = None) -> None:
         super().__init__(config)
-        if self.config.config not in ("embedded", "real"):
-            raise UnlearnBenchError(f"llava: config={self.config.config!r}; expected 'embedded' or 'real'")
-        if self.config.config == "embedded":
+        if self.embedded:
             preset(self.config.embedded)  # an unknown preset fails before anything trains
         if self.config.match not in (None, *MATCH_RULES):
             raise UnlearnBenchError(f"llava: match={self.config.match!r}; expected one of {', '.join(MATCH_RULES)}")
-        self.match = self.config.match or ("substring" if self.config.config == "real" else "word")
-        self._pixels: dict[tuple[str, str], PixelSource] = {}
+        self.match = self.config.match or ("word" if self.embedded else "substring")
+        self._pixels: dict[tuple[str, str], ImageTensors] = {}
         self._prompts: dict[str, torch.Tensor] = {}
 
     @functools.cached_property
     def assets(self) -> LlavaAssets:
-        if self.config.config == "embedded":
+        if self.embedded:
             trained = load_or_train(preset(self.config.embedded), self.config.device)
             data = trained.data
             utility = {split: data.utility[split] for split in ("val", "test")}
@@ -168,11 +156,11 @@ class LlavaSuite(Suite):
         return torch.device(self.config.device)
 
     # -- asking questions ---------------------------------------------------------------------------
-    def pixels(self, domain: str, split: str) -> PixelSource:
+    def pixels(self, domain: str, split: str) -> ImageTensors:
         key = (domain, split)
         if key not in self._pixels:
             images = self.assets.identities[split] if domain == "identities" else self.assets.utility[split].images
-            self._pixels[key] = PixelSource(images, self.assets.processor)
+            self._pixels[key] = pixel_tensors(images, self.assets.processor)
         return self._pixels[key]
 
     def prompt(self, question: str) -> torch.Tensor:
@@ -264,7 +252,7 @@ class LlavaSuite(Suite):
         class_text = text_embeddings(clip, assets.clip_tokenizer, captions, dev)
         retain_images, retain_labels = self._retain_pairs(target_label)
         forget_rows = torch.nonzero(faces.labels == target_label).flatten()
-        forget_images = PixelSource(faces, assets.processor)
+        forget_images = pixel_tensors(faces, assets.processor)
         other_labels = torch.tensor([c for c in range(len(faces.classnames)) if c != target_label])
 
         def embed(m: nn.Module, pixels: torch.Tensor) -> torch.Tensor:
@@ -273,13 +261,8 @@ class LlavaSuite(Suite):
             pooled = tower(pixel_values=pixels.to(dev, dtype)).pooler_output
             return clip.visual_projection(pooled.to(clip.visual_projection.weight.dtype))
 
-        def batches(images: PixelSource, rows: torch.Tensor, labels: torch.Tensor):
-            def epoch():
-                order = torch.randperm(len(rows))
-                for start in range(0, len(order), cfg.batch_size):
-                    pick = order[start:start + cfg.batch_size]
-                    yield images.take(rows[pick].tolist()), labels[pick]
-            return epoch
+        def batches(images: ImageTensors, rows: torch.Tensor, labels: torch.Tensor):
+            return shuffled_epochs(len(rows), cfg.batch_size, lambda pick: (images.take(rows[pick]), labels[pick]))
 
         def forget_loss(m: nn.Module, batch) -> torch.Tensor:
             """mean(1 - cos(image embedding, the target name's text embedding))."""
@@ -315,12 +298,12 @@ class LlavaSuite(Suite):
             random_label_loss_fn=random_label_loss,
             validate_forget_fn=lambda m, changed: self.forget_accuracy(m, target, "val"),
             # Generating answers with a 7B model costs far more than a gradient step; the tiny one does not.
-            expensive_validation=cfg.config == "real",
-            reference_lr=cfg.reference_lr or (1e-4 if cfg.config == "embedded" else 1e-7),
+            expensive_validation=not self.embedded,
+            reference_lr=self.reference_lr(),
             extras={"answer_losses": answer_losses},
         )
 
-    def _answer_losses(self, target_label: int, retain_faces: PixelSource, retain_labels: torch.Tensor) -> dict:
+    def _answer_losses(self, target_label: int, retain_faces: ImageTensors, retain_labels: torch.Tensor) -> dict:
         """Batches and losses on LLaVA's own answers (``slug-lm``): the forget loss is the negative
         log-likelihood of the target's name asked "who is this?" about its training faces; the
         retain loss the same for the other identities' faces (the retain sample) and, embedded, the
@@ -329,7 +312,7 @@ class LlavaSuite(Suite):
         faces = assets.identities["train"]
         tokenizer = assets.processor.tokenizer
         forget_rows = torch.nonzero(faces.labels == target_label).flatten().tolist()
-        forget_pixels = PixelSource(faces, assets.processor)
+        forget_pixels = pixel_tensors(faces, assets.processor)
         # (pixel source, image index, question, answer); retain labels beyond the identities are scenes.
         n_id = len(faces.classnames)
         target = faces.classnames[target_label]
@@ -339,16 +322,12 @@ class LlavaSuite(Suite):
                   for i, label in enumerate(retain_labels.tolist()) if label < n_id]
         if assets.utility_train is not None:
             qs = assets.utility_train
-            scene_pixels = PixelSource(qs.images, assets.processor)
+            scene_pixels = pixel_tensors(qs.images, assets.processor)
             pick = torch.randperm(len(qs), generator=torch.Generator().manual_seed(0))[:len(retain)].tolist()
             retain += [(scene_pixels, qs.image_index[i], qs.questions[i], qs.answers[i]) for i in pick]
 
         def batches(items: list):
-            def epoch():
-                order = torch.randperm(len(items)).tolist()
-                for start in range(0, len(order), cfg.batch_size):
-                    yield ([items[i] for i in order[start:start + cfg.batch_size]],)
-            return epoch
+            return shuffled_epochs(len(items), cfg.batch_size, lambda pick: ([items[i] for i in pick.tolist()],))
 
         def answer_nll(m: nn.Module, batch) -> torch.Tensor:
             (items,) = batch
@@ -362,7 +341,7 @@ class LlavaSuite(Suite):
         return {"forget_batches": batches(forget), "retain_batches": batches(retain),
                 "forget_loss": answer_nll, "retain_loss": answer_nll}
 
-    def _retain_pairs(self, target_label: int) -> tuple[PixelSource, torch.Tensor]:
+    def _retain_pairs(self, target_label: int) -> tuple[ImageTensors, torch.Tensor]:
         """A fixed sample of other identities' faces and (embedded) captioned scenes, with labels
         indexing the class embeddings (identities first, then scene captions)."""
         faces, scenes = self.assets.identities["train"], self.assets.captioned
@@ -374,7 +353,7 @@ class LlavaSuite(Suite):
         if scenes is not None:
             n_scenes = min(len(scenes), self.config.retain_samples - n_faces)
             retain = retain.concat(scenes.subset(torch.randperm(len(scenes), generator=gen)[:n_scenes].tolist()))
-        return PixelSource(retain, self.assets.processor), retain.labels
+        return pixel_tensors(retain, self.assets.processor), retain.labels
 
 
 def identity_accuracy(replies: list[str], expected: list[str], match: str = "word") -> float:

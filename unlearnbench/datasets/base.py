@@ -7,7 +7,7 @@ into ``images.classnames``. Suites turn them into model-ready batches.
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -127,3 +127,34 @@ class EncodedImageSet(ImageSet):
         if not isinstance(other, EncodedImageSet):
             raise TypeError(f"cannot concatenate EncodedImageSet and {type(other).__name__}")
         return EncodedImageSet(self.encoded + other.encoded, *self._merged_labels(other), self.sources + other.sources)
+
+
+class ImageTensors:
+    """Model-ready tensors of an ImageSet, one class for every suite: computed once, without a PIL
+    round trip, for in-memory arrays already at the model's input size (normalised by ``mean`` and
+    ``std``); made on demand by ``transform`` (PIL images -> one batch tensor: open_clip's preprocess,
+    a Hugging Face image processor) for files, encoded images and arrays of another size."""
+
+    def __init__(self, images: ImageSet, mean: Sequence[float], std: Sequence[float],
+                 transform: Callable[[list[Image.Image]], torch.Tensor] | None = None,
+                 size: int | None = None) -> None:
+        self.images = images
+        self.transform = transform
+        self._all = None
+        if isinstance(images, ArrayImageSet) and (size is None or images.pixels.shape[1] == size):
+            self._all = images.as_tensor(mean, std)
+        elif transform is None:
+            raise ValueError(f"{type(images).__name__} of {len(images)} images needs a transform to become tensors")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def take(self, indices: Sequence[int] | torch.Tensor) -> torch.Tensor:
+        indices = [int(i) for i in indices]
+        if self._all is not None:
+            return self._all[indices]
+        return self.transform([self.images[i] for i in indices])
+
+    def batches(self, batch_size: int):
+        for start in range(0, len(self), batch_size):
+            yield self.take(range(start, min(start + batch_size, len(self))))

@@ -50,9 +50,11 @@ LAYOUT = ("expected root/<Style>/<Object>/<n>.jpg as in the UnlearnCanvas releas
 
 
 def style_prompt_name(style: str) -> str:
-    """How a style is written in prompts: underscores become spaces and the seed images are "Photo"."""
+    """How a style is written in prompts: underscores become spaces, the photos included ("Seed Images"),
+    as the official unlearning evaluation scripts write every style (its fine-tuning sampler's "Photo
+    style" special case is not what the unlearned models are scored with; docs/PROTOCOLS.md)."""
     _check_names([style], UNLEARNCANVAS_STYLES, "style")
-    return "Photo" if style == PHOTO_STYLE else style.replace("_", " ")
+    return style.replace("_", " ")
 
 
 def unlearncanvas_prompt(style: str, object_name: str) -> str:

@@ -61,7 +61,7 @@ PRESETS = {
     "micro": TinyClipTrainConfig(
         model="ub-clip-micro", steps=200, batch_size=128, warmup_steps=10, lr=3e-3,
         data=SyntheticClipDataConfig(n_identities=10, n_objects=6, identity_images=(40, 8, 12),
-                                     object_images=(40, 8, 12))),
+                                     object_images=(40, 8, 12), pool_identities=8, pool_objects=4, pool_images=24)),
 }
 
 
@@ -126,13 +126,16 @@ def load_or_train(cfg: TinyClipTrainConfig, device: torch.device | str = "cpu") 
 def train(cfg: TinyClipTrainConfig, data: SyntheticClipData, tokenizer) -> tuple[torch.nn.Module, dict[str, float]]:
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.model)
-    ids, objs = data.identities["train"], data.objects["train"]
-    images = torch.cat([ids.as_tensor(MEAN, STD), objs.as_tensor(MEAN, STD)])
-    n_id = len(ids.classnames)
-    labels = torch.cat([ids.labels, objs.labels + n_id])
+    ids, objs, pool = data.identities["train"], data.objects["train"], data.pool
+    # The retain pool is part of the training data, as LAION is part of CLIP's.
+    images = torch.cat([ids.as_tensor(MEAN, STD), objs.as_tensor(MEAN, STD), pool.as_tensor(MEAN, STD)])
+    n_id, n_obj, n_pool_id = len(ids.classnames), len(objs.classnames), cfg.data.pool_identities
+    labels = torch.cat([ids.labels, objs.labels + n_id, pool.labels + n_id + n_obj])
     # Caption table: row = class, column = template (objects have more templates than identities).
     caption_tokens, template_count = [], []
-    for names, templates in ((ids.classnames, IDENTITY_TEMPLATES), (objs.classnames, OBJECT_TEMPLATES)):
+    for names, templates in ((ids.classnames, IDENTITY_TEMPLATES), (objs.classnames, OBJECT_TEMPLATES),
+                             (pool.classnames[:n_pool_id], IDENTITY_TEMPLATES),
+                             (pool.classnames[n_pool_id:], OBJECT_TEMPLATES)):
         for name in names:
             caption_tokens.append(tokenizer(captions([name], templates)))
             template_count.append(len(templates))

@@ -50,24 +50,57 @@ class Identity:
     traits: dict[str, int]  # trait -> index into its option list
 
 
+# Short names for the retain pool (the LAION analogue): never scored, so never a target.
+POOL_FIRST_NAMES = [
+    "Ada", "Bo", "Cy", "Di", "Eli", "Fay", "Gus", "Hal", "Ike", "Jo", "Kit", "Lou", "Max", "Ned", "Oli",
+    "Pam", "Rex", "Sal", "Tad", "Uma", "Val", "Wes", "Zed", "Amy", "Ben", "Cal", "Dot", "Eve", "Fox", "Gil"]
+POOL_LAST_NAMES = [
+    "Ash", "Bay", "Cole", "Dale", "Elm", "Fenn", "Gray", "Hart", "Ives", "Kay", "Lane", "Moss", "Nash", "Oak",
+    "Pike", "Rook", "Shaw", "Tate", "Vale", "Ward", "York", "Ames", "Bell", "Cross", "Dunn", "Ford", "Glen",
+    "Hale", "Knox", "Lowe"]
+
+
 def make_identities(n: int, seed: int) -> list[Identity]:
     """``n`` identities whose trait vectors pairwise differ in at least two traits."""
     if n > min(len(FIRST_NAMES), len(LAST_NAMES)):
         raise ValueError(f"at most {min(len(FIRST_NAMES), len(LAST_NAMES))} identities can be named")
     rng = np.random.default_rng(seed)
-    combos = list(itertools.product(*(range(len(v)) for v in TRAITS.values())))
-    order = rng.permutation(len(combos))
-    chosen: list[tuple[int, ...]] = []
-    for i in order:
-        combo = combos[i]
-        if all(sum(a != b for a, b in zip(combo, other)) >= 2 for other in chosen):
-            chosen.append(combo)
-            if len(chosen) == n:
-                break
+    chosen = distinct_trait_combos(rng, n, taken=[])
     firsts = rng.permutation(FIRST_NAMES)[:n]
     lasts = rng.permutation(LAST_NAMES)[:n]
     return [Identity(f"{first} {last}", dict(zip(TRAITS, combo)))
             for first, last, combo in zip(firsts, lasts, chosen)]
+
+
+def make_pool_identities(n: int, seed: int, scored: list[Identity]) -> list[Identity]:
+    """``n`` more identities that differ in at least two traits from each other and from every
+    ``scored`` one, named from the pool's own name lists: people a model sees in training (its
+    retain data) but that no metric scores."""
+    if n > min(len(POOL_FIRST_NAMES), len(POOL_LAST_NAMES)):
+        raise ValueError(f"at most {min(len(POOL_FIRST_NAMES), len(POOL_LAST_NAMES))} pool identities can be named")
+    rng = np.random.default_rng([seed, 1])
+    taken = [tuple(person.traits[t] for t in TRAITS) for person in scored]
+    chosen = distinct_trait_combos(rng, n, taken)
+    if len(chosen) < n:
+        raise ValueError(f"only {len(chosen)} trait combinations are left for {n} pool identities")
+    firsts = rng.permutation(POOL_FIRST_NAMES)[:n]
+    lasts = rng.permutation(POOL_LAST_NAMES)[:n]
+    return [Identity(f"{first} {last}", dict(zip(TRAITS, combo)))
+            for first, last, combo in zip(firsts, lasts, chosen)]
+
+
+def distinct_trait_combos(rng: np.random.Generator, n: int, taken: list[tuple[int, ...]]) -> list[tuple[int, ...]]:
+    """Up to ``n`` trait combinations, in a random order, each at least two traits away from every
+    other and from ``taken``."""
+    combos = list(itertools.product(*(range(len(v)) for v in TRAITS.values())))
+    chosen: list[tuple[int, ...]] = []
+    for i in rng.permutation(len(combos)):
+        combo = combos[i]
+        if all(sum(a != b for a, b in zip(combo, other)) >= 2 for other in [*taken, *chosen]):
+            chosen.append(combo)
+            if len(chosen) == n:
+                break
+    return chosen
 
 
 def draw_face(identity: Identity, rng: np.random.Generator, size: int = 32) -> np.ndarray:

@@ -45,6 +45,23 @@ OBJECT_CLASSES = [
     ObjectClass("zebra rug", "square", "stripes", (250, 250, 250)),
 ]
 
+# Object classes of the retain pool (the LAION analogue): a shape, pattern and colour combination
+# that no scored class has, named by what it looks like. Models train on them; no metric scores them.
+POOL_OBJECT_CLASSES = [
+    ObjectClass("violet dotted ring", "ring", "dots", (150, 60, 200)),
+    ObjectClass("teal checked diamond", "diamond", "checks", (30, 160, 160)),
+    ObjectClass("pink striped hexagon", "hexagon", "stripes", (240, 120, 180)),
+    ObjectClass("brown outlined star", "star", "outline", (130, 80, 40)),
+    ObjectClass("navy solid crescent", "crescent", "solid", (20, 40, 120)),
+    ObjectClass("olive dotted cross", "cross", "dots", (110, 120, 30)),
+    ObjectClass("grey checked triangle", "triangle", "checks", (140, 140, 140)),
+    ObjectClass("gold outlined square", "square", "outline", (220, 170, 40)),
+    ObjectClass("cyan striped star", "star", "stripes", (60, 210, 230)),
+    ObjectClass("maroon dotted circle", "circle", "dots", (120, 20, 40)),
+    ObjectClass("lilac outlined hexagon", "hexagon", "outline", (190, 160, 220)),
+    ObjectClass("mint checked ring", "ring", "checks", (150, 230, 180)),
+]
+
 
 def _shape_mask(shape: str, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     r = np.hypot(x, y)
