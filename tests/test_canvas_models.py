@@ -120,6 +120,22 @@ def test_sampling_is_deterministic_per_prompt_and_seed(fresh_model):
         fresh_model.sample(prompts, [1], steps=3, guidance=2.0)
 
 
+def test_each_prompt_draws_fresh_noise_at_one_seed(fresh_model, monkeypatch):
+    """As the official evaluation (seed once, then new noise per prompt): two prompts at one seed start
+    from different noise, and one (prompt, seed) always from the same."""
+    import unlearnbench.models.t2i as t2i
+
+    starts = []
+    randn = t2i.randn_tensor
+    monkeypatch.setattr(t2i, "randn_tensor", lambda *a, **k: starts.append(randn(*a, **k)) or starts[-1])
+    prompts = [prompt("warm coral watercolor", "cat"), prompt("cold teal mosaic", "fish")]
+    fresh_model.sample(prompts, [188, 188], steps=1, guidance=2.0)
+    fresh_model.sample(prompts[1:], [188], steps=1, guidance=2.0)
+    assert not torch.equal(starts[0][0], starts[0][1])
+    assert torch.equal(starts[1][0], starts[0][1])
+    assert t2i.noise_seed(prompts[0], 188) != t2i.noise_seed(prompts[1], 188)
+
+
 def test_unknown_sampler_is_a_clear_error():
     with pytest.raises(UnlearnBenchError, match="NoSuchScheduler"):
         build_model(dataclasses.replace(MICRO, sampler=SamplerConfig(scheduler="NoSuchScheduler")),

@@ -77,7 +77,7 @@ def canvas_suite():
 def test_micro_base_model_generates_recognisable_styles(canvas_suite):
     target = canvas_suite.targets()[0]
     metrics = canvas_suite.evaluate(canvas_suite.base_model(), target)
-    assert set(metrics) == {"UA", "IRA", "CRA", "UA_para", "FID"}
+    assert set(metrics) == {"UA", "IRA", "CRA", "UA_para", "FD_style"}  # not an Inception FID: named apart
     assert metrics["IRA"] > 100 / len(canvas_suite.targets()) + 10, metrics  # far above chance
 
 
@@ -111,6 +111,59 @@ def test_generation_is_cached_per_weights(canvas_suite):
             weight.copy_(saved)
     assert not torch.equal(first, changed)
     assert torch.equal(canvas_suite.generate(model, prompts, (1,)), first)
+    assert len(canvas_suite._images) <= 2  # the base model's images and the latest model's only
+    cached = next(iter(next(iter(canvas_suite._images.values())).values()))
+    assert cached.dtype == torch.uint8 and cached.device.type == "cpu"
+
+
+def test_esd_u_trains_the_reference_noxattn_set_and_counts_its_passes(canvas_suite):
+    from unlearnbench.methods.esd import bin_timestep, esd_parameter_names  # noqa: PLC0415
+
+    names = [f"unet.{n}" for n, _ in canvas_suite.base_model().unet.named_parameters()]
+    esd_u = esd_parameter_names(names, "noxattn")
+    assert esd_u and not any(".attn2." in n for n in esd_u)
+    assert not any(n.startswith(("unet.time_embedding.", "unet.conv_out.", "unet.conv_norm_out.")) for n in esd_u)
+    assert any(".norm" in n for n in esd_u) and any("time_emb_proj" in n for n in esd_u)  # kept, as the reference
+    gen = torch.Generator().manual_seed(0)
+    for stop in (0, 10, 49):  # bin k = 49 - stop of 50 covers [20 k, 20 k + 20)
+        k = 49 - stop
+        drawn = {int(bin_timestep(stop, 50, 1000, gen)) for _ in range(200)}
+        assert min(drawn) >= 20 * k and max(drawn) < 20 * k + 20 and len(drawn) > 10
+
+    task = canvas_suite.task(canvas_suite.targets()[0])
+    base = {k: v.clone() for k, v in task.model.state_dict().items()}
+    try:
+        torch.manual_seed(0)
+        outcome = build_method("esd-u", {"iterations": "3", "ddim_steps": "4", "stop_on_goal": "false"}).unlearn(task)
+    finally:
+        task.model.load_state_dict(base)
+    stops = outcome.tables["iterations"].stop_step
+    # 2 UNet inputs per guided sampling step, the frozen model's 2 and the trained model's 1, per iteration
+    assert task.costs.forward_samples == int((2 * stops + 3).sum())
+
+
+def test_diffusion_salun_takes_one_combined_step_with_a_guided_saliency(canvas_suite, monkeypatch):
+    """SalUn-SD: the mask from the guided noise loss, then per forget batch one step on the relabelled loss
+    plus alpha x the retain loss."""
+    task = canvas_suite.task(canvas_suite.targets()[0])
+    calls = []
+    saliency = task.extras["saliency_loss"]
+    task.extras["saliency_loss"] = lambda m, b: calls.append("saliency") or saliency(m, b)
+    random_label, retain = task.random_label_loss_fn, task.retain_loss_fn
+    task.random_label_loss_fn = lambda m, b, g: calls.append("relabel") or random_label(m, b, g)
+    task.retain_loss_fn = lambda m, b: calls.append("retain") or retain(m, b)
+    base = {k: v.clone() for k, v in task.model.state_dict().items()}
+    try:
+        torch.manual_seed(0)
+        outcome = build_method("salun", {"epochs": "1", "forget_batches": "2", "stop_on_goal": "false",
+                                         "alpha": "0.5"}).unlearn(task)
+    finally:
+        task.model.load_state_dict(base)
+    assert calls[:2] == ["saliency", "saliency"]  # the mask's gradient: the guided loss, on 2 forget batches
+    assert calls[2:] == ["relabel", "retain"] * 2  # one combined step per forget batch
+    assert "loss_combined" in outcome.trace
+    with pytest.raises(UnlearnBenchError, match="alpha=-1"):
+        build_method("salun", {"alpha": "-1"})
 
 
 @pytest.mark.parametrize("name, settings", [

@@ -52,9 +52,9 @@ def test_protocol_constants_and_prompts() -> None:
     assert SEEDS == (188, 288, 588, 688, 888) and DDIM_STEPS == 100 and GUIDANCE == 9.0
     assert style_prompt_name("Van_Gogh") == "Van Gogh"
     assert style_prompt_name("Red_Blue_Ink") == "Red Blue Ink"
-    assert style_prompt_name(PHOTO_STYLE) == "Photo"
+    assert style_prompt_name(PHOTO_STYLE) == "Seed Images"
     assert unlearncanvas_prompt("Van_Gogh", "Cats") == "A Cats image in Van Gogh style."
-    assert unlearncanvas_prompt(PHOTO_STYLE, "Architectures") == "A Architectures image in Photo style."
+    assert unlearncanvas_prompt(PHOTO_STYLE, "Architectures") == "A Architectures image in Seed Images style."
 
 
 def test_prompt_rejects_unknown_names() -> None:
@@ -428,23 +428,45 @@ def test_real_classifier_architecture(tmp_path: Path) -> None:
     print(f"built and saved {CLASSIFIER_ARCH} in {built_in:.1f} s")
 
 
-def test_inception_features_for_fid(tmp_path: Path) -> None:
-    """torchvision's Inception-v3 from a weights file: 2048-d pool features of [-1, 1] images; a
-    missing file or another network's weights is a clear error."""
-    from torchvision.models import inception_v3
+@pytest.fixture(scope="module")
+def fid_weights(tmp_path_factory) -> Path:
+    """The FID Inception network (torch-fidelity's architecture) with seeded random weights, saved in the
+    format of its weights file: the real file cannot be downloaded here."""
+    import torch_fidelity.feature_extractor_inceptionv3 as fe
 
-    from unlearnbench.models.sd_loader import load_inception_features
-
+    path = tmp_path_factory.mktemp("fid") / "weights-inception-2015-12-05-6726825d.pth"
     torch.manual_seed(0)
-    path = tmp_path / "inception.pth"
-    torch.save(inception_v3(weights=None, aux_logits=True, init_weights=True).state_dict(), path)
-    features = load_inception_features(path)
-    images = torch.rand(6, 3, 64, 64) * 2 - 1
-    out = features(images)
-    assert out.shape == (6, 2048) and torch.isfinite(out).all()
-    assert torch.equal(features(images[:3]), out[:3])  # eval mode: no batch statistics
-    with pytest.raises(UnlearnBenchError, match="Inception weights not found"):
-        load_inception_features(tmp_path / "missing.pth")
+    with pytest.MonkeyPatch.context() as mp:  # build the network without loading (downloading) weights
+        mp.setattr(fe, "load_state_dict_from_url", lambda *a, **k: None)
+        mp.setattr(fe.FeatureExtractorInceptionV3, "load_state_dict", lambda self, state, **k: None)
+        network = fe.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
+    torch.save(network.state_dict(), path)
+    return path
+
+
+def test_fid_is_the_librarys_on_uint8_images(fid_weights: Path, tmp_path: Path) -> None:
+    """Our FID of [-1, 1] generated images equals torchmetrics' FID of the same pixels as uint8 (no second
+    normalisation on the way in), is 0 for identical sets, and bad inputs are named."""
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    from unlearnbench.fid import FrechetInception, to_uint8
+
+    gen = torch.Generator().manual_seed(1)
+    reference = torch.randint(0, 256, (8, 3, 64, 64), generator=gen, dtype=torch.uint8)
+    generated = (torch.rand(8, 3, 64, 64, generator=gen) * 2 - 1).clamp(-1, 1)
+    ours = FrechetInception(fid_weights, [reference[:5], reference[5:]])
+    value = ours(to_uint8(generated))
+    library = FrechetInceptionDistance(feature=2048, antialias=False, feature_extractor_weights_path=str(fid_weights))
+    library.update(reference, real=True)
+    library.update(((generated + 1) * 127.5).round().to(torch.uint8), real=False)
+    assert value == pytest.approx(float(library.compute()), rel=1e-6)
+    assert value > 0
+    assert ours(reference) == pytest.approx(0.0, abs=1e-3)  # the reference against itself
+    assert ours(to_uint8(generated)) == pytest.approx(value, rel=1e-9)  # reference statistics kept, generated reset
+    with pytest.raises(UnlearnBenchError, match="FID takes generated images as uint8"):
+        ours(generated)
+    with pytest.raises(UnlearnBenchError, match="FID Inception weights not found: .*weights-inception-2015-12-05"):
+        FrechetInception(tmp_path / "missing.pth", [reference])
     torch.save({"head.weight": torch.zeros(2, 2)}, tmp_path / "other.pth")
-    with pytest.raises(UnlearnBenchError, match="does not fit torchvision's Inception-v3"):
-        load_inception_features(tmp_path / "other.pth")
+    with pytest.raises(UnlearnBenchError, match="is not the FID Inception network's state dict"):
+        FrechetInception(tmp_path / "other.pth", [reference])

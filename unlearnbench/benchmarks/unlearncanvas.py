@@ -19,6 +19,7 @@ Generated images are cached per (model weights, prompt, seed), so the base model
 
 from __future__ import annotations
 
+import collections
 import functools
 import hashlib
 import logging
@@ -31,9 +32,13 @@ from torch import nn
 from unlearnbench.benchmarks.base import Metric, Suite, register_suite
 from unlearnbench.config import check_counts, check_device
 from unlearnbench.errors import UnlearnBenchError
-from unlearnbench.task import Goal, UnlearningTask
+from unlearnbench.fid import to_uint8
+from unlearnbench.task import Goal, UnlearningTask, shuffled_epochs
 
 log = logging.getLogger(__name__)
+
+
+SALUN_MASK_GUIDANCE = 8.5
 
 
 @dataclass(frozen=True)
@@ -50,9 +55,12 @@ class UnlearnCanvasConfig:
     guidance: float | None = None  # classifier-free guidance; None: the model's own (real 9.0)
     forget_threshold: float = 0.0  # goal: the target's accuracy (100 - UA, %) on validation samples
     retain_tolerance: float = 10.0  # goal: IRA within this many points of the original (SLUG: 0.1)
-    reference_lr: float | None = None  # None: 1e-5 real (SD fine-tuning), 1e-4 embedded
+    reference_lr: float | None = None  # the iterative baselines' learning rate; None: UnlearnCanvasSuite.reference_lrs
     retain_samples: int = 512  # retain images handed to methods (other styles / objects)
     batch_size: int = 32
+    # Prompts per UNet call when sampling; None: 256 embedded, 8 real (16 latents of 64 x 64 per call with
+    # guidance). Images leave the device as they are decoded, 4 at a time.
+    sample_batch_size: int | None = None
     device: str = "cpu"
     # real configuration
     model_path: str | None = None  # diffusers Stable Diffusion folder
@@ -60,10 +68,13 @@ class UnlearnCanvasConfig:
     images_per_pair: int | None = 4  # training images read per (style, object) for the methods' data
     style_classifier: str | None = None  # official style classifier checkpoint
     object_classifier: str | None = None  # official object classifier checkpoint
-    inception_weights: str | None = None  # torchvision Inception-v3 state dict: adds FID (real only)
+    # FID (real only): the FID Inception weights, torch-fidelity's weights-inception-2015-12-05-6726825d.pth
+    fid_weights: str | None = None
+    fid_reference_images: int = 5  # reference images per (style, object) pair, as UnlearnCanvas's FID script
 
     def __post_init__(self) -> None:
-        check_counts(self, ("retain_samples", "batch_size", "val_prompts_per_class", "steps", "images_per_pair"),
+        check_counts(self, ("retain_samples", "batch_size", "val_prompts_per_class", "steps", "images_per_pair",
+                            "sample_batch_size", "fid_reference_images"),
                      "unlearncanvas")
         check_device(self.device, "unlearncanvas")
 
@@ -83,40 +94,44 @@ class CanvasAssets:
     guidance: float
     model_id: str
     non_targets: tuple[str, ...] = ()  # classes that are scored but never unlearned (UnlearnCanvas' photo class)
-    # FID: features of generated images (float, [-1, 1]) and of the data set's images whose domain
-    # label is not the given class (class index, by_style); None where FID is not measured.
-    fid_features: object | None = None
-    fid_reference_features: object | None = None
+    # (excluded class index, by_style) -> a function from generated images (float, [-1, 1]) to their
+    # Fréchet distance from the data set's images of every other class, reported as ``frechet_metric``
+    # (embedded: FD_style, in the style classifier's features; real: FID); None where not measured.
+    frechet: object | None = None
+    frechet_metric: str = "FID"
 
 
 @register_suite("unlearncanvas")
 class UnlearnCanvasSuite(Suite):
     """Text-to-image style/object unlearning: UA, IRA, CRA on generated images (UnlearnCanvas)."""
 
-    version = 2  # 2: FID
+    version = 3  # 2: FID; 3: fresh noise per prompt, "Seed Images", library FID, FD_style named apart
     kind = "diffusion"
     Config = UnlearnCanvasConfig
     metrics = (Metric("UA", "target prompts", True), Metric("IRA", "other in-domain prompts", True),
                Metric("CRA", "cross-domain prompts", True), Metric("UA_para", "paraphrased target prompts", True),
-               Metric("FID", "generated vs data-set images, target excluded", False, unit=""))
-    table_metrics = ("UA", "UA_para", "IRA", "CRA", "FID")
+               Metric("FID", "generated vs data-set images, target excluded (Inception, real)", False, unit=""),
+               Metric("FD_style", "generated vs data-set images, target excluded (style-classifier features, "
+                      "embedded)", False, unit=""))
+    table_metrics = ("UA", "UA_para", "IRA", "CRA", "FID", "FD_style")
     plot_axes = ("UA", "IRA")
+    reference_lrs = {"embedded": 1e-4, "real": 1e-5}  # real: Stable Diffusion fine-tuning's rate
 
     def __init__(self, config: UnlearnCanvasConfig | None = None) -> None:
         super().__init__(config)
         cfg = self.config
-        if cfg.config not in ("embedded", "real"):
-            raise UnlearnBenchError(f"unlearncanvas: config={cfg.config!r}; expected 'embedded' or 'real'")
         if cfg.target_kind not in ("style", "object"):
             raise UnlearnBenchError(f"unlearncanvas: target_kind={cfg.target_kind!r}; expected 'style' or 'object'")
         if cfg.val_prompts_per_class is not None and cfg.val_prompts_per_class < 1:
             raise UnlearnBenchError(f"unlearncanvas: val_prompts_per_class={cfg.val_prompts_per_class}; "
                                     "expected at least 1 (or unset for every prompt)")
-        self._images: dict[tuple, torch.Tensor] = {}
+        # Generated images by model fingerprint, then (prompt, seed, steps, guidance): uint8 on the CPU, for
+        # the two most recent models only (the base model and the one being scored).
+        self._images: collections.OrderedDict[str, dict[tuple, torch.Tensor]] = collections.OrderedDict()
 
     @functools.cached_property
     def assets(self) -> CanvasAssets:
-        assets = embedded_assets(self.config) if self.config.config == "embedded" else real_assets(self.config)
+        assets = embedded_assets(self.config) if self.embedded else real_assets(self.config)
         # Loaders hand out frozen inference models; methods need gradients (the VAE stays frozen).
         assets.model.requires_grad_(True)
         return assets
@@ -135,15 +150,21 @@ class UnlearnCanvasSuite(Suite):
     def generate(self, model: nn.Module, prompts: list[str], seeds: tuple[int, ...]) -> torch.Tensor:
         """Images for every (prompt, seed), prompt-major, from the cache where the weights match."""
         key_model = fingerprint(model)
+        if key_model not in self._images:
+            self._images[key_model] = {}
+            while len(self._images) > 2:
+                self._images.popitem(last=False)
+        self._images.move_to_end(key_model)
+        cache, steps, guidance = self._images[key_model], self.assets.steps, self.assets.guidance
         pairs = [(p, s) for p in prompts for s in seeds]
-        missing = [(p, s) for p, s in pairs
-                   if (key_model, p, s, self.assets.steps, self.assets.guidance) not in self._images]
+        missing = [(p, s) for p, s in pairs if (p, s, steps, guidance) not in cache]
         if missing:
-            images = model.sample([p for p, _ in missing], [s for _, s in missing],
-                                  steps=self.assets.steps, guidance=self.assets.guidance)
-            for (p, s), image in zip(missing, images):
-                self._images[(key_model, p, s, self.assets.steps, self.assets.guidance)] = image
-        return torch.stack([self._images[(key_model, p, s, self.assets.steps, self.assets.guidance)] for p, s in pairs])
+            batch = self.config.sample_batch_size or (256 if self.embedded else 8)
+            images = model.sample([p for p, _ in missing], [s for _, s in missing], steps=steps, guidance=guidance,
+                                  batch_size=batch)
+            for (p, s), image in zip(missing, to_uint8(images)):
+                cache[(p, s, steps, guidance)] = image
+        return from_uint8(torch.stack([cache[(p, s, steps, guidance)] for p, s in pairs]))
 
     def score(self, model: nn.Module, target: str, seeds: tuple[int, ...], paraphrases: bool,
               per_class: int | None = None, target_only: bool = False) -> dict[str, float]:
@@ -189,17 +210,14 @@ class UnlearnCanvasSuite(Suite):
 
     def evaluate(self, model: nn.Module, target: str) -> dict[str, float]:
         metrics = self.score(model, target, self.config.test_seeds, paraphrases=True)
-        if self.assets.fid_features is not None:
-            metrics["FID"] = self.fid(model, target)
+        if self.assets.frechet is not None:
+            metrics[self.assets.frechet_metric] = self.fid(model, target)
         return {m.name: metrics[m.name] for m in self.metrics if m.name in metrics}
 
     @torch.no_grad()
     def fid(self, model: nn.Module, target: str) -> float:
         """Fréchet distance between images generated for every prompt that does not name the
-        target (test seeds) and the data set's images of the other classes, in the features of
-        ``fid_features`` (embedded: the style classifier's; real: Inception-v3 pool features)."""
-        from unlearnbench.models.canvas_classifier import frechet_distance  # noqa: PLC0415
-
+        target (test seeds) and the data set's images of the other classes (``CanvasAssets.frechet``)."""
         a = self.assets
         by_style = self.config.target_kind == "style"
         target_idx = (a.styles if by_style else a.objects).index(target)
@@ -207,7 +225,7 @@ class UnlearnCanvasSuite(Suite):
                  if (s if by_style else o) != target_idx]
         prompts = [a.template.format(style=a.styles[s], object=a.objects[o]) for s, o in pairs]
         generated = self.generate(model, prompts, self.config.test_seeds)
-        return frechet_distance(a.fid_features(generated), a.fid_reference_features(target_idx, by_style))
+        return a.frechet(target_idx, by_style)(generated)
 
     def sample_grid(self, model: nn.Module, target: str) -> np.ndarray:
         """One row per style (object), one column per object (style), first test seed."""
@@ -235,12 +253,10 @@ class UnlearnCanvasSuite(Suite):
         retain_idx = pool[torch.randperm(len(pool), generator=torch.Generator().manual_seed(0))[:cfg.retain_samples]]
 
         def batches(indices: torch.Tensor):
-            def epoch():
-                order = indices[torch.randperm(len(indices))]
-                for start in range(0, len(order), cfg.batch_size):
-                    pick = order[start:start + cfg.batch_size]
-                    yield a.train_images(pick), [captions[int(i)] for i in pick], pick
-            return epoch
+            def make(pick: torch.Tensor):
+                rows = indices[pick]
+                return a.train_images(rows), [captions[int(i)] for i in rows], rows
+            return shuffled_epochs(len(indices), cfg.batch_size, make)
 
         def random_label_loss(m: nn.Module, batch, generator: torch.Generator) -> torch.Tensor:
             """SalUn for diffusion: on the forget images, the noise predicted for the target's prompt
@@ -261,7 +277,7 @@ class UnlearnCanvasSuite(Suite):
             return torch.nn.functional.mse_loss(m.predict_noise(x_t, t, m.encode_prompts(prompts)), target_eps)
 
         per_class = cfg.val_prompts_per_class
-        if per_class is None and cfg.config == "real":
+        if per_class is None and not self.embedded:
             per_class = 2
 
         def validate(m: nn.Module, changed: set[str] | None, target_only: bool = False) -> dict[str, float]:
@@ -287,8 +303,11 @@ class UnlearnCanvasSuite(Suite):
             editable=[n for n, p in model.named_parameters() if n.startswith("unet.") and p.requires_grad],
             layer_groups=text_encoder_layer_groups(model),
             random_label_loss_fn=random_label_loss,
-            reference_lr=cfg.reference_lr or (1e-4 if cfg.config == "embedded" else 1e-5),
-            extras={"concept_prompts": concept},
+            reference_lr=self.reference_lr(),
+            # SalUn-SD's saliency loss: the forget images' noise loss on the guided prediction
+            # (1 + c) eps(c) - c eps("") with c = 7.5, i.e. guidance 8.5 (its generate_mask.py).
+            extras={"concept_prompts": concept,
+                    "saliency_loss": lambda m, b: m.noise_loss(b[0], b[1], guidance=SALUN_MASK_GUIDANCE)},
         )
 
 
@@ -330,14 +349,19 @@ def fingerprint(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
+def from_uint8(images: torch.Tensor) -> torch.Tensor:
+    return images.float() / 127.5 - 1
+
+
 def to_grid(images: torch.Tensor, rows: int, cols: int) -> np.ndarray:
-    x = ((images.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+    x = to_uint8(images).permute(0, 2, 3, 1).numpy()
     h, w = x.shape[1:3]
     return x.reshape(rows, cols, h, w, 3).transpose(0, 2, 1, 3, 4).reshape(rows * h, cols * w, 3)
 
 
 def embedded_assets(cfg: UnlearnCanvasConfig) -> CanvasAssets:
     from unlearnbench.datasets.synthetic.canvas import PARAPHRASE_TEMPLATES, TRAIN_TEMPLATE
+    from unlearnbench.models.canvas_classifier import frechet_distance
     from unlearnbench.models.tiny_diffusion import load_or_train, preset
 
     trained = load_or_train(preset(cfg.embedded))
@@ -346,20 +370,20 @@ def embedded_assets(cfg: UnlearnCanvasConfig) -> CanvasAssets:
     images = train.images()
 
     @torch.no_grad()
-    def fid_features(x: torch.Tensor) -> torch.Tensor:
+    def style_features(x: torch.Tensor) -> torch.Tensor:
         return torch.cat([classifiers.style.features(chunk) for chunk in x.split(512)])
 
     @functools.cache
-    def fid_reference_features(exclude: int, by_style: bool) -> torch.Tensor:
+    def frechet(exclude: int, by_style: bool):
         labels = test.style_labels if by_style else test.object_labels
-        return fid_features(test.images()[labels != exclude])
+        reference = style_features(test.images()[labels != exclude])
+        return lambda generated: frechet_distance(style_features(generated), reference)
     return CanvasAssets(
         model=trained.model.to(cfg.device).eval(), styles=trained.data.styles, objects=trained.data.objects,
         train_images=lambda idx: images[idx], train_styles=train.style_labels, train_objects=train.object_labels,
         classify=classifiers.classify, template=TRAIN_TEMPLATE, paraphrases=PARAPHRASE_TEMPLATES,
         steps=cfg.steps or trained.sample_steps, guidance=cfg.guidance or trained.guidance,
-        model_id=trained.model_id, fid_features=fid_features,
-        fid_reference_features=fid_reference_features)
+        model_id=trained.model_id, frechet=frechet, frechet_metric="FD_style")
 
 
 def real_assets(cfg: UnlearnCanvasConfig) -> CanvasAssets:
@@ -371,8 +395,8 @@ def real_assets(cfg: UnlearnCanvasConfig) -> CanvasAssets:
 
     from unlearnbench.datasets.unlearncanvas import (DDIM_STEPS, GUIDANCE, PHOTO_STYLE, PROMPT_TEMPLATE,
                                                      load_unlearncanvas_images, style_prompt_name)
-    from unlearnbench.models.sd_loader import (load_inception_features, load_stable_diffusion,
-                                               load_unlearncanvas_classifier)
+    from unlearnbench.fid import FrechetInception
+    from unlearnbench.models.sd_loader import load_stable_diffusion, load_unlearncanvas_classifier
     from unlearnbench.models.t2i import SamplerConfig, TextToImage
 
     for key, what in (("data", "the UnlearnCanvas image folder (<Style>/<Object>/<n>.jpg)"),
@@ -385,8 +409,12 @@ def real_assets(cfg: UnlearnCanvasConfig) -> CanvasAssets:
     data = load_unlearncanvas_images(Path(cfg.data), per_pair=cfg.images_per_pair)
     classifiers = {kind: load_unlearncanvas_classifier(Path(getattr(cfg, f"{kind}_classifier")), kind, cfg.device)
                    for kind in ("style", "object")}
-    fid_features = None if cfg.inception_weights is None else load_inception_features(
-        Path(cfg.inception_weights), cfg.device)
+    fid_data = None
+    if cfg.fid_weights is not None:
+        fid_data = load_unlearncanvas_images(Path(cfg.data), per_pair=cfg.fid_reference_images)
+        if not Path(cfg.fid_weights).is_file():
+            from unlearnbench.fid import WEIGHTS_HELP
+            raise UnlearnBenchError(f"FID Inception weights not found: {cfg.fid_weights}; {WEIGHTS_HELP}")
     parts = load_stable_diffusion(Path(cfg.model_path), cfg.device)
     sampler = SamplerConfig(scheduler="DDIMScheduler", timestep_spacing=parts["scheduler"].config.timestep_spacing,
                             clip_sample=False, steps=DDIM_STEPS, guidance=GUIDANCE)
@@ -405,11 +433,21 @@ def real_assets(cfg: UnlearnCanvasConfig) -> CanvasAssets:
         return tuple(torch.cat([classifiers[k](c).argmax(1).cpu() for c in x.split(32)]) for k in ("style", "object"))
 
     @functools.cache
-    def fid_reference_features(exclude: int, by_style: bool) -> torch.Tensor:
-        # Thousands of 512-pixel images: read and embed them a batch at a time, once per class.
-        labels = data.style_labels if by_style else data.object_labels
-        indices = torch.nonzero(labels != exclude).flatten()
-        return torch.cat([fid_features(train_images(chunk)) for chunk in indices.split(64)])
+    def frechet(exclude: int, by_style: bool):
+        # UnlearnCanvas's FID script: 5 images of every other pair, resized to the generated size by
+        # bilinear interpolation (its cv2.resize), read a batch at a time; kept for every later model.
+        labels = fid_data.style_labels if by_style else fid_data.object_labels
+        files = fid_data.by_style()
+        size = (model.image_size, model.image_size)
+
+        def batches():
+            for chunk in torch.nonzero(labels != exclude).flatten().split(32):
+                resized = [F.interpolate(torch.from_numpy(np.array(files[int(i)])).permute(2, 0, 1)[None].float(),
+                                         size=size, mode="bilinear", antialias=False) for i in chunk]
+                yield torch.cat(resized).round().clamp(0, 255).to(torch.uint8)
+
+        fid = FrechetInception(Path(cfg.fid_weights), batches(), cfg.device)
+        return lambda generated: fid(to_uint8(generated))
 
     styles = [style_prompt_name(s) for s in data.styles]
     return CanvasAssets(
@@ -417,5 +455,4 @@ def real_assets(cfg: UnlearnCanvasConfig) -> CanvasAssets:
         train_styles=data.style_labels, train_objects=data.object_labels, classify=classify,
         template=PROMPT_TEMPLATE, paraphrases=(), steps=cfg.steps or DDIM_STEPS,
         guidance=cfg.guidance or GUIDANCE, model_id=f"sd-{Path(cfg.model_path).resolve().name}",
-        non_targets=(style_prompt_name(PHOTO_STYLE),), fid_features=fid_features,
-        fid_reference_features=fid_reference_features if fid_features is not None else None)
+        non_targets=(style_prompt_name(PHOTO_STYLE),), frechet=frechet if fid_data is not None else None)

@@ -7,10 +7,11 @@ the frozen original model:
 
 where x_t is not a noised training image but a partial sample of the model being trained, drawn
 with the concept prompt (guidance 3) over a 50-step DDIM schedule and stopped at a random step.
-``esd-x`` trains the cross-attention layers only (``attn2``; UnlearnCanvas's setting), ``esd-u``
-everything in the UNet but cross-attention. Defaults are the reference ones: 1000 iterations, Adam
-lr 1e-5 (unless the suite's reference_lr says otherwise for its model), eta 1, batch 1. All
-randomness comes from the run's seed.
+The training timestep is drawn inside the DDIM bin the partial sample stopped in. ``esd-x``
+trains the cross-attention layers only (``attn2``; UnlearnCanvas's setting), ``esd-u`` everything
+in the UNet but cross-attention, the time embedding and the output head (the reference's
+"noxattn"). Defaults are the reference ones: 1000 iterations, Adam lr 1e-5 (unless the suite's
+reference_lr says otherwise for its model), eta 1, batch 1. All randomness comes from the run's seed.
 
 Like every iterative method here, ESD stops at the first check (every ``check_every`` iterations)
 whose validation meets the task's goal, so runtimes compare the time to the same goal;
@@ -51,12 +52,20 @@ class ESDConfig:
                                     "both must be at least 1")
 
 
+# What the reference's "noxattn" leaves out besides cross-attention, in diffusers' names: its
+# ``time_embed`` (diffusers ``time_embedding``) and the output head ``out.`` (``conv_norm_out``,
+# ``conv_out``). The per-block time projections and norms are trained, as there.
+ESD_U_EXCLUDED = ("time_embedding.", "conv_norm_out.", "conv_out.")
+
+
 def esd_parameter_names(unet_names: list[str], parameters: str) -> list[str]:
-    """The UNet tensors ESD trains: cross-attention (attn2) or everything else."""
+    """The UNet tensors ESD trains (names with or without the ``unet.`` prefix): cross-attention (attn2),
+    or everything but cross-attention, the time embedding and the output head."""
     if parameters == "xattn":
         return [n for n in unet_names if ".attn2." in n]
     if parameters == "noxattn":
-        return [n for n in unet_names if ".attn2." not in n]
+        return [n for n in unet_names
+                if ".attn2." not in n and not n.removeprefix("unet.").startswith(ESD_U_EXCLUDED)]
     raise UnlearnBenchError(f"esd.parameters={parameters!r}; expected 'xattn' (esd-x) or 'noxattn' (esd-u)")
 
 
@@ -98,10 +107,11 @@ class ESD(Method):
             for it in range(first, min(first + cfg.check_every, cfg.iterations)):
                 prompt = prompts[int(torch.randint(len(prompts), (1,), generator=generator))]
                 stop = int(torch.randint(cfg.ddim_steps, (1,), generator=generator))
-                # 1. x_t: a partial sample of the current model with the concept prompt.
+                # 1. x_t: a partial sample of the current model with the concept prompt, and the training
+                # timestep drawn inside the DDIM bin it stopped in, as the reference draws t_enc_ddpm.
                 with torch.no_grad():
                     x_t = partial_sample(model, sampler, contexts[prompt], empty, stop, cfg.start_guidance, generator)
-                    t = sampler.timesteps[stop].reshape(1)
+                    t = bin_timestep(stop, cfg.ddim_steps, train_steps, generator).to(x_t.device)
                     # 2. The frozen model's negatively guided target (ESD Eq. 3).
                     eps_uncond = frozen(x_t, t, encoder_hidden_states=empty).sample
                     eps_concept = frozen(x_t, t, encoder_hidden_states=contexts[prompt]).sample
@@ -114,7 +124,8 @@ class ESD(Method):
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                task.costs.count(forward=stop + 3, backward=1)
+                # UNet passes: 2 per guided sampling step, the frozen model's 2, the trained model's 1.
+                task.costs.count(forward=2 * stop + 3, backward=1)
                 rows.append({"iteration": it, "loss": loss.item(), "stop_step": stop, "timestep": int(t),
                              "train_timesteps": train_steps})
                 losses.append(loss.item())
@@ -127,6 +138,14 @@ class ESD(Method):
         outcome.tables["iterations"] = pd.DataFrame(rows)
         outcome.info.update(lr=lr, tensors=len(names), iterations=len(rows))
         return outcome
+
+
+def bin_timestep(stop: int, ddim_steps: int, train_steps: int, generator: torch.Generator) -> torch.Tensor:
+    """A training timestep drawn uniformly inside the DDIM bin of sampling step ``stop`` (counted from
+    the noise side): bin k = ddim_steps - 1 - stop covers [round(k T / S), round((k + 1) T / S))."""
+    k = ddim_steps - 1 - stop
+    low, high = round(k * train_steps / ddim_steps), round((k + 1) * train_steps / ddim_steps)
+    return torch.randint(low, max(high, low + 1), (1,), generator=generator)
 
 
 def partial_sample(model, sampler: DDIMScheduler, context: torch.Tensor, empty: torch.Tensor, stop: int,
