@@ -71,6 +71,37 @@ def make_tiny_sd_folder(root: Path) -> Path:
     return root
 
 
+def build_sd15(tokenizer_folder: Path):
+    """Stable Diffusion v1.5 at its real size, random weights: the UNet, VAE and ViT-L/14 text encoder built
+    from their published configs (runwayml/stable-diffusion-v1-5's unet/, vae/ and text_encoder/
+    config.json), the scheduler config SD v1.5 ships, and the tiny test tokenizer padded to 77 tokens."""
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    from unlearnbench.models.t2i import SamplerConfig, TextToImage
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        sample_size=64, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(320, 640, 1280, 1280),
+        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3, cross_attention_dim=768, attention_head_dim=8,
+        norm_num_groups=32)
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4, block_out_channels=(128, 256, 512, 512), layers_per_block=2,
+        latent_channels=4, sample_size=512, norm_num_groups=32)
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+        max_position_embeddings=77, hidden_act="quick_gelu", projection_dim=768))
+    write_tiny_tokenizer(tokenizer_folder)
+    tokenizer = CLIPTokenizer.from_pretrained(tokenizer_folder, model_max_length=77)
+    scheduler = DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                              num_train_timesteps=1000, clip_sample=False, steps_offset=1)
+    sampler = SamplerConfig(scheduler="DDIMScheduler", timestep_spacing="leading", clip_sample=False, steps=100,
+                            guidance=9.0)
+    return TextToImage(unet, text_encoder, tokenizer, scheduler, sampler, vae=vae)
+
+
 def write_tiny_tokenizer(folder: Path) -> dict[str, int]:
     """A CLIP BPE vocabulary of single characters (plain and word-final), one merge and the special tokens."""
     vocab: dict[str, int] = {}

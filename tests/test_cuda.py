@@ -90,6 +90,68 @@ def test_unlearncanvas_stable_diffusion_real_path_on_cuda(tmp_path):
     assert all(0 <= metrics[m] <= 100 for metrics in after.values() for m in ("UA", "IRA", "CRA"))
 
 
+def test_stable_diffusion_v1_5_at_real_size_fits_a_24_gb_card(tmp_path):
+    """SD v1.5 at its real size (random weights from the published configs): a validation batch sampled at
+    512 x 512 with DDIM and guidance 9 (the suite's chunking: 8 prompts per UNet call, the VAE decoding 4 at
+    a time), one SLUG gradient pass through the text encoder, one SalUn step on the UNet (AdamW). Prints peak
+    memory and seconds per image of each; every peak must stay under 24 GiB. On the CPU (the environment
+    variable above) the sampling runs 2 DDIM steps instead of 100, a smoke run of the same code."""
+    import time
+
+    from fixtures_canvas import build_sd15
+
+    from unlearnbench.methods.optim import adamw
+    from unlearnbench.methods.salun import SalUnConfig
+
+    model = build_sd15(tmp_path / "tokenizer").to(DEVICE)
+    cuda = DEVICE == "cuda"
+    steps = 100 if cuda else 2
+
+    def measured(what: str, n_images: int, fn):
+        if cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        start = time.perf_counter()
+        out = fn()
+        if cuda:
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - start
+        peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
+        print(f"SD v1.5 {what}: {seconds / n_images:.2f} s per image, peak {peak:.2f} GiB")
+        assert not cuda or peak < 24, f"{what}: peak {peak:.2f} GiB"
+        return out
+
+    prompts = [f"A Cats image in Style{i} style." for i in range(8)]
+    images = measured(f"sampling, DDIM {steps}, guidance 9, 8 prompts", 8, lambda: model.sample(
+        prompts, [188] * 8, steps=steps, guidance=9.0, batch_size=8, decode_batch_size=4))
+    assert images.shape == (8, 3, 512, 512) and images.device.type == "cpu" and torch.isfinite(images).all()
+
+    batch = images[:4].to(DEVICE)
+    model.unet.requires_grad_(False)
+    text_params = [p for p in model.text_encoder.parameters() if p.requires_grad]
+
+    def slug_gradients():
+        loss = model.noise_loss(batch, prompts[:4])
+        return torch.autograd.grad(loss, text_params)
+
+    grads = measured("SLUG gradient pass (text encoder, 4 images)", 4, slug_gradients)
+    assert all(torch.isfinite(g).all() for g in grads)
+
+    model.unet.requires_grad_(True)
+    unet_params = dict(model.unet.named_parameters())
+    optimizer = adamw(unet_params, SalUnConfig(), lr=1e-5)
+
+    def salun_step():
+        # SalUn-SD's combined step on 2 + 2 images: relabelled forget loss + alpha x retain loss
+        loss = model.noise_loss(batch[:2], prompts[:2], guidance=None) + 0.5 * model.noise_loss(batch[2:], prompts[2:4])
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return loss
+
+    assert torch.isfinite(measured("SalUn step (UNet, AdamW, 4 images)", 4, salun_step))
+
+
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_llava_real_path_on_cuda(tmp_path, dtype):
     from test_llava import write_real_tree

@@ -57,7 +57,9 @@ class UnlearnCanvasConfig:
     retain_tolerance: float = 10.0  # goal: IRA within this many points of the original (SLUG: 0.1)
     reference_lr: float | None = None  # the iterative baselines' learning rate; None: UnlearnCanvasSuite.reference_lrs
     retain_samples: int = 512  # retain images handed to methods (other styles / objects)
-    batch_size: int = 32
+    # Training images per method batch; None: 32 embedded, 4 real (UnlearnCanvas's SalUn port; 512-pixel
+    # images through SD's UNet with gradients)
+    batch_size: int | None = None
     # Prompts per UNet call when sampling; None: 256 embedded, 8 real (16 latents of 64 x 64 per call with
     # guidance). Images leave the device as they are decoded, 4 at a time.
     sample_batch_size: int | None = None
@@ -256,7 +258,7 @@ class UnlearnCanvasSuite(Suite):
             def make(pick: torch.Tensor):
                 rows = indices[pick]
                 return a.train_images(rows), [captions[int(i)] for i in rows], rows
-            return shuffled_epochs(len(indices), cfg.batch_size, make)
+            return shuffled_epochs(len(indices), cfg.batch_size or (32 if self.embedded else 4), make)
 
         def random_label_loss(m: nn.Module, batch, generator: torch.Generator) -> torch.Tensor:
             """SalUn for diffusion: on the forget images, the noise predicted for the target's prompt
