@@ -98,13 +98,13 @@ def test_paper_clip_table_uses_the_papers_protocol_on_real_data():
 def test_published_numbers_of_another_protocol_carry_a_footnote_mark(records):
     table = paper_table("clip-table")
     view = with_published(records, table, settings={"config": "real", "protocol": "heldout", "model": "ViT-B-32"})
-    assert view.loc[ORIGINAL, "FA@1 (published†)"] == "73.05"
-    assert view.loc["slug", "TA_CA@1 (published†)"] == "58.32"
+    assert view.loc[ORIGINAL, "FA@1 (published‡)"] == "73.05"
+    assert view.loc["slug", "TA_CA@1 (published‡)"] == "58.32"
     assert view.loc["slug", "FA@1"] == "5.00 ± 7.07"  # our own cells are untouched
-    assert r"(published$^\dagger$)" in to_latex(view)
-    assert table.note({"config": "embedded"}).startswith("† ")
+    assert r"(published$^\ddagger$)" in to_latex(view)
+    assert table.note({"config": "embedded"}).startswith("‡ ")
     unlearncanvas = paper_table("unlearncanvas-table")  # no setting measures it the paper's way yet
-    assert not unlearncanvas.comparable({"config": "real"}) and unlearncanvas.note(None).startswith("† ")
+    assert not unlearncanvas.comparable({"config": "real"}) and unlearncanvas.note(None).startswith("‡ ")
 @pytest.mark.parametrize("settings, comparable", [
     ({"config": "real", "match": None}, True), ({"config": "real", "match": "substring"}, True),
     ({"config": "real", "match": "word"}, False), ({"config": "embedded", "match": None}, False), (None, False)])
@@ -115,7 +115,7 @@ def test_llava_table_marks_published_numbers_measured_otherwise(settings, compar
                            "ga": {"FA": [50.0, 30.0], "TA_ID": [60.0, 70.0], "TA_VQA": [90.0, 92.0]}},
                           before={"FA": [100.0, 98.0], "TA_ID": [99.0, 97.0], "TA_VQA": [100.0, 98.0]})
     view = with_published(records, table, settings=settings)
-    published = "FA (published)" if comparable else "FA (published†)"
+    published = "FA (published)" if comparable else "FA (published‡)"
     assert list(view.columns[:4]) == ["FA", published, "TA_ID", "TA_VQA"]
     assert view.loc[ORIGINAL, "FA"] == f"99.00 ± {math.sqrt(2):.2f}"
     assert view.loc["slug", "FA"] == f"5.00 ± {math.sqrt(50):.2f}"
@@ -124,7 +124,7 @@ def test_llava_table_marks_published_numbers_measured_otherwise(settings, compar
     assert not any("TA_" in c and "published" in c for c in view.columns)  # its utility is other benchmarks
     assert (table.note(settings) == "") == comparable
     if not comparable:
-        assert table.note(settings).startswith("† ") and r"$^\dagger$" in to_latex(view)
+        assert table.note(settings).startswith("‡ ") and r"$^\ddagger$" in to_latex(view)
 
 
 def test_tables_without_conditions_stay_unmarked(records):
@@ -145,8 +145,8 @@ def test_paper_variants_label_their_metrics():
     assert set(labelled.metric) == {"UA (style)", "IRA (style)", "runtime_s (style)"}
     view = with_published(labelled, table)
     assert view.loc["slug", "UA (style)"] == "90.00"
-    assert view.loc["slug", "UA (style) (published†)"] == "86.29"  # measured otherwise: marked
-    assert view.loc["slug", "runtime (s) (style) (published†)"] == "39 s"
+    assert view.loc["slug", "UA (style) (published‡)"] == "86.29"  # measured otherwise: marked
+    assert view.loc["slug", "runtime (s) (style) (published‡)"] == "39 s"
 
 
 def test_plots_are_written(records, tmp_path):

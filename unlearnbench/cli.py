@@ -189,7 +189,7 @@ def cmd_paper(args: argparse.Namespace) -> int:
     from unlearnbench.cache import atomic_write_text
     from unlearnbench.reports import plots
     from unlearnbench.reports.paper import for_variant, label_records, paper_table, with_published
-    from unlearnbench.reports.tables import latex_escape, to_latex, to_markdown, to_terminal
+    from unlearnbench.reports.tables import MISSED, MISSED_NOTE, latex_escape, to_latex, to_markdown, to_terminal
     from unlearnbench.runner import prepare, run
 
     table = paper_table(args.table)
@@ -208,7 +208,8 @@ def cmd_paper(args: argparse.Namespace) -> int:
     records = pd.concat([label_records(r.records, label) for label, r in results.items()], ignore_index=True)
     settings = asdict(next(iter(suites.values())).config)
     view = with_published(records, table, args.ci, settings)
-    note = table.note(settings)
+    note = "\n".join(n for n in (table.note(settings), MISSED_NOTE if any(r.endswith(MISSED) for r in view.index)
+                                  else "") if n)
     note = f"\n{note}\n" if note else ""
     out = Path(args.out) / f"paper-{args.table}"
     stem = out / f"paper_{args.table.replace('-', '_')}"

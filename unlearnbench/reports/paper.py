@@ -3,7 +3,8 @@
 Published numbers come from the paper (Cai et al., ICML 2025, arXiv 2407.11867); a cell with no
 published number stays empty rather than guessed. A table names the suite settings under which its
 published numbers were measured the paper's way (docs/PROTOCOLS.md); run under others, its published
-columns are marked "(published†)" and the table carries a footnote saying what differs.
+columns are marked "(published‡)" and the table carries a footnote saying what differs (‡, so as not to be
+confused with the † of a method that missed its goal).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import pandas as pd
 
 from unlearnbench.errors import UnlearnBenchError
 from unlearnbench.reports.tables import COST_COLUMNS, GOAL_COLUMN, MISSED, ORIGINAL, summary_table
+
+NOT_COMPARABLE = "‡"  # a published number measured by another protocol or model than ours
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,7 @@ class PaperTable:
 
     def note(self, settings: dict[str, object] | None) -> str:
         """The footnote a table run under ``settings`` needs ("" when comparable)."""
-        return "" if self.comparable(settings) else f"† {self.footnote}"
+        return "" if self.comparable(settings) else f"{NOT_COMPARABLE} {self.footnote}"
 
     @property
     def cost_columns(self) -> tuple[str, ...]:
@@ -127,12 +130,12 @@ def paper_table(name: str) -> PaperTable:
 def with_published(records: pd.DataFrame, table: PaperTable, ci: float | None = None,
                    settings: dict[str, object] | None = None) -> pd.DataFrame:
     """Our cells in the paper's column order, each column with a published number followed by a
-    "(published)" column ("(published†)" when ``settings``, the run's suite settings, do not measure
+    "(published)" column ("(published‡)" when ``settings``, the run's suite settings, do not measure
     it the paper's way: see ``PaperTable.note``); costs (runtime, storage, sample passes) at the end."""
     ours = summary_table(records, [*table.columns, *table.cost_columns], ci)
     out = pd.DataFrame(index=ours.index)
     published_columns = {m for row in table.published.values() for m in row}
-    mark = "" if table.comparable(settings) else "†"
+    mark = "" if table.comparable(settings) else NOT_COMPARABLE
     for metric in [*table.columns, *table.cost_columns]:
         out[metric] = ours.get(metric, "")
         if metric in published_columns:

@@ -122,7 +122,8 @@ def to_markdown(table: pd.DataFrame, index_name: str = "method") -> str:
 
 def latex_escape(text: str) -> str:
     return (str(text).replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("%", r"\%")
-            .replace("&", r"\&").replace("#", r"\#").replace("±", r"$\pm$").replace("†", r"$^\dagger$"))
+            .replace("&", r"\&").replace("#", r"\#").replace("±", r"$\pm$").replace("†", r"$^\dagger$")
+            .replace("‡", r"$^\ddagger$"))
 
 
 def to_latex(table: pd.DataFrame, index_name: str = "method") -> str:
