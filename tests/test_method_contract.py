@@ -33,7 +33,13 @@ SETTINGS = {
 }
 # (method, kind) whose goal the micro model does not let them reach with any budget we measured.
 MISSES_GOAL: dict[tuple[str, str], str] = {
-    ("slug", "diffusion"): "no step on any front layer forgets the micro model's style (search_steps 4 and 10)",
+    # The micro diffusion model is weak (4 styles; style accuracy 0.62 on its generated images), and the
+    # reference's search judges each step on 3 + 3 images: measured on the full validation grid, slug ends at
+    # target_acc 33 with IRA 44 -> 0, slug-qkv at target_acc 0 with IRA 0; slug-noise's harness search finds no
+    # step that forgets (target_acc 100).
+    ("slug", "diffusion"): "the reference's 3 + 3-image search overshoots on the micro model (IRA 44 -> 0)",
+    ("slug-qkv", "diffusion"): "the reference's 3 + 3-image search overshoots on the micro model (IRA 44 -> 0)",
+    ("slug-noise", "diffusion"): "no step on any front layer forgets the micro model's style",
     # 40 iterations (ddim_steps 10) left target_acc at 100 and took 11 s a run; more costs minutes.
     **{(esd, "diffusion"): "a few iterations do not forget; enough to would take minutes"
        for esd in ("esd", "esd-x", "esd-u")},

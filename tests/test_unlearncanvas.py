@@ -1,6 +1,9 @@
 """unlearncanvas: metric arithmetic on hand-made predictions, protocol constants, and the methods
 on the micro embedded model."""
 
+from pathlib import Path
+
+import pandas as pd
 import pytest
 import torch
 
@@ -243,3 +246,67 @@ def test_esd_checks_the_goal_every_check_every_iterations(canvas_suite):
         task.model.load_state_dict(base)
     with pytest.raises(UnlearnBenchError, match="check_every=0"):
         build_method("esd", {"check_every": "0"})
+
+
+def test_slug_on_diffusion_follows_the_reference_procedure(canvas_suite):
+    """slug: CLIP-loss gradients through the text encoder (not the noise loss), the deepest front layer, the
+    reference's bracket on quick scores; slug-qkv moves the attention group; slug-noise keeps the old path."""
+    from unlearnbench.methods.common import mean_gradients  # noqa: PLC0415
+    from unlearnbench.methods.slug import deepest_layer, layer_group  # noqa: PLC0415
+
+    target = canvas_suite.targets()[0]
+    task = canvas_suite.task(target)
+    candidates = list(task.layer_groups)
+    losses = task.extras["clip_losses"]
+    batches = list(task.forget_batches())[:1]
+    clip_grad = mean_gradients(task, task.model, batches, losses["forget_loss"], candidates)
+    noise_grad = mean_gradients(task, task.model, batches, task.forget_loss, candidates)
+    name = candidates[0]
+    assert clip_grad[name].norm() > 0 and not torch.allclose(clip_grad[name], noise_grad[name])
+    quick = task.extras["quick_scores"](task.model)
+    assert set(quick) == {"target_acc", "IRA"} and all(0 <= v <= 100 for v in quick.values())
+
+    results = {}
+    for method in ("slug", "slug-qkv", "slug-noise"):
+        task = canvas_suite.task(target)
+        base = {k: v.clone() for k, v in task.model.state_dict().items()}
+        torch.manual_seed(0)
+        try:
+            outcome = build_method(method, {"search_steps": "4"}).unlearn(task)
+            results[method] = (outcome, [k for k, v in task.model.state_dict().items() if not torch.equal(v, base[k])])
+        finally:
+            task.model.load_state_dict(base)
+    slug, changed = results["slug"]
+    front = slug.tables["layers"].query("on_front")
+    assert changed == [slug.info["layer"]] == [deepest_layer(front)]
+    assert len(slug.trace) <= 4 and {"target_acc", "IRA", "step"} <= set(slug.trace)
+    steps = slug.trace.step.tolist()
+    assert steps[0] > 0 and all(0 < s <= 10 * steps[0] for s in steps)  # inside the reference's bracket
+    qkv, changed = results["slug-qkv"]
+    assert sorted(changed) == sorted(layer_group(qkv.info["layer"], candidates)) and qkv.info["tensors"] == len(changed)
+    _, changed = results["slug-noise"]
+    assert len(changed) == 1 and changed[0].startswith("text_encoder.")
+
+
+def test_slug_layer_helpers():
+    from unlearnbench.methods.slug import deepest_layer, layer_group, layer_index  # noqa: PLC0415
+
+    names = [f"text_encoder.encoder.layers.{i}.{part}.weight" for i in (0, 1)
+             for part in ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "mlp.fc1", "mlp.fc2")]
+    assert layer_index(names[7]) == 1
+    assert layer_group(names[5], names) == names[5:8]  # layer 1's q, k, v
+    assert layer_group(names[8], names) == names[8:10]
+    assert layer_group("text_encoder.final_projection.weight", names) == ["text_encoder.final_projection.weight"]
+    front = pd.DataFrame({"layer": [names[3], names[6], names[9]], "importance": [3.0, 1.0, 2.0]})
+    assert deepest_layer(front) == names[9]  # block 1, the more important of the two there
+
+
+def test_slug_needs_clip_losses_on_a_text_to_image_model(canvas_suite):
+    task = canvas_suite.task(canvas_suite.targets()[0])
+    task.extras["clip_losses"] = None  # a real configuration given no CLIP folder
+    with pytest.raises(UnlearnBenchError, match="needs CLIP's image tower .*--set clip_model=PATH"):
+        build_method("slug", {}).check(task)
+    build_method("slug-noise", {}).check(task)  # the noise-loss variant needs none
+    from unlearnbench.models.canvas_clip import load_pretrained_partner  # noqa: PLC0415
+    with pytest.raises(UnlearnBenchError, match="no transformers CLIP folder"):
+        load_pretrained_partner(Path("/nonexistent/clip"), task.model.text_encoder)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from unlearnbench.benchmarks.base import Metric, Suite, register_suite
@@ -71,6 +72,9 @@ class UnlearnCanvasConfig:
     style_classifier: str | None = None  # official style classifier checkpoint
     object_classifier: str | None = None  # official object classifier checkpoint
     # FID (real only): the FID Inception weights, torch-fidelity's weights-inception-2015-12-05-6726825d.pth
+    # SLUG's objective (real): the transformers folder of the CLIP SD's text encoder comes from
+    # (openai/clip-vit-large-patch14 for v1.5); its image tower and projections give the CLIP losses
+    clip_model: str | None = None
     fid_weights: str | None = None
     fid_reference_images: int = 5  # reference images per (style, object) pair, as UnlearnCanvas's FID script
 
@@ -101,6 +105,9 @@ class CanvasAssets:
     # (embedded: FD_style, in the style classifier's features; real: FID); None where not measured.
     frechet: object | None = None
     frechet_metric: str = "FID"
+    # The CLIP image tower and projections paired with the model's text encoder (image_embeds,
+    # text_embeds): SLUG's objective. None where the real config was given no CLIP folder.
+    clip_partner: object | None = None
 
 
 @register_suite("unlearncanvas")
@@ -238,6 +245,51 @@ class UnlearnCanvasSuite(Suite):
                    for r in rows for c in cols]
         return to_grid(self.generate(model, prompts, self.config.test_seeds[:1]), len(rows), len(cols))
 
+    def _clip_losses(self, target: str) -> dict:
+        """SLUG's objective for a text-to-image model, as the reference computes it for Stable Diffusion:
+        CLIP losses through the text encoder being edited and its CLIP image tower (frozen). Forget:
+        1 - cos(image embedding of a forget image, text embedding of the concept's name); retain: CLIP's
+        contrastive loss on retain images and their captions."""
+        from unlearnbench.models.canvas_clip import pooled_text
+
+        partner = self.assets.clip_partner
+
+        def forget_loss(m: nn.Module, batch) -> torch.Tensor:
+            images = batch[0]
+            with torch.no_grad():
+                image = partner.image_embeds(images.to(m.device))
+            text = partner.text_embeds(pooled_text(m, [target]))
+            return (1 - image @ text.T).mean()
+
+        def retain_loss(m: nn.Module, batch) -> torch.Tensor:
+            images, prompts = batch[0], batch[1]
+            with torch.no_grad():
+                image = partner.image_embeds(images.to(m.device))
+            text = partner.text_embeds(pooled_text(m, prompts))
+            same = torch.tensor([[p == q for q in prompts] for p in prompts], device=image.device)
+            return clip_pair_loss(image, text, partner.logit_scale, same)
+
+        return {"forget_loss": forget_loss, "retain_loss": retain_loss}
+
+    def quick_scores(self, model: nn.Module, target: str, n: int = 3) -> dict[str, float]:
+        """The reference's per-trial budget (SLUG's eval_uncanvas.py): n images of the target's prompts
+        and one image each of n other classes, at the first validation seed. Deterministic here: the
+        target with the first n classes of the other domain, and n other classes spread over the list."""
+        a = self.assets
+        by_style = self.config.target_kind == "style"
+        domain, cross = (a.styles, a.objects) if by_style else (a.objects, a.styles)
+        target_idx = domain.index(target)
+        others = [c for c in range(len(domain)) if c != target_idx and domain[c] not in a.non_targets]
+        picked = [others[round(i * (len(others) - 1) / max(n - 1, 1))] for i in range(min(n, len(others)))]
+        grid = [(target_idx, k % len(cross)) for k in range(n)] + [(c, i % len(cross)) for i, c in enumerate(picked)]
+        pairs = [(c, k) if by_style else (k, c) for c, k in grid]
+        prompts = [a.template.format(style=a.styles[st], object=a.objects[ob]) for st, ob in pairs]
+        style_pred, object_pred = a.classify(self.generate(model, prompts, self.config.val_seeds[:1]))
+        pred = style_pred if by_style else object_pred
+        truth = torch.tensor([c for c, _ in grid])
+        hits = (pred == truth).float()
+        return {"target_acc": 100 * hits[:n].mean().item(), "IRA": 100 * hits[n:].mean().item()}
+
     # -- the task --------------------------------------------------------------------------------
     def task(self, target: str) -> UnlearningTask:
         if target not in self.targets():
@@ -309,8 +361,19 @@ class UnlearnCanvasSuite(Suite):
             # SalUn-SD's saliency loss: the forget images' noise loss on the guided prediction
             # (1 + c) eps(c) - c eps("") with c = 7.5, i.e. guidance 8.5 (its generate_mask.py).
             extras={"concept_prompts": concept,
-                    "saliency_loss": lambda m, b: m.noise_loss(b[0], b[1], guidance=SALUN_MASK_GUIDANCE)},
+                    "saliency_loss": lambda m, b: m.noise_loss(b[0], b[1], guidance=SALUN_MASK_GUIDANCE),
+                    "clip_losses": self._clip_losses(target) if a.clip_partner is not None else None,
+                    "quick_scores": lambda m: self.quick_scores(m, target)},
         )
+
+
+def clip_pair_loss(image: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor,
+                   same: torch.Tensor) -> torch.Tensor:
+    """CLIP's symmetric contrastive loss on normalised embeddings; pairs marked ``same`` (identical
+    captions) are positives of each other."""
+    logits = logit_scale.exp() * image @ text.T
+    target = same.float() / same.sum(dim=1, keepdim=True)
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
 
 
 def canvas_metrics(style_pred: torch.Tensor, object_pred: torch.Tensor, styles: torch.Tensor, objects: torch.Tensor,
@@ -364,6 +427,7 @@ def to_grid(images: torch.Tensor, rows: int, cols: int) -> np.ndarray:
 def embedded_assets(cfg: UnlearnCanvasConfig) -> CanvasAssets:
     from unlearnbench.datasets.synthetic.canvas import PARAPHRASE_TEMPLATES, TRAIN_TEMPLATE
     from unlearnbench.models.canvas_classifier import frechet_distance
+    from unlearnbench.models.canvas_clip import load_or_train_partner
     from unlearnbench.models.tiny_diffusion import load_or_train, preset
 
     trained = load_or_train(preset(cfg.embedded))
@@ -385,7 +449,8 @@ def embedded_assets(cfg: UnlearnCanvasConfig) -> CanvasAssets:
         train_images=lambda idx: images[idx], train_styles=train.style_labels, train_objects=train.object_labels,
         classify=classifiers.classify, template=TRAIN_TEMPLATE, paraphrases=PARAPHRASE_TEMPLATES,
         steps=cfg.steps or trained.sample_steps, guidance=cfg.guidance or trained.guidance,
-        model_id=trained.model_id, frechet=frechet, frechet_metric="FD_style")
+        model_id=trained.model_id, frechet=frechet, frechet_metric="FD_style",
+        clip_partner=load_or_train_partner(trained.model, trained.data)[0])
 
 
 def real_assets(cfg: UnlearnCanvasConfig) -> CanvasAssets:
@@ -393,11 +458,10 @@ def real_assets(cfg: UnlearnCanvasConfig) -> CanvasAssets:
     the official protocol (DDIM 100 steps, guidance 9.0, the template; seeds from ``test_seeds``)."""
     from pathlib import Path
 
-    import torch.nn.functional as F
-
     from unlearnbench.datasets.unlearncanvas import (DDIM_STEPS, GUIDANCE, PHOTO_STYLE, PROMPT_TEMPLATE,
                                                      load_unlearncanvas_images, style_prompt_name)
     from unlearnbench.fid import FrechetInception
+    from unlearnbench.models.canvas_clip import load_pretrained_partner
     from unlearnbench.models.sd_loader import load_stable_diffusion, load_unlearncanvas_classifier
     from unlearnbench.models.t2i import SamplerConfig, TextToImage
 
@@ -457,4 +521,6 @@ def real_assets(cfg: UnlearnCanvasConfig) -> CanvasAssets:
         train_styles=data.style_labels, train_objects=data.object_labels, classify=classify,
         template=PROMPT_TEMPLATE, paraphrases=(), steps=cfg.steps or DDIM_STEPS,
         guidance=cfg.guidance or GUIDANCE, model_id=f"sd-{Path(cfg.model_path).resolve().name}",
-        non_targets=(style_prompt_name(PHOTO_STYLE),), frechet=frechet if fid_data is not None else None)
+        non_targets=(style_prompt_name(PHOTO_STYLE),), frechet=frechet if fid_data is not None else None,
+        clip_partner=None if cfg.clip_model is None else load_pretrained_partner(
+            Path(cfg.clip_model), parts["text_encoder"], cfg.device))

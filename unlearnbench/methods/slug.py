@@ -9,6 +9,16 @@
    (retention is scored only for steps that forget, and decides which of them meet the goal).
 5. The chosen layer is the one with the best retain score among those whose search met the goal.
 The result is one changed tensor: the unlearning patch.
+
+Text-to-image models (task kind ``diffusion``) follow the reference's Stable Diffusion procedure
+(docs/PROTOCOLS.md, unlearncanvas): the gradients are those of CLIP's losses through the text
+encoder and its CLIP image tower (``task.extras['clip_losses']``), the layer is the deepest text
+layer on the front, and its step is searched by the reference's bracket on a few generated images
+per trial (``task.extras['quick_scores']``): start at 0.4 ||W|| / ||g||, bound 10x that, halve the
+bracket towards "forgotten with IRA kept", stop at the first trial that forgets with IRA within the
+goal's tolerance. ``slug-qkv`` updates the layer's whole attention (q, k, v) or MLP (fc1, fc2) group
+with one shared step, as the reference's script does; ``slug-noise`` keeps the diffusion noise loss and
+the harness's search over every front layer.
 """
 
 from __future__ import annotations
@@ -54,7 +64,7 @@ class Slug(Method):
     Config = SlugConfig
     kinds = frozenset({"clip", "diffusion", "vlm"})
 
-    def check(self, task: UnlearningTask) -> None:
+    def _check_layer(self, task: UnlearningTask) -> None:
         """A forced ``layer`` must be one of the task's candidate tensors (known before any gradient)."""
         layer = self.config.layer
         if layer is not None and layer not in task.layer_groups:
@@ -63,8 +73,24 @@ class Slug(Method):
             raise UnlearnBenchError(f"{self.name}.layer={layer!r} is not a candidate tensor of this {task.kind} model; "
                                     f"give one of: {shown} (or drop --method-set {self.name}.layer to search)")
 
+    # Text-to-image models: the reference's procedure (CLIP losses, deepest front layer, its search).
+    reference_diffusion = True
+    group_update = False  # slug-qkv: the layer's attention or MLP group moves with one shared step
+
+    def check(self, task: UnlearningTask) -> None:
+        self._check_layer(task)
+        if task.kind == "diffusion" and self.reference_diffusion and not task.extras.get("clip_losses"):
+            raise UnlearnBenchError(f"{self.name} on a text-to-image model needs CLIP's image tower for its losses "
+                                    "(real unlearncanvas: --set clip_model=PATH, the CLIP folder of SD's text "
+                                    "encoder); slug-noise runs without it")
+
     def unlearn(self, task: UnlearningTask) -> Outcome:
         self.check(task)  # before the gradient pass, also where the caller did not check
+        if task.kind == "diffusion" and self.reference_diffusion:
+            return self._unlearn_diffusion(task)
+        return self._unlearn(task)
+
+    def _unlearn(self, task: UnlearningTask) -> Outcome:
         cfg = self.config
         model = task.model
         candidates = list(task.layer_groups)
@@ -104,6 +130,104 @@ class Slug(Method):
         info = {"layer": chosen["layer"], "step": float(chosen["step"]), "goal_met": bool(chosen["met"]),
                 "front_size": int(layers.on_front.sum())}
         return Outcome(trace=trace, info=info, tables={"layers": layers})
+
+
+    def _unlearn_diffusion(self, task: UnlearningTask) -> Outcome:
+        cfg = self.config
+        model = task.model
+        losses = task.extras["clip_losses"]
+        clip_task = dataclasses.replace(task, forget_loss_fn=losses["forget_loss"],
+                                        retain_loss_fn=losses["retain_loss"])
+        candidates = list(task.layer_groups)
+        with task.costs.phase("precompute"):
+            g_f = mean_gradients(clip_task, model, iterate(task.forget_batches(), cfg.gradient_batches),
+                                 clip_task.forget_loss, candidates)
+            g_r = mean_gradients(clip_task, model, iterate(task.retain_batches(), cfg.gradient_batches),
+                                 clip_task.retain_loss, candidates)
+            layers = layer_statistics(model, g_f, g_r, task.layer_groups)
+        layer = cfg.layer or deepest_layer(layers[layers.on_front])
+        names = layer_group(layer, candidates) if self.group_update else [layer]
+        with task.costs.phase("search"):
+            trace = pd.DataFrame(reference_search(task, names, g_f, cfg.search_steps))
+        with task.costs.phase("update"):
+            chosen = choose_trial(trace, task.goal.forget_metric, task.goal.retain_metric)
+            params = dict(model.named_parameters())
+            with torch.no_grad():
+                for name in names:
+                    params[name].add_(chosen["step"] * g_f[name].to(params[name].dtype))
+        layers["chosen"] = layers.layer.isin(names)
+        info = {"layer": layer, "tensors": len(names), "step": float(chosen["step"]), "goal_met": bool(chosen["met"]),
+                "front_size": int(layers.on_front.sum())}
+        return Outcome(trace=trace, info=info, tables={"layers": layers})
+
+
+def layer_index(name: str) -> int:
+    """The block number in a tensor name (``...layers.7.self_attn...`` -> 7); -1 where there is none."""
+    parts = name.split(".")
+    return next((int(p) for p in reversed(parts) if p.isdigit()), -1)
+
+
+def deepest_layer(front: pd.DataFrame) -> str:
+    """The reference's choice for Stable Diffusion: the front layer in the deepest block (ties: the most
+    important)."""
+    if front.empty:
+        raise UnlearnBenchError("slug: no layer on the Pareto front has a forget gradient")
+    ranked = front.assign(block=front.layer.map(layer_index)).sort_values(["block", "importance"],
+                                                                          ascending=[False, False])
+    return ranked.layer.iloc[0]
+
+
+def layer_group(name: str, candidates: list[str]) -> list[str]:
+    """The tensors the reference moves together with ``name``: q, k and v of an attention layer, fc1
+    and fc2 of an MLP, else ``name`` alone (each present among ``candidates``)."""
+    for group in (("q_proj", "k_proj", "v_proj"), ("fc1", "fc2")):
+        part = next((p for p in group if f".{p}." in name), None)
+        if part is not None:
+            return [n for n in (name.replace(f".{part}.", f".{other}.") for other in group) if n in candidates]
+    return [name]
+
+
+def reference_search(task: UnlearningTask, names: list[str], grads: dict[str, torch.Tensor],
+                     steps: int) -> list[dict]:
+    """The reference's step search for Stable Diffusion (its ``eval_uncanvas.py``), on the suite's quick
+    scores: lambda0 = 0.4 ||W|| / ||g|| of the first tensor, bracket [0, 10 lambda0]; a step that leaves
+    the target recognisable raises the lower end, one that forgets but loses IRA lowers the upper end;
+    stop at the first step that forgets with IRA within the goal's tolerance, or after ``steps`` trials.
+    Every trial starts from W0, which is restored at the end."""
+    task.base_validation()  # on W0, for the runner's goal judgement, before any trial edits the layer
+    quick = task.extras["quick_scores"]
+    goal = task.goal
+    tolerance = goal.retain_tolerance if goal.retain_tolerance is not None else 10.0
+    params = dict(task.model.named_parameters())
+    w0 = {n: params[n].detach().clone() for n in names}
+    g = {n: grads[n].to(w0[n].dtype) for n in names}
+    base = quick(task.model)
+    task.costs.count(evaluations=1)
+    step = 0.4 * w0[names[0]].norm().item() / max(g[names[0]].norm().item(), 1e-12)
+    low, high = 0.0, 10 * step
+    rows = []
+    try:
+        for trial in range(steps):
+            with torch.no_grad():
+                for n in names:
+                    params[n].copy_(w0[n] + step * g[n])
+            scores = quick(task.model)
+            task.costs.count(evaluations=1)
+            forgot = scores[goal.forget_metric] <= goal.forget_threshold
+            kept = abs(base[goal.retain_metric] - scores[goal.retain_metric]) <= tolerance
+            rows.append({"layer": names[0], "trial": trial, "step": step, "met": forgot and kept, **scores})
+            if forgot and kept:
+                break
+            if forgot:
+                high = step
+            else:
+                low = step
+            step = (low + high) / 2
+    finally:
+        with torch.no_grad():
+            for n in names:
+                params[n].copy_(w0[n])
+    return rows
 
 
 def layer_statistics(model: torch.nn.Module, g_f: dict[str, torch.Tensor],
@@ -171,6 +295,22 @@ def choose_trial(trace: pd.DataFrame, forget_metric: str, retain_metric: str) ->
             best = best[best.layer == best.layer.iloc[0]]
         return best.loc[best.step.idxmax()]
     return trace.sort_values([forget_metric, retain_metric], ascending=[True, False]).iloc[0]
+
+
+@register_method("slug-noise")
+class SlugNoise(Slug):
+    """SLUG on a text-to-image model with the diffusion noise loss and the harness's front search."""
+
+    kinds = frozenset({"diffusion"})
+    reference_diffusion = False
+
+
+@register_method("slug-qkv")
+class SlugQKV(Slug):
+    """SLUG's Stable Diffusion procedure moving the layer's q/k/v (or fc1/fc2) together by one step."""
+
+    kinds = frozenset({"diffusion"})
+    group_update = True
 
 
 @register_method("slug-lm")

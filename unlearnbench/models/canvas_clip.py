@@ -1,0 +1,190 @@
+"""The CLIP image tower paired with the embedded text-to-image model's text encoder.
+
+SLUG computes its gradients for Stable Diffusion with CLIP's losses: SD's text encoder is the text
+tower of CLIP ViT-L/14, and the reference pairs it with that CLIP's image tower and projections. The
+embedded model's text encoder was trained with its UNet, so its partner is trained here the other way
+round, with the text tower locked (LiT, Zhai et al. 2022, with the roles of the towers swapped): a
+transformers ``CLIPVisionModelWithProjection`` and a text projection learn to match the frozen text
+encoder's pooled output on MiniCanvas's training captions, with a class-aware contrastive loss (images
+of one (style, object) pair are positives of each other). The text encoder itself never changes, so
+the diffusion model keeps its weights. docs/PROTOCOLS.md (unlearncanvas) names this difference: the
+reference's text tower was trained contrastively first.
+
+The tower is cached under ``cache_dir()/models/`` by the hash of its config and the text encoder's
+weights; training reports zero-shot style and object accuracy of held-out images against captions.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+from tqdm.auto import tqdm
+from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+from unlearnbench.cache import atomic_write, atomic_write_text, cache_dir, config_hash, read_cached, read_record
+from unlearnbench.datasets.synthetic.canvas import CanvasData, prompt
+from unlearnbench.identity import model_fingerprint
+from unlearnbench.schedules import lr_multiplier
+
+STYLE_BAR = 0.80  # held-out zero-shot style accuracy (against every caption of the image's object)
+
+
+@dataclass(frozen=True)
+class CanvasClipConfig:
+    width: int = 64
+    layers: int = 2
+    heads: int = 4
+    patch_size: int = 4
+    steps: int = 600
+    batch_size: int = 128
+    lr: float = 2e-3
+    warmup_steps: int = 30
+    seed: int = 0
+
+
+class ClipPartner(nn.Module):
+    """An image tower and the text projection that pair with a text encoder: CLIP's embeddings."""
+
+    def __init__(self, vision: CLIPVisionModelWithProjection, text_projection: nn.Linear) -> None:
+        super().__init__()
+        self.vision = vision
+        self.text_projection = text_projection
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+
+    def image_embeds(self, images: torch.Tensor) -> torch.Tensor:
+        """Normalised image embeddings of images in [-1, 1] (the diffusion models' range)."""
+        return F.normalize(self.vision(pixel_values=images).image_embeds, dim=-1)
+
+    def text_embeds(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Normalised text embeddings from a CLIP text encoder's pooled output."""
+        return F.normalize(self.text_projection(pooled), dim=-1)
+
+
+class PretrainedClipPartner(nn.Module):
+    """The image tower and projections of a pretrained transformers ``CLIPModel`` (real: the CLIP
+    checkpoint Stable Diffusion's text encoder comes from), with CLIP's own image preprocessing."""
+
+    def __init__(self, clip) -> None:
+        super().__init__()
+        self.vision, self.visual_projection = clip.vision_model, clip.visual_projection
+        self.text_projection, self.logit_scale = clip.text_projection, clip.logit_scale
+        self.image_size = clip.config.vision_config.image_size
+        self.register_buffer("mean", torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1))
+
+    def image_embeds(self, images: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate((images + 1) / 2, size=(self.image_size,) * 2, mode="bicubic", antialias=True)
+        pooled = self.vision(pixel_values=(x - self.mean) / self.std).pooler_output
+        return F.normalize(self.visual_projection(pooled), dim=-1)
+
+    def text_embeds(self, pooled: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.text_projection(pooled), dim=-1)
+
+
+def load_pretrained_partner(folder: Path, text_encoder, device: str | torch.device = "cpu") -> PretrainedClipPartner:
+    """The CLIP at ``folder`` (a transformers folder, read offline) as the partner of ``text_encoder``."""
+    from transformers import CLIPModel
+
+    from unlearnbench.errors import UnlearnBenchError
+
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise UnlearnBenchError(f"clip_model: no transformers CLIP folder at {folder} (expected config.json and "
+                                "the weights of openai/clip-vit-large-patch14, SD v1.5's text encoder's CLIP)")
+    clip = CLIPModel.from_pretrained(folder, local_files_only=True)
+    width = text_encoder.config.hidden_size
+    if clip.config.text_config.hidden_size != width:
+        raise UnlearnBenchError(f"clip_model {folder}: its text width {clip.config.text_config.hidden_size} is not "
+                                f"the diffusion model's text encoder's {width}; give the CLIP it was taken from")
+    return PretrainedClipPartner(clip).requires_grad_(False).eval().to(device)
+
+
+def build_partner(cfg: CanvasClipConfig, image_size: int, text_width: int) -> ClipPartner:
+    vision = CLIPVisionModelWithProjection(CLIPVisionConfig(
+        image_size=image_size, patch_size=cfg.patch_size, hidden_size=cfg.width, intermediate_size=4 * cfg.width,
+        num_hidden_layers=cfg.layers, num_attention_heads=cfg.heads, projection_dim=text_width))
+    return ClipPartner(vision, nn.Linear(text_width, text_width, bias=False))
+
+
+def pooled_text(model, prompts: list[str]) -> torch.Tensor:
+    """The text encoder's pooled output (CLIP's end-of-text token) for ``prompts``."""
+    ids = model.tokenizer(list(prompts), padding="max_length", max_length=model.tokenizer.model_max_length,
+                          truncation=True, return_tensors="pt").input_ids
+    return model.text_encoder(ids.to(model.device)).pooler_output
+
+
+def load_or_train_partner(model, data: CanvasData, cfg: CanvasClipConfig | None = None) -> tuple[ClipPartner, dict]:
+    """The image tower for ``model``'s text encoder, from the cache or trained (about a minute)."""
+    cfg = cfg or CanvasClipConfig()
+    text_fp = model_fingerprint(model.text_encoder)
+    folder = cache_dir() / "models" / f"canvas-clip-{config_hash({'config': asdict(cfg), 'text': text_fp})}"
+    image_size, text_width = data.splits["train"].pixels.shape[1], model.text_encoder.config.hidden_size
+
+    def read(path: Path) -> ClipPartner:
+        partner = build_partner(cfg, image_size, text_width)
+        partner.load_state_dict(load_file(str(path)))
+        return partner
+
+    partner = read_cached(folder / "model.safetensors", read)
+    record = read_cached(folder / "train.json", read_record)
+    if partner is None or record is None:
+        partner, metrics = train_partner(model, data, cfg)
+        state = {k: v.contiguous() for k, v in partner.state_dict().items()}
+        atomic_write(folder / "model.safetensors", lambda tmp: save_file(state, str(tmp)))
+        record = {"config": asdict(cfg), "text_encoder": text_fp, "metrics": metrics}
+        atomic_write_text(folder / "train.json", json.dumps(record, indent=2))
+    partner.requires_grad_(False).eval()
+    return partner.to(model.device), record["metrics"]
+
+
+def train_partner(model, data: CanvasData, cfg: CanvasClipConfig) -> tuple[ClipPartner, dict]:
+    torch.manual_seed(cfg.seed)
+    train = data.splits["train"]
+    images = train.images()
+    pairs = train.style_labels * len(data.objects) + train.object_labels  # one class per (style, object)
+    captions = [prompt(s, o) for s in data.styles for o in data.objects]
+    with torch.no_grad():  # the text tower is locked: its pooled outputs are computed once
+        pooled = pooled_text(model, captions).float().cpu()
+    partner = build_partner(cfg, images.shape[-1], pooled.shape[-1])
+    opt = torch.optim.AdamW(partner.parameters(), lr=cfg.lr, weight_decay=0.1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_multiplier(s, cfg.steps, cfg.warmup_steps))
+    gen = torch.Generator().manual_seed(cfg.seed)
+    start = time.perf_counter()
+    partner.train()
+    for _ in tqdm(range(cfg.steps), desc="training canvas CLIP image tower", unit="step"):
+        idx = torch.randint(len(images), (cfg.batch_size,), generator=gen)
+        y = pairs[idx]
+        logits = partner.logit_scale.exp() * partner.image_embeds(images[idx]) @ partner.text_embeds(pooled[y]).T
+        same = (y[:, None] == y[None, :]).float()
+        target = same / same.sum(dim=1, keepdim=True)
+        loss = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        with torch.no_grad():
+            partner.logit_scale.clamp_(0, math.log(100))
+    partner.eval()
+    metrics = zero_shot_accuracy(partner, pooled, data)
+    metrics.update(train_seconds=time.perf_counter() - start, final_loss=loss.item())
+    print(f"canvas CLIP image tower: held-out zero-shot style {metrics['style_acc']:.3f} (bar {STYLE_BAR}), "
+          f"object {metrics['object_acc']:.3f}, trained in {metrics['train_seconds']:.0f} s")
+    return partner, metrics
+
+
+@torch.no_grad()
+def zero_shot_accuracy(partner: ClipPartner, pooled: torch.Tensor, data: CanvasData) -> dict[str, float]:
+    """Held-out images classified among every (style, object) caption: style and object accuracy."""
+    test = data.splits["test"]
+    pred = (partner.image_embeds(test.images()) @ partner.text_embeds(pooled).T).argmax(dim=1)
+    n_objects = len(data.objects)
+    return {"style_acc": (pred // n_objects == test.style_labels).float().mean().item(),
+            "object_acc": (pred % n_objects == test.object_labels).float().mean().item()}
