@@ -188,3 +188,12 @@ def test_forget_vs_retain_reads_directions_and_shares_labels(monkeypatch, tmp_pa
     for fig in figures:
         plt.close(fig)
 
+
+def test_markdown_tables_read_back_with_pipes_and_line_breaks():
+    from unlearnbench.reports.tables import from_markdown
+
+    table = pd.DataFrame({"question": ["who | is this?", "colour?"], "answer": ["a|b\nc", "red"]}).set_index("question")
+    back = from_markdown(to_markdown(table, index_name="question"))
+    assert back.values.tolist() == [["who | is this?", "a|b c"], ["colour?", "red"]]
+    with pytest.raises(ValueError):
+        from_markdown("| a | b |\n|---|---|\n| 1 | 2 | 3 |\n")
