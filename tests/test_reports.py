@@ -165,3 +165,35 @@ def test_cells_of_labelled_cost_columns_keep_their_format():
     assert format_cell(16384.0, 0.0, 1, "storage_bytes (style)") == format_cell(16384.0, 0.0, 1, "storage_bytes")
     assert format_cell(896.0, 0.0, 1, "backward_samples (object)") == "896"
     assert format_cell(30.81, 1.0, 2, "runtime_s (style)") == "30.8 ± 1.0"
+
+
+def test_forget_vs_retain_reads_directions_and_shares_labels(monkeypatch, tmp_path):
+    """UnlearnCanvas' UA is higher the more is forgotten; points on (or next to) the original share its label."""
+    import matplotlib.pyplot as plt
+
+    records = records_for({"slug": {"UA": [90.0], "IRA": [80.0], "goal_met": [1.0]},
+                           "noop": {"UA": [0.0], "IRA": [95.0], "goal_met": [0.0]},
+                           "ga": {"UA": [1.0], "IRA": [94.0], "goal_met": [1.0]}},
+                          before={"UA": [0.0], "IRA": [95.0]})
+    figures = []
+    monkeypatch.setattr(plots, "save", lambda fig, path: figures.append(fig) or path)
+    plots.forget_vs_retain(records, "UA", "IRA", tmp_path / "a.png", {"UA": True, "IRA": True})
+    plots.forget_vs_retain(records.assign(metric=records.metric.replace({"UA": "FA"})), "FA", "IRA",
+                           tmp_path / "b.png", {"FA": False, "IRA": True})
+    canvas, clip = (fig.axes[0] for fig in figures)
+    assert canvas.get_xlabel() == "UA ↑ (higher = more forgotten)"
+    assert canvas.get_ylabel() == "IRA ↑ (higher = better kept)"
+    assert clip.get_xlabel() == "FA ↓ (lower = more forgotten)"
+    assert sorted(text.get_text() for text in canvas.texts) == ["original, noop †, ga", "slug"]
+    for fig in figures:
+        plt.close(fig)
+
+
+def test_markdown_tables_read_back_with_pipes_and_line_breaks():
+    from unlearnbench.reports.tables import from_markdown
+
+    table = pd.DataFrame({"question": ["who | is this?", "colour?"], "answer": ["a|b\nc", "red"]}).set_index("question")
+    back = from_markdown(to_markdown(table, index_name="question"))
+    assert back.values.tolist() == [["who | is this?", "a|b c"], ["colour?", "red"]]
+    with pytest.raises(ValueError):
+        from_markdown("| a | b |\n|---|---|\n| 1 | 2 | 3 |\n")

@@ -19,7 +19,7 @@ from unlearnbench.errors import UnlearnBenchError
 
 log = logging.getLogger("unlearnbench")
 
-COMMANDS = ("run", "ls", "paper", "compare")
+COMMANDS = ("run", "ls", "paper", "compare", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,6 +57,15 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--fail-on-regression", action="store_true",
                          help="exit with status 1 if any metric regressed beyond its tolerance")
     compare.add_argument("--out", help="folder for compare.md; default: NEW's run folder")
+
+    report = sub.add_parser("report", parents=[common], help="rebuild a stored run's report.html, tables and plots",
+                            description="Rebuild report.html, table.md, table.tex and the plots of a finished run "
+                            "from its records, manifest and artifacts; nothing is recomputed.")
+    report.add_argument("run", metavar="RUN", help="the run folder (runs/<run-id>)")
+    report.add_argument("--ci", type=float, metavar="LEVEL",
+                        help="show the t confidence interval of the mean at LEVEL (e.g. 0.95) instead of ± std")
+    report.add_argument("--plugin", action="append", metavar="MODULE",
+                        help="import the module that registers the run's suite, if it is your own (repeatable)")
     return parser
 
 
@@ -174,21 +183,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     check_output_folders(args)
     result = run(spec, suite)
     print(result.reuse_line())
-    print(write_run_report(result, suite, args.ci))
-    print(f"\nwrote {result.run_dir}/ (records.parquet, manifest.json, table.md, plots)")
+    print(write_run_report(result, type(suite), args.ci).terminal)
+    print(f"\nwrote {result.run_dir}/ (records.parquet, manifest.json, table.md, plots, report.html)")
     return 0
 
 
 def cmd_paper(args: argparse.Namespace) -> int:
     import json
     import time
-    from dataclasses import asdict
+    from dataclasses import asdict, replace
 
     import pandas as pd
 
     from unlearnbench.cache import atomic_write_text
     from unlearnbench.reports import plots
+    from unlearnbench.reports.html import write_report
     from unlearnbench.reports.paper import for_variant, label_records, paper_table, with_published
+    from unlearnbench.reports.run_report import write_run_report
     from unlearnbench.reports.tables import MISSED, MISSED_NOTE, latex_escape, to_latex, to_markdown, to_terminal
     from unlearnbench.runner import prepare, run
 
@@ -220,14 +231,20 @@ def cmd_paper(args: argparse.Namespace) -> int:
     atomic_write_text(stem.with_suffix(".tex"), to_latex(view) + (latex_escape(note.strip()) + "\n" if note else ""))
     run_dirs = {label: str(r.run_dir) for label, r in results.items()}
     atomic_write_text(out / "runs.json", json.dumps(run_dirs, indent=2))
+    parts = []
     for label, result in results.items():
         forget, retain = suites[label].plot_axes
         suffix = f"_{label}" if label else ""
         directions = {m.name: m.higher_is_better for m in suites[label].metrics}
         plots.forget_vs_retain(result.records, forget, retain, out / f"forget_vs_retain{suffix}.png", directions)
         plots.cost_bars(result.records, out / f"costs{suffix}.png")
+        # Each run gets its own report too, and lends the table's page its figures, settings and units.
+        parts.append(replace(write_run_report(result, type(suites[label]), args.ci).part, label=label))
+    write_report(out / "report.html", f"paper {args.table}: {table.caption}",
+                 [f"Model {model_id}; targets per run: {', '.join(first.manifest['targets'])}.", note.strip()],
+                 view, parts)
     print(to_terminal(view) + note)
-    print(f"\nwrote {out}/ (tables, plots; runs in runs.json) in {time.perf_counter() - start:.0f} s")
+    print(f"\nwrote {out}/ (tables, plots, report.html; runs in runs.json) in {time.perf_counter() - start:.0f} s")
     return 0
 
 
@@ -271,6 +288,28 @@ def cmd_compare(args: argparse.Namespace) -> int:
     print(to_terminal(comparison_table(result, gated_only=True)))
     print(f"\n{text}\nwrote {out / 'compare.md'} (every metric, timings and counts included)")
     return 1 if args.fail_on_regression and not regressions(result).empty else 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from unlearnbench.benchmarks.base import SUITES
+    from unlearnbench.reports.run_report import stored_result, write_run_report
+    from unlearnbench.runner import run_lock
+
+    check_ci(args.ci)
+    run_dir = Path(args.run)
+    if not run_dir.is_dir():
+        what = "a file, not a folder" if run_dir.exists() else "no such folder"
+        raise UnlearnBenchError(f"RUN {run_dir}: {what}; give a run folder (runs/<run-id>)")
+    result = stored_result(run_dir)
+    name = result.manifest["suite"]["name"]
+    if name not in SUITES:
+        raise UnlearnBenchError(f"RUN {run_dir} is a run of suite {name!r}, which is not registered; give --plugin "
+                                f"MODULE for the module that registers it (suites: {', '.join(SUITES.names())})")
+    with run_lock(run_dir):  # never while a run writes the same files
+        report = write_run_report(result, SUITES.get(name), args.ci)
+    print(report.terminal)
+    print(f"\nwrote {run_dir / 'report.html'} (and table.md, table.tex, plots) from the stored run; nothing recomputed")
+    return 0
 
 
 def describe_registered(name: str) -> str:
@@ -330,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     if getattr(args, "cache_dir", None):
         os.environ["UNLEARNBENCH_CACHE"] = args.cache_dir
-    commands = {"run": cmd_run, "ls": cmd_ls, "paper": cmd_paper, "compare": cmd_compare}
+    commands = {"run": cmd_run, "ls": cmd_ls, "paper": cmd_paper, "compare": cmd_compare, "report": cmd_report}
     previous = handle_sigterm()
     try:
         if args.command != "compare":  # a comparison reads stored runs alone, never suite or method code

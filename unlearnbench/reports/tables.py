@@ -6,6 +6,7 @@ Cells are the mean over targets and seeds; with more than one value, ``mean ± s
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -115,9 +116,28 @@ def human_bytes(n: float) -> str:
 def to_markdown(table: pd.DataFrame, index_name: str = "method") -> str:
     header = [index_name, *map(str, table.columns)]
     rows = [[str(i), *map(str, row)] for i, row in zip(table.index, table.itertuples(index=False))]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    lines = ["| " + " | ".join(map(markdown_cell, header)) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(map(markdown_cell, row)) + " |" for row in rows]
     return "\n".join(lines) + "\n"
+
+
+def markdown_cell(text: str) -> str:
+    """A cell that cannot break its row: a model's answer may hold a '|' or a line break."""
+    return text.replace("|", r"\|").replace("\r", " ").replace("\n", " ")
+
+
+def from_markdown(text: str) -> pd.DataFrame:
+    """The table ``to_markdown`` wrote, as strings (every column, the index one first); ValueError when
+    ``text`` is not such a table (e.g. a row whose answer held an unescaped '|', written before cells
+    were escaped)."""
+    lines = [line.strip() for line in text.strip().splitlines()]
+    if len(lines) < 2 or not all(line.startswith("|") and line.endswith("|") for line in lines):
+        raise ValueError("not a Markdown table")
+    header, *rows = [[cell.strip().replace(r"\|", "|") for cell in re.split(r"(?<!\\)\|", line[1:-1])]
+                     for line in (lines[0], *lines[2:])]
+    if any(len(row) != len(header) for row in rows):
+        raise ValueError(f"a row of the Markdown table does not have the header's {len(header)} cells")
+    return pd.DataFrame(rows, columns=header)
 
 
 def latex_escape(text: str) -> str:
