@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from unlearnbench.contrastive import contrastive_loss
 from unlearnbench.benchmarks.base import Metric, Suite, register_suite
 from unlearnbench.cache import config_hash
 from unlearnbench.config import check_counts, check_device
@@ -397,11 +398,10 @@ def clip_contrastive_loss(model: nn.Module, images: torch.Tensor, tokens: torch.
     txt = F.normalize(model.encode_text(tokens), dim=-1)
     logits = model.logit_scale.exp() * img @ txt.T
     same = (tokens[:, None, :] == tokens[None, :, :]).all(dim=-1).to(logits.device)
-    if bool(same.sum() == len(tokens)):
-        target = torch.arange(len(images), device=logits.device)
-    else:
-        target = same.float() / same.sum(dim=1, keepdim=True)
-    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+    if bool(same.sum() == len(tokens)):  # unique captions: class indices, as the reference computes it
+        labels = torch.arange(len(images), device=logits.device)
+        return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels))
+    return contrastive_loss(logits, same)
 
 
 def clip_layer_groups(model: nn.Module) -> dict[str, str]:

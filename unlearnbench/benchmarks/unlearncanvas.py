@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from unlearnbench.contrastive import contrastive_loss
 from unlearnbench.benchmarks.base import Metric, Suite, register_suite
 from unlearnbench.config import check_counts, check_device
 from unlearnbench.errors import UnlearnBenchError
@@ -267,7 +268,7 @@ class UnlearnCanvasSuite(Suite):
                 image = partner.image_embeds(images.to(m.device))
             text = partner.text_embeds(pooled_text(m, prompts))
             same = torch.tensor([[p == q for q in prompts] for p in prompts], device=image.device)
-            return clip_pair_loss(image, text, partner.logit_scale, same)
+            return contrastive_loss(partner.logit_scale.exp() * image @ text.T, same)
 
         return {"forget_loss": forget_loss, "retain_loss": retain_loss}
 
@@ -365,15 +366,6 @@ class UnlearnCanvasSuite(Suite):
                     "clip_losses": self._clip_losses(target) if a.clip_partner is not None else None,
                     "quick_scores": lambda m: self.quick_scores(m, target)},
         )
-
-
-def clip_pair_loss(image: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor,
-                   same: torch.Tensor) -> torch.Tensor:
-    """CLIP's symmetric contrastive loss on normalised embeddings; pairs marked ``same`` (identical
-    captions) are positives of each other."""
-    logits = logit_scale.exp() * image @ text.T
-    target = same.float() / same.sum(dim=1, keepdim=True)
-    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
 
 
 def canvas_metrics(style_pred: torch.Tensor, object_pred: torch.Tensor, styles: torch.Tensor, objects: torch.Tensor,

@@ -90,19 +90,21 @@ class Slug(Method):
             return self._unlearn_diffusion(task)
         return self._unlearn(task)
 
-    def _unlearn(self, task: UnlearningTask) -> Outcome:
-        cfg = self.config
-        model = task.model
-        candidates = list(task.layer_groups)
-
-        # Step 1: mean gradients of the forget and retain losses.
+    def gradients(self, task: UnlearningTask) -> tuple[dict[str, torch.Tensor], pd.DataFrame]:
+        """Steps 1-3: mean gradients of the task's forget and retain losses over its candidate tensors,
+        and their layer statistics with the Pareto front of each tower; returns g_f and the statistics."""
+        cfg, model, candidates = self.config, task.model, list(task.layer_groups)
         with task.costs.phase("precompute"):
             g_f = mean_gradients(task, model, iterate(task.forget_batches(), cfg.gradient_batches),
                                  task.forget_loss, candidates)
             g_r = mean_gradients(task, model, iterate(task.retain_batches(), cfg.gradient_batches),
                                  task.retain_loss, candidates)
-            # Step 2-3: layer statistics and the Pareto front of each tower.
-            layers = layer_statistics(model, g_f, g_r, task.layer_groups)
+            return g_f, layer_statistics(model, g_f, g_r, task.layer_groups)
+
+    def _unlearn(self, task: UnlearningTask) -> Outcome:
+        cfg = self.config
+        model = task.model
+        g_f, layers = self.gradients(task)
 
         front = layers[layers.on_front].sort_values("importance", ascending=False)
         if cfg.layer is not None:
@@ -136,15 +138,9 @@ class Slug(Method):
         cfg = self.config
         model = task.model
         losses = task.extras["clip_losses"]
-        clip_task = dataclasses.replace(task, forget_loss_fn=losses["forget_loss"],
-                                        retain_loss_fn=losses["retain_loss"])
         candidates = list(task.layer_groups)
-        with task.costs.phase("precompute"):
-            g_f = mean_gradients(clip_task, model, iterate(task.forget_batches(), cfg.gradient_batches),
-                                 clip_task.forget_loss, candidates)
-            g_r = mean_gradients(clip_task, model, iterate(task.retain_batches(), cfg.gradient_batches),
-                                 clip_task.retain_loss, candidates)
-            layers = layer_statistics(model, g_f, g_r, task.layer_groups)
+        g_f, layers = self.gradients(dataclasses.replace(task, forget_loss_fn=losses["forget_loss"],
+                                                         retain_loss_fn=losses["retain_loss"]))
         layer = cfg.layer or deepest_layer(layers[layers.on_front])
         names = layer_group(layer, candidates) if self.group_update else [layer]
         with task.costs.phase("search"):

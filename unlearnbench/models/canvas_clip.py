@@ -29,6 +29,7 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
+from unlearnbench.contrastive import contrastive_loss
 from unlearnbench.cache import atomic_write, atomic_write_text, cache_dir, config_hash, read_cached, read_record
 from unlearnbench.datasets.synthetic.canvas import CanvasData, prompt
 from unlearnbench.identity import model_fingerprint
@@ -163,9 +164,7 @@ def train_partner(model, data: CanvasData, cfg: CanvasClipConfig) -> tuple[ClipP
         idx = torch.randint(len(images), (cfg.batch_size,), generator=gen)
         y = pairs[idx]
         logits = partner.logit_scale.exp() * partner.image_embeds(images[idx]) @ partner.text_embeds(pooled[y]).T
-        same = (y[:, None] == y[None, :]).float()
-        target = same / same.sum(dim=1, keepdim=True)
-        loss = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+        loss = contrastive_loss(logits, y[:, None] == y[None, :])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import open_clip
 import torch
-import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from unlearnbench.contrastive import contrastive_loss
 from unlearnbench.cache import atomic_write, atomic_write_text, cache_dir, config_hash, read_cached, read_record
 from unlearnbench.config import choose_preset
 from unlearnbench.datasets.synthetic.clip_data import SyntheticClipData, SyntheticClipDataConfig, make_clip_data
@@ -157,9 +157,7 @@ def train(cfg: TinyClipTrainConfig, data: SyntheticClipData, tokenizer) -> tuple
         template = (torch.rand(len(idx), generator=gen) * counts[y]).long()
         img_emb, txt_emb, scale = model(images[idx], table[y, template])
         logits = scale * img_emb @ txt_emb.T
-        same = (y[:, None] == y[None, :]).float()
-        target = same / same.sum(dim=1, keepdim=True)
-        loss = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+        loss = contrastive_loss(logits, y[:, None] == y[None, :])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 from transformers import (CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTextConfig, CLIPVisionConfig, LlamaConfig,
                           LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor, PreTrainedTokenizerFast)
 
+from unlearnbench.contrastive import contrastive_loss
 from unlearnbench.cache import atomic_write_text, cache_dir, config_hash, read_cached, read_record
 from unlearnbench.datasets.synthetic.vqa import (IDENTITY_QUESTIONS, SCENE_CLASSES, UTILITY_QUESTIONS, Questions,
                                                  VqaData, VqaDataConfig, make_vqa_data)
@@ -228,9 +229,7 @@ def class_aware_clip_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, label
                           logit_scale: torch.Tensor) -> torch.Tensor:
     """Symmetric InfoNCE where pairs of one class are positives of each other (few classes, big batches)."""
     logits = logit_scale.exp() * F.normalize(image_emb, dim=-1) @ F.normalize(text_emb, dim=-1).T
-    same = (labels[:, None] == labels[None, :]).float()
-    target = same / same.sum(dim=1, keepdim=True)
-    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+    return contrastive_loss(logits, labels[:, None] == labels[None, :])
 
 
 def train_clip(cfg: TinyLlavaConfig, data: VqaData, clip_tokenizer) -> CLIPModel:
