@@ -32,12 +32,12 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from unlearnbench.contrastive import LOGIT_SCALE_MAX
 from unlearnbench.errors import UnlearnBenchError
 from unlearnbench.methods.base import Outcome
 from unlearnbench.schedules import SHAPES, lr_multiplier
 from unlearnbench.task import Batch, UnlearningTask, iterate
 
-LOGIT_SCALE_MAX = math.log(100)  # CLIP clamps its temperature at 100 (Radford et al. 2021, Sec. 2.5)
 
 
 @dataclass(frozen=True)

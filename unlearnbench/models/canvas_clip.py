@@ -29,7 +29,7 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-from unlearnbench.contrastive import contrastive_loss
+from unlearnbench.contrastive import contrastive_loss, training_step
 from unlearnbench.cache import atomic_write, atomic_write_text, cache_dir, config_hash, read_cached, read_record
 from unlearnbench.datasets.synthetic.canvas import CanvasData, prompt
 from unlearnbench.identity import model_fingerprint
@@ -165,12 +165,7 @@ def train_partner(model, data: CanvasData, cfg: CanvasClipConfig) -> tuple[ClipP
         y = pairs[idx]
         logits = partner.logit_scale.exp() * partner.image_embeds(images[idx]) @ partner.text_embeds(pooled[y]).T
         loss = contrastive_loss(logits, y[:, None] == y[None, :])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        with torch.no_grad():
-            partner.logit_scale.clamp_(0, math.log(100))
+        training_step(loss, opt, sched, partner.logit_scale)
     partner.eval()
     metrics = zero_shot_accuracy(partner, pooled, data)
     metrics.update(train_seconds=time.perf_counter() - start, final_loss=loss.item())

@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from unlearnbench.contrastive import contrastive_loss
+from unlearnbench.contrastive import contrastive_loss, training_step
 from unlearnbench.cache import atomic_write, atomic_write_text, cache_dir, config_hash, read_cached, read_record
 from unlearnbench.config import choose_preset
 from unlearnbench.datasets.synthetic.clip_data import SyntheticClipData, SyntheticClipDataConfig, make_clip_data
@@ -158,12 +158,7 @@ def train(cfg: TinyClipTrainConfig, data: SyntheticClipData, tokenizer) -> tuple
         img_emb, txt_emb, scale = model(images[idx], table[y, template])
         logits = scale * img_emb @ txt_emb.T
         loss = contrastive_loss(logits, y[:, None] == y[None, :])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        with torch.no_grad():
-            model.logit_scale.clamp_(0, math.log(100))
+        training_step(loss, opt, sched, model.logit_scale)
         bar.set_postfix(loss=f"{loss.item():.3f}")
     model.eval()
     metrics = held_out_accuracy(model, tokenizer, data)
