@@ -65,9 +65,7 @@ def fid_metric(weights: Path, device: str | torch.device = "cpu"):
         from torchmetrics.image.fid import FrechetInceptionDistance
     except ImportError as err:
         raise UnlearnBenchError(f"FID needs torchmetrics and torch-fidelity ({err}); pip install -e .") from None
-    weights = Path(weights)
-    if not weights.is_file():
-        raise UnlearnBenchError(f"FID Inception weights not found: {weights}; {WEIGHTS_HELP}")
+    weights = check_weights(weights)
     try:
         metric = FrechetInceptionDistance(feature=2048, normalize=False, reset_real_features=False, antialias=False,
                                           feature_extractor_weights_path=str(weights))
@@ -75,6 +73,14 @@ def fid_metric(weights: Path, device: str | torch.device = "cpu"):
         raise UnlearnBenchError(f"{weights} is not the FID Inception network's state dict ({type(err).__name__}: "
                                 f"{str(err).splitlines()[0][:200]}); {WEIGHTS_HELP}") from None
     return metric.to(device)  # its statistics accumulate in float64, as torch-fidelity's do
+
+
+def check_weights(weights: str | Path) -> Path:
+    """``weights`` as a Path, if the file is there (checked before anything slow loads)."""
+    weights = Path(weights)
+    if not weights.is_file():
+        raise UnlearnBenchError(f"FID Inception weights not found: {weights}; {WEIGHTS_HELP}")
+    return weights
 
 
 def check_uint8(images: torch.Tensor, what: str) -> None:

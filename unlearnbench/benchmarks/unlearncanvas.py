@@ -40,6 +40,8 @@ from unlearnbench.task import Goal, UnlearningTask, shuffled_epochs
 log = logging.getLogger(__name__)
 
 
+# SalUn-SD's saliency loss is the forget images' noise loss on the guided prediction (1 + c) eps(c) - c eps("")
+# with c = 7.5 (its generate_mask.py): guidance 8.5.
 SALUN_MASK_GUIDANCE = 8.5
 
 
@@ -72,10 +74,10 @@ class UnlearnCanvasConfig:
     images_per_pair: int | None = 4  # training images read per (style, object) for the methods' data
     style_classifier: str | None = None  # official style classifier checkpoint
     object_classifier: str | None = None  # official object classifier checkpoint
-    # FID (real only): the FID Inception weights, torch-fidelity's weights-inception-2015-12-05-6726825d.pth
     # SLUG's objective (real): the transformers folder of the CLIP SD's text encoder comes from
     # (openai/clip-vit-large-patch14 for v1.5); its image tower and projections give the CLIP losses
     clip_model: str | None = None
+    # FID (real only): the FID Inception weights, torch-fidelity's weights-inception-2015-12-05-6726825d.pth
     fid_weights: str | None = None
     fid_reference_images: int = 5  # reference images per (style, object) pair, as UnlearnCanvas's FID script
 
@@ -94,14 +96,14 @@ class CanvasAssets:
     train_images: object  # indices -> float (N, 3, H, W) in [-1, 1] (in memory, or read from files)
     train_styles: torch.Tensor
     train_objects: torch.Tensor
-    classify: object  # images -> (style labels, object labels)
+    classify: object  # uint8 images (N, 3, H, W) -> (style labels, object labels)
     template: str
     paraphrases: tuple[str, ...]
     steps: int
     guidance: float
     model_id: str
     non_targets: tuple[str, ...] = ()  # classes that are scored but never unlearned (UnlearnCanvas' photo class)
-    # (excluded class index, by_style) -> a function from generated images (float, [-1, 1]) to their
+    # (excluded class index, by_style) -> a function from generated images (uint8) to their
     # Fréchet distance from the data set's images of every other class, reported as ``frechet_metric``
     # (embedded: FD_style, in the style classifier's features; real: FID); None where not measured.
     frechet: object | None = None
@@ -158,7 +160,9 @@ class UnlearnCanvasSuite(Suite):
 
     # -- generation and scoring ----------------------------------------------------------------
     def generate(self, model: nn.Module, prompts: list[str], seeds: tuple[int, ...]) -> torch.Tensor:
-        """Images for every (prompt, seed), prompt-major, from the cache where the weights match."""
+        """Images for every (prompt, seed), prompt-major, as uint8 (N, 3, H, W) on the CPU, from the cache
+        where the weights match. The real test grid (5,100 images of 512 pixels) is 4 GB as uint8 and four
+        times that as floats, so consumers convert a chunk at a time."""
         key_model = fingerprint(model)
         if key_model not in self._images:
             self._images[key_model] = {}
@@ -174,7 +178,7 @@ class UnlearnCanvasSuite(Suite):
                                   batch_size=batch)
             for (p, s), image in zip(missing, to_uint8(images)):
                 cache[(p, s, steps, guidance)] = image
-        return from_uint8(torch.stack([cache[(p, s, steps, guidance)] for p, s in pairs]))
+        return torch.stack([cache[(p, s, steps, guidance)] for p, s in pairs])
 
     def score(self, model: nn.Module, target: str, seeds: tuple[int, ...], paraphrases: bool,
               per_class: int | None = None, target_only: bool = False) -> dict[str, float]:
@@ -251,22 +255,20 @@ class UnlearnCanvasSuite(Suite):
         CLIP losses through the text encoder being edited and its CLIP image tower (frozen). Forget:
         1 - cos(image embedding of a forget image, text embedding of the concept's name); retain: CLIP's
         contrastive loss on retain images and their captions."""
-        from unlearnbench.models.canvas_clip import pooled_text
-
         partner = self.assets.clip_partner
 
         def forget_loss(m: nn.Module, batch) -> torch.Tensor:
             images = batch[0]
             with torch.no_grad():
                 image = partner.image_embeds(images.to(m.device))
-            text = partner.text_embeds(pooled_text(m, [target]))
+            text = partner.text_embeds(m.pooled_prompts([target]))
             return (1 - image @ text.T).mean()
 
         def retain_loss(m: nn.Module, batch) -> torch.Tensor:
             images, prompts = batch[0], batch[1]
             with torch.no_grad():
                 image = partner.image_embeds(images.to(m.device))
-            text = partner.text_embeds(pooled_text(m, prompts))
+            text = partner.text_embeds(m.pooled_prompts(prompts))
             same = torch.tensor([[p == q for q in prompts] for p in prompts], device=image.device)
             return contrastive_loss(partner.logit_scale.exp() * image @ text.T, same)
 
@@ -359,8 +361,6 @@ class UnlearnCanvasSuite(Suite):
             layer_groups=text_encoder_layer_groups(model),
             random_label_loss_fn=random_label_loss,
             reference_lr=self.reference_lr(),
-            # SalUn-SD's saliency loss: the forget images' noise loss on the guided prediction
-            # (1 + c) eps(c) - c eps("") with c = 7.5, i.e. guidance 8.5 (its generate_mask.py).
             extras={"concept_prompts": concept,
                     "saliency_loss": lambda m, b: m.noise_loss(b[0], b[1], guidance=SALUN_MASK_GUIDANCE),
                     "clip_losses": self._clip_losses(target) if a.clip_partner is not None else None,
@@ -411,7 +411,8 @@ def from_uint8(images: torch.Tensor) -> torch.Tensor:
 
 
 def to_grid(images: torch.Tensor, rows: int, cols: int) -> np.ndarray:
-    x = to_uint8(images).permute(0, 2, 3, 1).numpy()
+    """uint8 images (N, 3, H, W), row-major, as one (rows * H, cols * W, 3) picture."""
+    x = images.permute(0, 2, 3, 1).numpy()
     h, w = x.shape[1:3]
     return x.reshape(rows, cols, h, w, 3).transpose(0, 2, 1, 3, 4).reshape(rows * h, cols * w, 3)
 
@@ -435,11 +436,12 @@ def embedded_assets(cfg: UnlearnCanvasConfig) -> CanvasAssets:
     def frechet(exclude: int, by_style: bool):
         labels = test.style_labels if by_style else test.object_labels
         reference = style_features(test.images()[labels != exclude])
-        return lambda generated: frechet_distance(style_features(generated), reference)
+        return lambda generated: frechet_distance(style_features(from_uint8(generated)), reference)
     return CanvasAssets(
         model=trained.model.to(cfg.device).eval(), styles=trained.data.styles, objects=trained.data.objects,
         train_images=lambda idx: images[idx], train_styles=train.style_labels, train_objects=train.object_labels,
-        classify=classifiers.classify, template=TRAIN_TEMPLATE, paraphrases=PARAPHRASE_TEMPLATES,
+        classify=lambda x: classifiers.classify(from_uint8(x)), template=TRAIN_TEMPLATE,
+        paraphrases=PARAPHRASE_TEMPLATES,
         steps=cfg.steps or trained.sample_steps, guidance=cfg.guidance or trained.guidance,
         model_id=trained.model_id, frechet=frechet, frechet_metric="FD_style",
         clip_partner=load_or_train_partner(trained.model, trained.data)[0])
@@ -452,8 +454,8 @@ def real_assets(cfg: UnlearnCanvasConfig) -> CanvasAssets:
 
     from unlearnbench.datasets.unlearncanvas import (DDIM_STEPS, GUIDANCE, PHOTO_STYLE, PROMPT_TEMPLATE,
                                                      load_unlearncanvas_images, style_prompt_name)
-    from unlearnbench.fid import FrechetInception
-    from unlearnbench.models.canvas_clip import load_pretrained_partner
+    from unlearnbench.fid import FrechetInception, check_weights
+    from unlearnbench.models.canvas_clip import check_clip_folder, load_pretrained_partner
     from unlearnbench.models.sd_loader import load_stable_diffusion, load_unlearncanvas_classifier
     from unlearnbench.models.t2i import SamplerConfig, TextToImage
 
@@ -470,9 +472,9 @@ def real_assets(cfg: UnlearnCanvasConfig) -> CanvasAssets:
     fid_data = None
     if cfg.fid_weights is not None:
         fid_data = load_unlearncanvas_images(Path(cfg.data), per_pair=cfg.fid_reference_images)
-        if not Path(cfg.fid_weights).is_file():
-            from unlearnbench.fid import WEIGHTS_HELP
-            raise UnlearnBenchError(f"FID Inception weights not found: {cfg.fid_weights}; {WEIGHTS_HELP}")
+        check_weights(cfg.fid_weights)
+    if cfg.clip_model is not None:
+        check_clip_folder(cfg.clip_model)
     parts = load_stable_diffusion(Path(cfg.model_path), cfg.device)
     sampler = SamplerConfig(scheduler="DDIMScheduler", timestep_spacing=parts["scheduler"].config.timestep_spacing,
                             clip_sample=False, steps=DDIM_STEPS, guidance=GUIDANCE)
@@ -487,8 +489,12 @@ def real_assets(cfg: UnlearnCanvasConfig) -> CanvasAssets:
     @torch.no_grad()
     def classify(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # The classifiers normalise with mean = std = 0.5, which is exactly the model's [-1, 1] range.
-        x = F.interpolate(images.to(cfg.device), size=(224, 224), mode="bilinear", antialias=True)
-        return tuple(torch.cat([classifiers[k](c).argmax(1).cpu() for c in x.split(32)]) for k in ("style", "object"))
+        preds = {"style": [], "object": []}
+        for chunk in images.split(32):
+            x = F.interpolate(from_uint8(chunk.to(cfg.device)), size=(224, 224), mode="bilinear", antialias=True)
+            for kind, out in preds.items():
+                out.append(classifiers[kind](x).argmax(1).cpu())
+        return torch.cat(preds["style"]), torch.cat(preds["object"])
 
     @functools.cache
     def frechet(exclude: int, by_style: bool):
@@ -504,8 +510,7 @@ def real_assets(cfg: UnlearnCanvasConfig) -> CanvasAssets:
                                          size=size, mode="bilinear", antialias=False) for i in chunk]
                 yield torch.cat(resized).round().clamp(0, 255).to(torch.uint8)
 
-        fid = FrechetInception(Path(cfg.fid_weights), batches(), cfg.device)
-        return lambda generated: fid(to_uint8(generated))
+        return FrechetInception(Path(cfg.fid_weights), batches(), cfg.device)
 
     styles = [style_prompt_name(s) for s in data.styles]
     return CanvasAssets(

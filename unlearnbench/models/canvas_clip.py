@@ -28,6 +28,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+from transformers.utils.constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
 from unlearnbench.contrastive import contrastive_loss, training_step
 from unlearnbench.cache import atomic_write, atomic_write_text, cache_dir, config_hash, read_cached, read_record
@@ -51,8 +52,18 @@ class CanvasClipConfig:
     seed: int = 0
 
 
-class ClipPartner(nn.Module):
-    """An image tower and the text projection that pair with a text encoder: CLIP's embeddings."""
+class ClipEmbeddings(nn.Module):
+    """CLIP's two embeddings beside a text encoder: ``image_embeds`` from images in [-1, 1] (the diffusion
+    models' range) and ``text_embeds`` from the text encoder's pooled output, both normalised."""
+
+    text_projection: nn.Linear
+
+    def text_embeds(self, pooled: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.text_projection(pooled), dim=-1)
+
+
+class ClipPartner(ClipEmbeddings):
+    """An image tower and the text projection trained to pair with a text encoder."""
 
     def __init__(self, vision: CLIPVisionModelWithProjection, text_projection: nn.Linear) -> None:
         super().__init__()
@@ -61,15 +72,10 @@ class ClipPartner(nn.Module):
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
 
     def image_embeds(self, images: torch.Tensor) -> torch.Tensor:
-        """Normalised image embeddings of images in [-1, 1] (the diffusion models' range)."""
         return F.normalize(self.vision(pixel_values=images).image_embeds, dim=-1)
 
-    def text_embeds(self, pooled: torch.Tensor) -> torch.Tensor:
-        """Normalised text embeddings from a CLIP text encoder's pooled output."""
-        return F.normalize(self.text_projection(pooled), dim=-1)
 
-
-class PretrainedClipPartner(nn.Module):
+class PretrainedClipPartner(ClipEmbeddings):
     """The image tower and projections of a pretrained transformers ``CLIPModel`` (real: the CLIP
     checkpoint Stable Diffusion's text encoder comes from), with CLIP's own image preprocessing."""
 
@@ -78,16 +84,24 @@ class PretrainedClipPartner(nn.Module):
         self.vision, self.visual_projection = clip.vision_model, clip.visual_projection
         self.text_projection, self.logit_scale = clip.text_projection, clip.logit_scale
         self.image_size = clip.config.vision_config.image_size
-        self.register_buffer("mean", torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1))
+        self.register_buffer("mean", torch.tensor(OPENAI_CLIP_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(OPENAI_CLIP_STD).view(1, 3, 1, 1))
 
     def image_embeds(self, images: torch.Tensor) -> torch.Tensor:
         x = F.interpolate((images + 1) / 2, size=(self.image_size,) * 2, mode="bicubic", antialias=True)
         pooled = self.vision(pixel_values=(x - self.mean) / self.std).pooler_output
         return F.normalize(self.visual_projection(pooled), dim=-1)
 
-    def text_embeds(self, pooled: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.text_projection(pooled), dim=-1)
+
+def check_clip_folder(folder: str | Path) -> Path:
+    """``folder`` as a Path, if it holds a transformers CLIP (checked before anything slow loads)."""
+    from unlearnbench.errors import UnlearnBenchError
+
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise UnlearnBenchError(f"clip_model: no transformers CLIP folder at {folder} (expected config.json and "
+                                "the weights of openai/clip-vit-large-patch14, SD v1.5's text encoder's CLIP)")
+    return folder
 
 
 def load_pretrained_partner(folder: Path, text_encoder, device: str | torch.device = "cpu") -> PretrainedClipPartner:
@@ -96,11 +110,7 @@ def load_pretrained_partner(folder: Path, text_encoder, device: str | torch.devi
 
     from unlearnbench.errors import UnlearnBenchError
 
-    folder = Path(folder)
-    if not (folder / "config.json").is_file():
-        raise UnlearnBenchError(f"clip_model: no transformers CLIP folder at {folder} (expected config.json and "
-                                "the weights of openai/clip-vit-large-patch14, SD v1.5's text encoder's CLIP)")
-    clip = CLIPModel.from_pretrained(folder, local_files_only=True)
+    clip = CLIPModel.from_pretrained(check_clip_folder(folder), local_files_only=True)
     width = text_encoder.config.hidden_size
     if clip.config.text_config.hidden_size != width:
         raise UnlearnBenchError(f"clip_model {folder}: its text width {clip.config.text_config.hidden_size} is not "
@@ -113,13 +123,6 @@ def build_partner(cfg: CanvasClipConfig, image_size: int, text_width: int) -> Cl
         image_size=image_size, patch_size=cfg.patch_size, hidden_size=cfg.width, intermediate_size=4 * cfg.width,
         num_hidden_layers=cfg.layers, num_attention_heads=cfg.heads, projection_dim=text_width))
     return ClipPartner(vision, nn.Linear(text_width, text_width, bias=False))
-
-
-def pooled_text(model, prompts: list[str]) -> torch.Tensor:
-    """The text encoder's pooled output (CLIP's end-of-text token) for ``prompts``."""
-    ids = model.tokenizer(list(prompts), padding="max_length", max_length=model.tokenizer.model_max_length,
-                          truncation=True, return_tensors="pt").input_ids
-    return model.text_encoder(ids.to(model.device)).pooler_output
 
 
 def load_or_train_partner(model, data: CanvasData, cfg: CanvasClipConfig | None = None) -> tuple[ClipPartner, dict]:
@@ -153,7 +156,7 @@ def train_partner(model, data: CanvasData, cfg: CanvasClipConfig) -> tuple[ClipP
     pairs = train.style_labels * len(data.objects) + train.object_labels  # one class per (style, object)
     captions = [prompt(s, o) for s in data.styles for o in data.objects]
     with torch.no_grad():  # the text tower is locked: its pooled outputs are computed once
-        pooled = pooled_text(model, captions).float().cpu()
+        pooled = model.pooled_prompts(captions).float().cpu()
     partner = build_partner(cfg, images.shape[-1], pooled.shape[-1])
     opt = torch.optim.AdamW(partner.parameters(), lr=cfg.lr, weight_decay=0.1)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_multiplier(s, cfg.steps, cfg.warmup_steps))

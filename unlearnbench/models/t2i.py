@@ -104,9 +104,16 @@ class TextToImage(nn.Module):
         Prompts are padded to the tokenizer's ``model_max_length`` and every position is kept,
         padding included, as Stable Diffusion does.
         """
+        return self.text_encoder(self.token_ids(prompts))[0].to(self.dtype)
+
+    def pooled_prompts(self, prompts: list[str]) -> torch.Tensor:
+        """The text encoder's pooled output (CLIP's end-of-text token), what CLIP's text projection reads."""
+        return self.text_encoder(self.token_ids(prompts)).pooler_output
+
+    def token_ids(self, prompts: list[str]) -> torch.Tensor:
         ids = self.tokenizer(list(prompts), padding="max_length", max_length=self.tokenizer.model_max_length,
                              truncation=True, return_tensors="pt").input_ids
-        return self.text_encoder(ids.to(self.device))[0].to(self.dtype)
+        return ids.to(self.device)
 
     def predict_noise(self, x_t: torch.Tensor, t: torch.Tensor | int, context: torch.Tensor) -> torch.Tensor:
         """The UNet's epsilon estimate for noisy inputs ``x_t`` (latents if there is a VAE) at step ``t``."""
