@@ -64,12 +64,7 @@ def make_identities(n: int, seed: int) -> list[Identity]:
     """``n`` identities whose trait vectors pairwise differ in at least two traits."""
     if n > min(len(FIRST_NAMES), len(LAST_NAMES)):
         raise ValueError(f"at most {min(len(FIRST_NAMES), len(LAST_NAMES))} identities can be named")
-    rng = np.random.default_rng(seed)
-    chosen = distinct_trait_combos(rng, n, taken=[])
-    firsts = rng.permutation(FIRST_NAMES)[:n]
-    lasts = rng.permutation(LAST_NAMES)[:n]
-    return [Identity(f"{first} {last}", dict(zip(TRAITS, combo)))
-            for first, last, combo in zip(firsts, lasts, chosen)]
+    return named_identities(np.random.default_rng(seed), n, FIRST_NAMES, LAST_NAMES, taken=[])
 
 
 def make_pool_identities(n: int, seed: int, scored: list[Identity]) -> list[Identity]:
@@ -78,13 +73,18 @@ def make_pool_identities(n: int, seed: int, scored: list[Identity]) -> list[Iden
     retain data) but that no metric scores."""
     if n > min(len(POOL_FIRST_NAMES), len(POOL_LAST_NAMES)):
         raise ValueError(f"at most {min(len(POOL_FIRST_NAMES), len(POOL_LAST_NAMES))} pool identities can be named")
-    rng = np.random.default_rng([seed, 1])
     taken = [tuple(person.traits[t] for t in TRAITS) for person in scored]
+    return named_identities(np.random.default_rng([seed, 1]), n, POOL_FIRST_NAMES, POOL_LAST_NAMES, taken)
+
+
+def named_identities(rng: np.random.Generator, n: int, first_names: list[str], last_names: list[str],
+                     taken: list[tuple[int, ...]]) -> list[Identity]:
+    """``n`` identities with distinct trait combinations (``distinct_trait_combos``), named from the lists."""
     chosen = distinct_trait_combos(rng, n, taken)
     if len(chosen) < n:
-        raise ValueError(f"only {len(chosen)} trait combinations are left for {n} pool identities")
-    firsts = rng.permutation(POOL_FIRST_NAMES)[:n]
-    lasts = rng.permutation(POOL_LAST_NAMES)[:n]
+        raise ValueError(f"only {len(chosen)} trait combinations are left for {n} identities")
+    firsts = rng.permutation(first_names)[:n]
+    lasts = rng.permutation(last_names)[:n]
     return [Identity(f"{first} {last}", dict(zip(TRAITS, combo)))
             for first, last, combo in zip(firsts, lasts, chosen)]
 
