@@ -63,6 +63,9 @@ class Slug(Method):
 
     Config = SlugConfig
     kinds = frozenset({"clip", "diffusion", "vlm"})
+    # Text-to-image models: the reference's procedure (CLIP losses, deepest front layer, its search).
+    reference_diffusion = True
+    group_update = False  # slug-qkv: the layer's attention or MLP group moves with one shared step
 
     def _check_layer(self, task: UnlearningTask) -> None:
         """A forced ``layer`` must be one of the task's candidate tensors (known before any gradient)."""
@@ -72,10 +75,6 @@ class Slug(Method):
             shown = ", ".join(candidates[:8]) + (f", ... ({len(candidates)} in all)" if len(candidates) > 8 else "")
             raise UnlearnBenchError(f"{self.name}.layer={layer!r} is not a candidate tensor of this {task.kind} model; "
                                     f"give one of: {shown} (or drop --method-set {self.name}.layer to search)")
-
-    # Text-to-image models: the reference's procedure (CLIP losses, deepest front layer, its search).
-    reference_diffusion = True
-    group_update = False  # slug-qkv: the layer's attention or MLP group moves with one shared step
 
     def check(self, task: UnlearningTask) -> None:
         self._check_layer(task)
@@ -132,7 +131,6 @@ class Slug(Method):
         info = {"layer": chosen["layer"], "step": float(chosen["step"]), "goal_met": bool(chosen["met"]),
                 "front_size": int(layers.on_front.sum())}
         return Outcome(trace=trace, info=info, tables={"layers": layers})
-
 
     def _unlearn_diffusion(self, task: UnlearningTask) -> Outcome:
         cfg = self.config
