@@ -190,13 +190,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_paper(args: argparse.Namespace) -> int:
     import json
+    import shutil
     import time
     from dataclasses import asdict, replace
 
     import pandas as pd
 
     from unlearnbench.cache import atomic_write_text
-    from unlearnbench.reports import plots
     from unlearnbench.reports.html import write_report
     from unlearnbench.reports.paper import for_variant, label_records, paper_table, with_published
     from unlearnbench.reports.run_report import write_run_report
@@ -233,13 +233,13 @@ def cmd_paper(args: argparse.Namespace) -> int:
     atomic_write_text(out / "runs.json", json.dumps(run_dirs, indent=2))
     parts = []
     for label, result in results.items():
-        forget, retain = suites[label].plot_axes
+        # Each run gets its own report too, and lends the table's page its figures, settings and units;
+        # its forget-vs-retain and cost figures are the table's, copied rather than drawn twice.
+        part = write_run_report(result, type(suites[label]), args.ci).part
+        parts.append(replace(part, label=label))
         suffix = f"_{label}" if label else ""
-        directions = {m.name: m.higher_is_better for m in suites[label].metrics}
-        plots.forget_vs_retain(result.records, forget, retain, out / f"forget_vs_retain{suffix}.png", directions)
-        plots.cost_bars(result.records, out / f"costs{suffix}.png")
-        # Each run gets its own report too, and lends the table's page its figures, settings and units.
-        parts.append(replace(write_run_report(result, type(suites[label]), args.ci).part, label=label))
+        for figure in part.figures:
+            shutil.copyfile(figure.path, out / f"{figure.path.stem}{suffix}.png")
     write_report(out / "report.html", f"paper {args.table}: {table.caption}",
                  [f"Model {model_id}; targets per run: {', '.join(first.manifest['targets'])}.", note.strip()],
                  view, parts)
