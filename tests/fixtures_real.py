@@ -11,12 +11,17 @@ import tarfile
 from pathlib import Path
 
 import numpy as np
+import open_clip
 from PIL import Image
 
 N_IMAGENET_CLASSES = 1000
 N_IMAGENET_VAL = 50_000
 DISTRACTOR_IDENTITY = 9999  # in the CelebA files but not in the retain list, so it must never be loaded
 DISTRACTOR_IMAGES = 2
+
+# The real configuration's stand-in model: ub-clip-micro's shape with CLIP's BPE vocabulary, so that the
+# real path's open_clip tokenizer fits it (the embedded models read a word-level vocabulary instead).
+open_clip.add_model_config(Path(__file__).parent / "configs")
 
 
 def tiny_jpeg(colour: tuple[int, int, int] = (200, 40, 40)) -> bytes:

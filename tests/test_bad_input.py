@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import shutil
 import os
 import signal
 import subprocess
@@ -18,7 +19,7 @@ import torch
 from fixtures_real import make_celeba_tree, make_imagenet_tree
 from safetensors.torch import save_file
 
-from unlearnbench.cache import CACHE_ENV, cache_dir, config_hash
+from unlearnbench.cache import CACHE_ENV
 from unlearnbench.cli import main
 from unlearnbench.errors import UnlearnBenchError
 from unlearnbench.methods import slug
@@ -166,12 +167,9 @@ def test_slug_rejects_a_forced_layer_before_the_gradient_pass(micro_suite, monke
                                     "train.json without metrics"])
 def test_damaged_cached_model_is_retrained_with_a_warning(micro_suite, tmp_path, monkeypatch, caplog, damage):
     cfg = tiny_clip.preset("micro")
-    name = f"{cfg.model}-{config_hash(cfg)}"
-    cached = cache_dir() / "models" / name  # trained once for the session by micro_suite
-    folder = tmp_path / "models" / name
-    folder.mkdir(parents=True)
-    for path in cached.iterdir():
-        (folder / path.name).write_bytes(path.read_bytes())
+    cached = tiny_clip.load_or_train(cfg).path  # trained once for the session by micro_suite
+    folder = tmp_path / "models" / cached.name
+    shutil.copytree(cached, folder)
     monkeypatch.setenv(CACHE_ENV, str(tmp_path))
     if damage == "truncated model.safetensors":
         damaged = folder / "model.safetensors"

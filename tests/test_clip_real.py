@@ -52,9 +52,9 @@ def real_suite(tmp_path_factory):
     make_imagenet_tree(root / "imagenet", images_per_class=3)  # one each for train, val and test
     names = make_celeba_tree(root / "celeba", n_identities=4, images_per_identity=6)
     torch.manual_seed(0)
-    checkpoint = root / "ub-clip-micro.pt"
-    torch.save(create_model("ub-clip-micro").state_dict(), checkpoint)
-    suite = ClipSuite(ClipSuiteConfig(config="real", model="ub-clip-micro", weights=str(checkpoint),
+    checkpoint = root / "ub-clip-bpe.pt"
+    torch.save(create_model("ub-clip-bpe").state_dict(), checkpoint)
+    suite = ClipSuite(ClipSuiteConfig(config="real", model="ub-clip-bpe", weights=str(checkpoint),
                                       data=str(root), batch_size=4, retain_samples=16))
     return suite, names, checkpoint
 
@@ -62,8 +62,8 @@ def real_suite(tmp_path_factory):
 def test_real_suite_reads_the_release_layouts(real_suite):
     suite, names, checkpoint = real_suite
     assert suite.targets() == names
-    assert suite.model_id() == f"ub-clip-micro-{checkpoint.name}"
-    loaded = open_clip.create_model("ub-clip-micro", pretrained=str(checkpoint))
+    assert suite.model_id() == f"ub-clip-bpe-{checkpoint.name}"
+    loaded = open_clip.create_model("ub-clip-bpe", pretrained=str(checkpoint))
     for (name, a), b in zip(suite.base_model().state_dict().items(), loaded.state_dict().values()):
         assert torch.equal(a, b), name  # the weights are the checkpoint's
     metrics = suite.evaluate(suite.base_model(), names[0])
@@ -114,9 +114,9 @@ def slug_suite(tmp_path_factory):
     files = make_slug_celeba_tree(root / "celeba")
     make_pairs_shard(root / "00000.tar", n_pairs=N_PAIRS)
     torch.manual_seed(0)
-    checkpoint = root / "ub-clip-micro.pt"
-    torch.save(create_model("ub-clip-micro").state_dict(), checkpoint)
-    config = ClipSuiteConfig(config="real", protocol="slug", model="ub-clip-micro", weights=str(checkpoint),
+    checkpoint = root / "ub-clip-bpe.pt"
+    torch.save(create_model("ub-clip-bpe").state_dict(), checkpoint)
+    config = ClipSuiteConfig(config="real", protocol="slug", model="ub-clip-bpe", weights=str(checkpoint),
                              data=str(root), retain_pairs=str(root / "00000.tar"), batch_size=4)
     return ClipSuite(config), root, files
 
@@ -125,7 +125,7 @@ def reference_metrics(suite: ClipSuite, root: Path, files: dict[str, list[str]],
     """SLUG's evaluation written out directly: "{name}." over every listed name sorted as written, FA on all
     the target's images, TA_CA the mean of per-name accuracies over frequent_celebs.txt; TA_IN pooled over
     the 50 images RandomState(0) draws from the class-major file list, open_clip's simple templates."""
-    model, preprocess, tok = suite.base_model(), suite.assets.preprocess, open_clip.get_tokenizer("ub-clip-micro")
+    model, preprocess, tok = suite.base_model(), suite.assets.preprocess, open_clip.get_tokenizer("ub-clip-bpe")
     lines = (root / "celeba" / "list_identity_celeba.txt").read_text().splitlines()[2:]
     written = sorted({line.split()[1] for line in lines})
     val = root / "imagenet" / "val"
@@ -181,7 +181,7 @@ def test_slug_protocol_task_data_roles(slug_suite):
     task = suite.task("Jeff Bezos")
     forget = [batch for batch in task.forget_batches()]
     assert sum(len(images) for images, _ in forget) == len(files["Jeff_Bezos"])  # all the target's images
-    tok = open_clip.get_tokenizer("ub-clip-micro")
+    tok = open_clip.get_tokenizer("ub-clip-bpe")
     assert all(torch.equal(tokens, tok(["Jeff Bezos."] * len(tokens))) for _, tokens in forget)
     retain = [batch for batch in task.retain_batches()]
     assert sum(len(images) for images, _ in retain) == N_PAIRS  # every pair of the shard
@@ -208,7 +208,7 @@ def test_forget_pairs_are_the_targets_shard_as_the_reference_keeps_them(slug_sui
     with_shards = ClipSuite(dataclasses.replace(suite.config, forget_pairs=str(shards)))
     task = with_shards.task("Elon Musk")
     forget = list(task.forget_batches())
-    tok = open_clip.get_tokenizer("ub-clip-micro")
+    tok = open_clip.get_tokenizer("ub-clip-bpe")
     assert sum(len(images) for images, _ in forget) == 4  # the shard's complete pairs, not the CelebA images
     assert sorted(map(tuple, torch.cat([tokens for _, tokens in forget]).tolist())) == sorted(
         map(tuple, tok([pair_caption(i) for i in range(4)]).tolist()))

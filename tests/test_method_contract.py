@@ -16,9 +16,9 @@ from unlearnbench.testing import MethodContractError, check_method, method_check
 
 # Small budgets that still reach the goal on the micro suites (measured; each method's own defaults
 # are exercised by the end-to-end runs). On the micro CLIP the reference lr 1e-4 leaves GA at FA@1
-# 87.5 after 2 epochs; 1e-3 forgets. ssd needs its own 10-check alpha search (with 4, FA@1 stays 75;
-# fixed alphas 5 and 10 leave 62.5 and 75), ssd-slug a stronger
-# dampening schedule, salun 3 epochs at 3e-3.
+# 87.5 after 2 epochs; 1e-3 forgets. ssd needs its own 10-check alpha search (it forgets the micro CLIP
+# since its token table is a word vocabulary: before, the BPE table dominated SSD's Fisher statistics and
+# no alpha of the search took FA@1 below 25), ssd-slug a stronger dampening schedule, salun 3 epochs at 3e-3.
 FAST = {"search_steps": "4", "epochs": "2", "max_front_layers": "2"}
 SETTINGS = {
     "clip": {"ga": {"lr": "1e-3"}, "gaft": {"lr": "1e-3"}, "salun-ga": {"lr": "1e-3"},
@@ -46,9 +46,6 @@ MISSES_GOAL: dict[tuple[str, str], str] = {
     ("salun-ga", "diffusion"): "2 epochs at lr 1e-3 left target_acc at 100 (and IRA at 0)",
     # Measured after the shared stopping rule and the reference's lr schedule: target_acc 100, IRA unchanged.
     ("salun", "diffusion"): "2 epochs at lr 1e-3 under the reference's schedule leave target_acc at 100",
-    # Since the retain pairs come from the pool TA never scores (clip suite version 3): alpha halved from
-    # 50 to 0.1 over 10 checks leaves FA@1 between 25 and 100 on the micro CLIP, never 0.
-    ("ssd", "clip"): "no alpha of its 10-check search takes the micro CLIP's FA@1 to 0 (best 25)",
     # 2 epochs at lr 1e-3 on the micro LLaVA: FA 50 (ga, gaft), 66.67 (salun), 100 (salun-ga).
     **{(m, "vlm"): "2 epochs at lr 1e-3 do not take FA to 0 on the micro LLaVA"
        for m in ("ga", "gaft", "salun", "salun-ga")},

@@ -40,12 +40,12 @@ from torch import nn
 
 from unlearnbench.contrastive import contrastive_loss
 from unlearnbench.benchmarks.base import Metric, Suite, register_suite
-from unlearnbench.cache import config_hash
 from unlearnbench.config import check_counts, check_device
 from unlearnbench.datasets.synthetic.clip_data import SyntheticClipData
 from unlearnbench.datasets.base import ArrayImageSet, ImageSet, ImageTensors
 from unlearnbench.errors import UnlearnBenchError
 from unlearnbench.mia import MIN_PAIRS, attack_accuracy
+from unlearnbench.models.shipped import check_source
 from unlearnbench.models.tiny_clip import MEAN, STD, load_or_train, preset, random_init_allowed
 from unlearnbench.task import Goal, UnlearningTask, shuffled_epochs
 from unlearnbench.zeroshot import (IDENTITY_TEMPLATES, OBJECT_TEMPLATES, SLUG_IDENTITY_TEMPLATES, image_features,
@@ -63,6 +63,8 @@ PAPER_TARGETS = ("Elon Musk", "Jeff Bezos", "Taylor Swift", "Kim Kardashian", "M
 class ClipSuiteConfig:
     config: str = "embedded"  # "embedded" (procedural data, tiny CLIP) or "real"
     embedded: str = "tiny"  # embedded model preset (unlearnbench.models.tiny_clip.PRESETS)
+    # "shipped": the tiny model shipped in the package; "trained": trained on this machine (bench.py train-embedded)
+    embedded_weights: str = "shipped"
     # real configuration
     model: str = "ViT-B-32"  # any open_clip model name
     pretrained: str = "laion400m_e32"  # open_clip pretrained tag (used with a cache-dir `weights`)
@@ -87,6 +89,7 @@ class ClipSuiteConfig:
     def __post_init__(self) -> None:
         check_counts(self, ("retain_samples", "batch_size"), "clip")
         check_device(self.device, "clip")
+        check_source(self.embedded_weights)
 
 
 @dataclass
@@ -156,12 +159,11 @@ class ClipSuite(Suite):
     def assets(self) -> ClipAssets:
         if self.embedded:
             train_cfg = preset(self.config.embedded)
-            trained = load_or_train(train_cfg, self.config.device)
+            trained = load_or_train(train_cfg, self.config.device, self.config.embedded_weights)
             data = ClipData(trained.data.identities, trained.data.objects,
                             list(trained.data.identities["test"].classnames),
                             retain=embedded_retain_pairs(trained.data, self.config.retain_samples))
-            model_id = f"{train_cfg.model}-{config_hash(train_cfg)}"
-            return ClipAssets(trained.model, trained.tokenizer, data, None, model_id)
+            return ClipAssets(trained.model, trained.tokenizer, data, None, trained.model_id)
         return load_real_assets(self.config)
 
     def model_id(self) -> str:

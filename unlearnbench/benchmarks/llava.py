@@ -34,6 +34,7 @@ from torch import nn
 
 from unlearnbench.benchmarks.base import Metric, Suite, register_suite
 from unlearnbench.config import check_counts, check_device
+from unlearnbench.models.shipped import check_source
 from unlearnbench.datasets.base import ImageSet, ImageTensors
 from unlearnbench.datasets.synthetic.vqa import IDENTITY_QUESTIONS, Questions
 from unlearnbench.errors import UnlearnBenchError
@@ -52,6 +53,8 @@ REAL_MAX_NEW_TOKENS = 16  # docs/PROTOCOLS.md, llava: greedy decoding, 16 tokens
 class LlavaSuiteConfig:
     config: str = "embedded"  # "embedded" (procedural data, tiny LLaVA) or "real"
     embedded: str = "tiny"  # embedded model preset (unlearnbench.models.tiny_llava.PRESETS)
+    # "shipped": the tiny model shipped in the package; "trained": trained on this machine (bench.py train-embedded)
+    embedded_weights: str = "shipped"
     # real configuration
     model_path: str | None = None  # a transformers LLaVA folder (model + processor)
     clip_path: str | None = None  # the transformers CLIP folder its vision tower comes from
@@ -74,6 +77,7 @@ class LlavaSuiteConfig:
     def __post_init__(self) -> None:
         check_counts(self, ("retain_samples", "batch_size", "eval_batch_size"), "llava")
         check_device(self.device, "llava")
+        check_source(self.embedded_weights)
 
 
 @dataclass
@@ -134,7 +138,7 @@ class LlavaSuite(Suite):
     @functools.cached_property
     def assets(self) -> LlavaAssets:
         if self.embedded:
-            trained = load_or_train(preset(self.config.embedded), self.config.device)
+            trained = load_or_train(preset(self.config.embedded), self.config.device, self.config.embedded_weights)
             data = trained.data
             utility = {split: data.utility[split] for split in ("val", "test")}
             return LlavaAssets(trained.model, trained.processor, trained.clip, trained.clip_tokenizer,

@@ -33,6 +33,7 @@ from torch import nn
 from unlearnbench.contrastive import contrastive_loss
 from unlearnbench.benchmarks.base import Metric, Suite, register_suite
 from unlearnbench.config import check_counts, check_device
+from unlearnbench.models.shipped import check_source
 from unlearnbench.errors import UnlearnBenchError
 from unlearnbench.fid import to_uint8
 from unlearnbench.task import Goal, UnlearningTask, shuffled_epochs
@@ -49,6 +50,8 @@ SALUN_MASK_GUIDANCE = 8.5
 class UnlearnCanvasConfig:
     config: str = "embedded"  # "embedded" (MiniCanvas, tiny diffusion model) or "real"
     embedded: str = "tiny"  # embedded model preset (unlearnbench.models.tiny_diffusion.PRESETS)
+    # "shipped": the tiny model shipped in the package; "trained": trained on this machine (bench.py train-embedded)
+    embedded_weights: str = "shipped"
     target_kind: str = "style"  # unlearn a "style" or an "object"
     test_seeds: tuple[int, ...] = (188, 288, 588, 688, 888)  # sampling seeds of the test metrics (the protocol's)
     val_seeds: tuple[int, ...] = (7,)  # sampling seeds of the validation metrics (selection, stopping)
@@ -86,6 +89,7 @@ class UnlearnCanvasConfig:
                             "sample_batch_size", "fid_reference_images"),
                      "unlearncanvas")
         check_device(self.device, "unlearncanvas")
+        check_source(self.embedded_weights)
 
 
 @dataclass
@@ -420,10 +424,9 @@ def to_grid(images: torch.Tensor, rows: int, cols: int) -> np.ndarray:
 def embedded_assets(cfg: UnlearnCanvasConfig) -> CanvasAssets:
     from unlearnbench.datasets.synthetic.canvas import PARAPHRASE_TEMPLATES, TRAIN_TEMPLATE
     from unlearnbench.models.canvas_classifier import frechet_distance
-    from unlearnbench.models.canvas_clip import load_or_train_partner
     from unlearnbench.models.tiny_diffusion import load_or_train, preset
 
-    trained = load_or_train(preset(cfg.embedded))
+    trained = load_or_train(preset(cfg.embedded), cfg.embedded_weights)
     train, test = trained.data.splits["train"], trained.data.splits["test"]
     classifiers = trained.classifiers
     images = train.images()
@@ -444,7 +447,7 @@ def embedded_assets(cfg: UnlearnCanvasConfig) -> CanvasAssets:
         paraphrases=PARAPHRASE_TEMPLATES,
         steps=cfg.steps or trained.sample_steps, guidance=cfg.guidance or trained.guidance,
         model_id=trained.model_id, frechet=frechet, frechet_metric="FD_style",
-        clip_partner=load_or_train_partner(trained.model, trained.data)[0])
+        clip_partner=trained.clip_partner.to(cfg.device))
 
 
 def real_assets(cfg: UnlearnCanvasConfig) -> CanvasAssets:

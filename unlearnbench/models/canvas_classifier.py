@@ -23,8 +23,10 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from unlearnbench.cache import atomic_write, atomic_write_text, cache_dir, config_hash, read_cached, read_record
+from unlearnbench.cache import atomic_write, atomic_write_text, read_cached, read_record
 from unlearnbench.datasets.synthetic.canvas import CanvasData, CanvasDataConfig, make_canvas_data
+from unlearnbench.identity import code_fingerprint
+from unlearnbench.models.shipped import CARD, start_training, is_shipped, model_folder, write_card
 
 log = logging.getLogger(__name__)
 
@@ -82,14 +84,20 @@ class CanvasClassifiers:
         return torch.cat(styles), torch.cat(objects)
 
 
-def load_or_train_classifiers(data_cfg: CanvasDataConfig,
-                              cfg: CanvasClassifierConfig = CanvasClassifierConfig()) -> CanvasClassifiers:
-    """The trained classifiers for ``data_cfg`` from the cache, training them first if absent.
+def training_settings(data_cfg: CanvasDataConfig, cfg: CanvasClassifierConfig) -> dict:
+    return json.loads(json.dumps({"data": asdict(data_cfg), "train": asdict(cfg)}))
+
+
+def load_or_train_classifiers(data_cfg: CanvasDataConfig, cfg: CanvasClassifierConfig = CanvasClassifierConfig(),
+                              weights: str = "trained", ships: bool = False,
+                              retrain: bool = False) -> CanvasClassifiers:
+    """The trained classifiers for ``data_cfg``: shipped (``weights="shipped"`` and ``ships``), else from the
+    cache, training them there first if absent (or ``retrain``).
 
     Both come back in eval mode with frozen parameters (gradients still flow to the input).
     """
-    key = config_hash({"data": asdict(data_cfg), "train": asdict(cfg)})
-    folder = cache_dir() / "models" / f"canvas-classifiers-{key}"
+    settings = training_settings(data_cfg, cfg)
+    folder = model_folder("canvas-classifiers", settings, weights, ships)
     paths = {name: folder / f"{name}.safetensors" for name in ("style", "object")}
     info = folder / "train.json"
     n_classes = {"style": data_cfg.n_styles, "object": data_cfg.n_objects}
@@ -99,18 +107,22 @@ def load_or_train_classifiers(data_cfg: CanvasDataConfig,
         model.load_state_dict(load_file(str(path)))
         return model
 
-    models = {name: read_cached(path, lambda p, name=name: read_weights(p, name)) for name, path in paths.items()}
-    record = read_cached(info, read_record)
-    if record is not None and all(model is not None for model in models.values()):
-        metrics = record["metrics"]
-    else:
+    models = {name: None if retrain else read_cached(path, lambda p, name=name: read_weights(p, name))
+              for name, path in paths.items()}
+    record = None if retrain else read_cached(info, read_record)
+    trained_now = record is None or any(model is None for model in models.values())
+    if trained_now:
+        start_training(folder)
         data = make_canvas_data(data_cfg)
         models, metrics = train_classifiers(cfg, data)
         for name, model in models.items():
             state = {k: v.contiguous() for k, v in model.state_dict().items()}
             atomic_write(paths[name], lambda tmp, state=state: save_file(state, str(tmp)))
-        atomic_write_text(info, json.dumps({"data": asdict(data_cfg), "config": asdict(cfg),
-                                            "metrics": metrics}, indent=2))
+        record = {"data": asdict(data_cfg), "config": asdict(cfg), "metrics": metrics}
+        atomic_write_text(info, json.dumps(record, indent=2))
+    if not is_shipped(folder) and not (folder / CARD).exists():
+        write_card(folder, "canvas-classifiers", settings, record, code_fingerprint(train_classifiers), trained_now)
+    metrics = record["metrics"]
     for model in models.values():
         model.eval().requires_grad_(False)
     return CanvasClassifiers(style=models["style"], object=models["object"], metrics=metrics, path=folder)

@@ -1,39 +1,30 @@
-"""The CLIP image tower paired with the embedded text-to-image model's text encoder.
+"""The CLIP whose text tower is the embedded text-to-image model's text encoder, and real CLIP partners.
 
-SLUG computes its gradients for Stable Diffusion with CLIP's losses: SD's text encoder is the text
-tower of CLIP ViT-L/14, and the reference pairs it with that CLIP's image tower and projections. The
-embedded model's text encoder was trained with its UNet, so its partner is trained here the other way
-round, with the text tower locked (LiT, Zhai et al. 2022, with the roles of the towers swapped): a
-transformers ``CLIPVisionModelWithProjection`` and a text projection learn to match the frozen text
-encoder's pooled output on MiniCanvas's training captions, with a class-aware contrastive loss (images
-of one (style, object) pair are positives of each other). The text encoder itself never changes, so
-the diffusion model keeps its weights. docs/PROTOCOLS.md (unlearncanvas) names this difference: the
-reference's text tower was trained contrastively first.
-
-The tower is cached under ``cache_dir()/models/`` by the hash of its config and the text encoder's
-weights; training reports zero-shot style and object accuracy of held-out images against captions.
+SLUG computes its gradients for Stable Diffusion with CLIP's losses: SD v1.5's text encoder is the
+text tower of CLIP ViT-L/14, trained contrastively before SD and frozen while SD trained, and the
+reference pairs it with that CLIP's image tower and projections. The embedded model is made the same
+way (``tiny_diffusion.train``): ``train_clip`` trains its text encoder together with a transformers
+``CLIPVisionModelWithProjection`` and a text projection on MiniCanvas's training images and captions,
+with a class-aware contrastive loss (images of one (style, object) pair are positives of each other);
+the UNet then trains against the frozen text encoder, and the image tower is kept beside the model.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 from transformers.utils.constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
 from unlearnbench.contrastive import contrastive_loss, training_step
-from unlearnbench.cache import atomic_write, atomic_write_text, cache_dir, config_hash, read_cached, read_record
 from unlearnbench.datasets.synthetic.canvas import CanvasData, prompt
-from unlearnbench.identity import model_fingerprint
 from unlearnbench.schedules import lr_multiplier
 
 STYLE_BAR = 0.80  # held-out zero-shot style accuracy (against every caption of the image's object)
@@ -125,54 +116,35 @@ def build_partner(cfg: CanvasClipConfig, image_size: int, text_width: int) -> Cl
     return ClipPartner(vision, nn.Linear(text_width, text_width, bias=False))
 
 
-def load_or_train_partner(model, data: CanvasData, cfg: CanvasClipConfig | None = None) -> tuple[ClipPartner, dict]:
-    """The image tower for ``model``'s text encoder, from the cache or trained (about a minute)."""
-    cfg = cfg or CanvasClipConfig()
-    text_fp = model_fingerprint(model.text_encoder)
-    folder = cache_dir() / "models" / f"canvas-clip-{config_hash({'config': asdict(cfg), 'text': text_fp})}"
-    image_size, text_width = data.splits["train"].pixels.shape[1], model.text_encoder.config.hidden_size
-
-    def read(path: Path) -> ClipPartner:
-        partner = build_partner(cfg, image_size, text_width)
-        partner.load_state_dict(load_file(str(path)))
-        return partner
-
-    partner = read_cached(folder / "model.safetensors", read)
-    record = read_cached(folder / "train.json", read_record)
-    if partner is None or record is None:
-        partner, metrics = train_partner(model, data, cfg)
-        state = {k: v.contiguous() for k, v in partner.state_dict().items()}
-        atomic_write(folder / "model.safetensors", lambda tmp: save_file(state, str(tmp)))
-        record = {"config": asdict(cfg), "text_encoder": text_fp, "metrics": metrics}
-        atomic_write_text(folder / "train.json", json.dumps(record, indent=2))
-    partner.requires_grad_(False).eval()
-    return partner.to(model.device), record["metrics"]
-
-
-def train_partner(model, data: CanvasData, cfg: CanvasClipConfig) -> tuple[ClipPartner, dict]:
+def train_clip(model, data: CanvasData, cfg: CanvasClipConfig) -> tuple[ClipPartner, dict]:
+    """Train ``model``'s text encoder and a new image tower together as a CLIP on MiniCanvas's training
+    images and captions (in place for the text encoder); returns the image tower and its bars."""
     torch.manual_seed(cfg.seed)
     train = data.splits["train"]
     images = train.images()
     pairs = train.style_labels * len(data.objects) + train.object_labels  # one class per (style, object)
     captions = [prompt(s, o) for s in data.styles for o in data.objects]
-    with torch.no_grad():  # the text tower is locked: its pooled outputs are computed once
-        pooled = model.pooled_prompts(captions).float().cpu()
-    partner = build_partner(cfg, images.shape[-1], pooled.shape[-1])
-    opt = torch.optim.AdamW(partner.parameters(), lr=cfg.lr, weight_decay=0.1)
+    partner = build_partner(cfg, images.shape[-1], model.text_encoder.config.hidden_size)
+    params = [*partner.parameters(), *model.text_encoder.parameters()]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.1, betas=(0.9, 0.98), eps=1e-6)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_multiplier(s, cfg.steps, cfg.warmup_steps))
     gen = torch.Generator().manual_seed(cfg.seed)
     start = time.perf_counter()
     partner.train()
-    for _ in tqdm(range(cfg.steps), desc="training canvas CLIP image tower", unit="step"):
+    model.text_encoder.train()
+    for _ in tqdm(range(cfg.steps), desc="training canvas CLIP (text encoder and image tower)", unit="step"):
         idx = torch.randint(len(images), (cfg.batch_size,), generator=gen)
         y = pairs[idx]
-        logits = partner.logit_scale.exp() * partner.image_embeds(images[idx]) @ partner.text_embeds(pooled[y]).T
+        text = partner.text_embeds(model.pooled_prompts([captions[c] for c in y.tolist()]))
+        logits = partner.logit_scale.exp() * partner.image_embeds(images[idx]) @ text.T
         loss = contrastive_loss(logits, y[:, None] == y[None, :])
         training_step(loss, opt, sched, partner.logit_scale)
     partner.eval()
-    metrics = zero_shot_accuracy(partner, pooled, data)
+    model.text_encoder.eval()
+    with torch.no_grad():
+        metrics = zero_shot_accuracy(partner, model.pooled_prompts(captions), data)
     metrics.update(train_seconds=time.perf_counter() - start, final_loss=loss.item())
-    print(f"canvas CLIP image tower: held-out zero-shot style {metrics['style_acc']:.3f} (bar {STYLE_BAR}), "
+    print(f"canvas CLIP: held-out zero-shot style {metrics['style_acc']:.3f} (bar {STYLE_BAR}), "
           f"object {metrics['object_acc']:.3f}, trained in {metrics['train_seconds']:.0f} s")
     return partner, metrics
 

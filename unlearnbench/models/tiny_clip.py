@@ -1,10 +1,14 @@
 """The embedded ``clip`` suite's model: a tiny open_clip CLIP trained on the procedural data.
 
 Architectures are open_clip model configs shipped as JSON in ``configs/`` (registered with
-``open_clip.add_model_config``). Training is contrastive with one change for a data set of few
-classes: images that share a class are positives of each other, not negatives (a class-aware
-InfoNCE), which is what lets 60 identities and 20 objects train in minutes on 2 cores. The model
-is cached by the hash of its training config; training reports the held-out zero-shot bars.
+``open_clip.add_model_config``). The text tower reads a word-level vocabulary of every word the
+procedural captions can use (``vocabulary``), through open_clip's ``HFTokenizer``: with CLIP's 49,408
+BPE tokens the token table of a 64-wide model was 94% of its parameters (ViT-B-32's: 17%), and every
+method that works on "all parameters" (SalUn's saliency mask, SSD's Fisher statistics) saw mostly it.
+Training is contrastive with one change for a data set of few classes: images that share a class are
+positives of each other, not negatives (a class-aware InfoNCE), which is what lets 60 identities and
+20 objects train in minutes on 2 cores. The ``tiny`` model ships in ``weights/`` (see ``shipped``);
+others are cached by the hash of their training config; training reports the held-out zero-shot bars.
 """
 
 from __future__ import annotations
@@ -19,15 +23,22 @@ from pathlib import Path
 
 import open_clip
 import torch
+from open_clip.tokenizer import HFTokenizer
 from safetensors.torch import load_file, save_file
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 from tqdm.auto import tqdm
+from transformers import PreTrainedTokenizerFast
 
 from unlearnbench.contrastive import contrastive_loss, training_step
-from unlearnbench.cache import atomic_write, atomic_write_text, cache_dir, config_hash, read_cached, read_record
+from unlearnbench.cache import atomic_folder, atomic_write, atomic_write_text, config_hash, read_cached, read_record
 from unlearnbench.config import choose_preset
 from unlearnbench.datasets.synthetic.clip_data import SyntheticClipData, SyntheticClipDataConfig, make_clip_data
-from unlearnbench.zeroshot import (IDENTITY_TEMPLATES, OBJECT_TEMPLATES, captions, image_features, text_classifier,
-                                   topk_correct)
+from unlearnbench.datasets.synthetic.faces import FIRST_NAMES, LAST_NAMES, POOL_FIRST_NAMES, POOL_LAST_NAMES
+from unlearnbench.datasets.synthetic.objects import OBJECT_CLASSES, POOL_OBJECT_CLASSES
+from unlearnbench.zeroshot import (IDENTITY_TEMPLATES, OBJECT_TEMPLATES, SLUG_IDENTITY_TEMPLATES, captions,
+                                   image_features, text_classifier, topk_correct)
+from unlearnbench.identity import code_fingerprint
+from unlearnbench.models.shipped import CARD, start_training, is_shipped, model_folder, write_card
 from unlearnbench.schedules import lr_multiplier
 
 log = logging.getLogger(__name__)
@@ -76,7 +87,8 @@ class TrainedClip:
     data: SyntheticClipData
     config: TinyClipTrainConfig
     metrics: dict[str, float]
-    path: Path
+    path: Path  # the shipped folder or the cache folder it was read from
+    model_id: str  # config name and the hash of its training settings
 
 
 @contextlib.contextmanager
@@ -92,35 +104,86 @@ def random_init_allowed():
         root.setLevel(level)
 
 
+# open_clip pools the text at the highest token id (``argmax``), so end-of-text must be the last id.
+PAD, UNKNOWN, START, END = "<pad>", "<unk>", "<start_of_text>", "<end_of_text>"
+
+
+def vocabulary() -> list[str]:
+    """Every word of every name, object class and template the procedural captions can use, sorted."""
+    normalizer, pre_tokenizer = normalizers.Lowercase(), pre_tokenizers.Whitespace()
+    names = [*FIRST_NAMES, *LAST_NAMES, *POOL_FIRST_NAMES, *POOL_LAST_NAMES,
+             *(c.name for c in (*OBJECT_CLASSES, *POOL_OBJECT_CLASSES))]
+    words = set()
+    for template in (*IDENTITY_TEMPLATES, *SLUG_IDENTITY_TEMPLATES, *OBJECT_TEMPLATES):
+        for name in names:
+            text = normalizer.normalize_str(template(name))
+            words.update(piece for piece, _ in pre_tokenizer.pre_tokenize_str(text))
+    return sorted(words)
+
+
+def save_tokenizer(folder: Path) -> None:
+    """Write the word-level tokenizer as a transformers tokenizer folder (what ``HFTokenizer`` reads)."""
+    tokens = [PAD, UNKNOWN, *vocabulary(), START, END]
+    vocab = {token: i for i, token in enumerate(tokens)}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token=UNKNOWN))
+    backend.normalizer = normalizers.Lowercase()
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    backend.post_processor = processors.TemplateProcessing(
+        single=f"{START} $A {END}", special_tokens=[(START, vocab[START]), (END, vocab[END])])
+    PreTrainedTokenizerFast(tokenizer_object=backend, pad_token=PAD, unk_token=UNKNOWN, bos_token=START,
+                            eos_token=END).save_pretrained(str(folder))
+
+
+def load_tokenizer(folder: Path, model: str) -> HFTokenizer:
+    """open_clip's tokenizer over the saved vocabulary, with the model config's context length."""
+    context_length = open_clip.get_model_config(model)["text_cfg"]["context_length"]
+    return HFTokenizer(str(folder), context_length=context_length)
+
+
 def create_model(name: str) -> torch.nn.Module:
     """An untrained open_clip model."""
     with random_init_allowed():
         return open_clip.create_model(name)
 
 
-def load_or_train(cfg: TinyClipTrainConfig, device: torch.device | str = "cpu") -> TrainedClip:
-    """The trained model for ``cfg`` from the cache, training it first if absent."""
-    folder = cache_dir() / "models" / f"{cfg.model}-{config_hash(cfg)}"
+def training_settings(cfg: TinyClipTrainConfig) -> dict:
+    """What determines the weights. The architecture is a JSON file, not a field: part of it, so editing it
+    retrains."""
+    return {**asdict(cfg), "architecture": open_clip.get_model_config(cfg.model)}
+
+
+def load_or_train(cfg: TinyClipTrainConfig, device: torch.device | str = "cpu", weights: str = "shipped",
+                  retrain: bool = False) -> TrainedClip:
+    """The trained model for ``cfg``: shipped (``weights="shipped"`` and the ``tiny`` preset), else from the
+    cache, training it there first if absent (or ``retrain``)."""
+    settings = training_settings(cfg)
+    folder = model_folder(cfg.model, settings, weights, ships=cfg == PRESETS["tiny"])
     data = make_clip_data(cfg.data)
-    tokenizer = open_clip.get_tokenizer(cfg.model)
-    weights, info = folder / "model.safetensors", folder / "train.json"
+    files, info, vocab = folder / "model.safetensors", folder / "train.json", folder / "tokenizer"
 
     def read_weights(path: Path) -> torch.nn.Module:
         model = create_model(cfg.model)
         model.load_state_dict(load_file(str(path)))
         return model
 
-    model = read_cached(weights, read_weights)
-    record = read_cached(info, read_record)
-    if model is not None and record is not None:
-        metrics = record["metrics"]
+    loaded = None if retrain else (read_cached(vocab, lambda path: load_tokenizer(path, cfg.model)),
+                                   read_cached(files, read_weights), read_cached(info, read_record))
+    trained_now = loaded is None or None in loaded
+    if not trained_now:
+        tokenizer, model, record = loaded
     else:
+        start_training(folder)
+        atomic_folder(vocab, save_tokenizer)
+        tokenizer = load_tokenizer(vocab, cfg.model)
         model, metrics = train(cfg, data, tokenizer)
         state = {k: v.contiguous() for k, v in model.state_dict().items()}
-        atomic_write(weights, lambda tmp: save_file(state, str(tmp)))
-        atomic_write_text(info, json.dumps({"config": asdict(cfg), "metrics": metrics}, indent=2))
+        atomic_write(files, lambda tmp: save_file(state, str(tmp)))
+        record = {"config": settings, "metrics": metrics}
+        atomic_write_text(info, json.dumps(record, indent=2))
+    if not is_shipped(folder) and not (folder / CARD).exists():
+        write_card(folder, cfg.model, settings, record, code_fingerprint(train), trained_now)
     model.eval().to(device)
-    return TrainedClip(model, tokenizer, data, cfg, metrics, folder)
+    return TrainedClip(model, tokenizer, data, cfg, record["metrics"], folder, f"{cfg.model}-{config_hash(settings)}")
 
 
 def train(cfg: TinyClipTrainConfig, data: SyntheticClipData, tokenizer) -> tuple[torch.nn.Module, dict[str, float]]:

@@ -2,10 +2,13 @@
 
 A transformers ``CLIPTextModel`` (2 layers, width 64) reads prompts through a local word-level
 tokenizer whose vocabulary is every word the MiniCanvas captions and paraphrases use; a diffusers
-``UNet2DConditionModel`` denoises 16x16 RGB pixels directly (no VAE). The UNet's full-resolution
+``UNet2DConditionModel`` denoises 16x16 RGB pixels directly (no VAE). As Stable Diffusion v1.5 does
+with CLIP ViT-L/14's text tower, the text encoder is trained first, as the text tower of a CLIP
+(``canvas_clip.train_clip``), and stays frozen while the UNet trains; that CLIP's image tower is kept
+beside the model (``clip.safetensors``), because SLUG's losses on this suite go through it. The UNet's full-resolution
 level has no attention: self-attention over 256 positions cost half of each training step on CPU,
 and the text still reaches every pixel through the cross-attention of the 8x8 level and the middle
-block. Training is the usual epsilon prediction (DDPM, cosine "squaredcos_cap_v2" betas) with 10%
+block. UNet training is the usual epsilon prediction (DDPM, cosine "squaredcos_cap_v2" betas) with 10%
 empty prompts for classifier-free guidance and an EMA of the weights, which is the model kept.
 
 Sampling uses DDIM with 5 "trailing" steps, x_0 clipped to [-1, 1], guidance 3: on this model the
@@ -13,9 +16,10 @@ sampler mattered more than training length. Without clipping the first step, at 
 blows up (style accuracy 0.33 instead of 0.99); 10 and 20 steps were no better, and guidance 6 was
 worse (0.89). The bars are measured on generated images, one per (style, object) pair and seed,
 judged by the MiniCanvas classifiers.
-The weights are cached under ``cache_dir()/models/`` by the hash of the fields that determine them
-(data, architecture, training); changing only the sampler, the evaluation seeds or the classifiers
-re-measures the bars on the cached weights instead of retraining.
+The ``tiny`` model ships in ``weights/`` (see ``shipped``). Others are cached under
+``cache_dir()/models/`` by the hash of the fields that determine the weights (data, architecture,
+training); changing only the sampler, the evaluation seeds or the classifiers re-measures the bars on
+the cached weights instead of retraining.
 """
 
 from __future__ import annotations
@@ -34,13 +38,16 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processor
 from tqdm.auto import tqdm
 from transformers import CLIPTextConfig, CLIPTextModel, PreTrainedTokenizerFast
 
-from unlearnbench.cache import atomic_write, atomic_write_text, cache_dir, config_hash, read_cached, read_record
+from unlearnbench.cache import atomic_write, atomic_write_text, config_hash, read_cached, read_record
 from unlearnbench.datasets.synthetic.canvas import (OBJECTS, PARAPHRASE_TEMPLATES, STYLES, TRAIN_TEMPLATE,
                                                     CanvasData, CanvasDataConfig, make_canvas_data, prompt)
 from unlearnbench.config import choose_preset
+from unlearnbench.models.canvas_clip import CanvasClipConfig, ClipPartner, build_partner, train_clip
 from unlearnbench.models.canvas_classifier import (CanvasClassifierConfig, CanvasClassifiers,
                                                    load_or_train_classifiers)
 from unlearnbench.models.t2i import SamplerConfig, TextToImage
+from unlearnbench.identity import code_fingerprint
+from unlearnbench.models.shipped import CARD, start_training, is_shipped, model_folder, write_card
 from unlearnbench.schedules import lr_multiplier
 
 log = logging.getLogger(__name__)
@@ -59,6 +66,7 @@ class TinyDiffusionConfig:
     text_layers: int = 2
     text_heads: int = 4
     context_length: int = 16  # tokens per prompt, <bos> and <eos> included; the longest caption has 13
+    clip: CanvasClipConfig = field(default_factory=CanvasClipConfig)  # the text encoder's first training
     # UNet (diffusers UNet2DConditionModel, pixel space)
     block_out_channels: tuple[int, ...] = (32, 64)
     down_block_types: tuple[str, ...] = ("DownBlock2D", "CrossAttnDownBlock2D")  # up blocks mirror them
@@ -92,6 +100,7 @@ PRESETS = {
         data=CanvasDataConfig(n_styles=4, n_objects=3, images_per_pair=(24, 2, 4)),
         classifier=CanvasClassifierConfig(steps=100),
         text_width=32, text_layers=1, text_heads=2, block_out_channels=(16, 32),
+        clip=CanvasClipConfig(width=32, layers=1, heads=2, steps=150, batch_size=64, warmup_steps=10),
         down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"), attention_heads=1,
         steps=400, batch_size=16, lr=5e-3, warmup_steps=20, ema_decay=0.95, sampler=SamplerConfig(guidance=7.0),
         eval_seeds=(188, 288), paraphrase_seeds=(188,), eval_every=0),
@@ -105,15 +114,13 @@ def preset(name: str) -> TinyDiffusionConfig:
 @dataclass
 class TrainedCanvas:
     model: TextToImage  # the EMA weights, in eval mode
+    clip_partner: ClipPartner  # the image tower and projections of the CLIP the text encoder comes from
     data: CanvasData
     classifiers: CanvasClassifiers
     config: TinyDiffusionConfig
     metrics: dict[str, float]  # bars on generated images, loss and training seconds
-    path: Path
-
-    @property
-    def model_id(self) -> str:
-        return self.path.name
+    path: Path  # the shipped folder or the cache folder it was read from
+    model_id: str  # canvas-t2i and the hash of the settings that determine the weights
 
     @property
     def sample_steps(self) -> int:
@@ -132,37 +139,61 @@ def weights_key(cfg: TinyDiffusionConfig) -> str:
     return config_hash({k: v for k, v in asdict(cfg).items() if k not in EVALUATION_FIELDS})
 
 
-def load_or_train(cfg: TinyDiffusionConfig) -> TrainedCanvas:
-    """The trained model for ``cfg`` from the cache, training it (and its classifiers) first if absent."""
-    folder = cache_dir() / "models" / f"canvas-t2i-{weights_key(cfg)}"
+def training_settings(cfg: TinyDiffusionConfig) -> dict:
+    """The whole config as train.json stores it (tuples become lists); the cache folder is named by the
+    part that determines the weights (``weights_key``), the shipped card by all of it."""
+    return json.loads(json.dumps(asdict(cfg)))
+
+
+def load_or_train(cfg: TinyDiffusionConfig, weights: str = "shipped", retrain: bool = False) -> TrainedCanvas:
+    """The trained model for ``cfg`` and its classifiers: shipped (``weights="shipped"`` and the ``tiny``
+    preset), else from the cache, training them there first if absent (or ``retrain``)."""
+    settings = training_settings(cfg)
+    ships = cfg == PRESETS["tiny"]
+    folder = model_folder("canvas-t2i", settings, weights, ships, cache_key=weights_key(cfg))
     data = make_canvas_data(cfg.data)
-    classifiers = load_or_train_classifiers(cfg.data, cfg.classifier)
-    weights, vocab, info = folder / "model.safetensors", folder / "tokenizer.json", folder / "train.json"
-    settings = json.loads(json.dumps(asdict(cfg)))  # as train.json stores it (tuples become lists)
+    classifiers = load_or_train_classifiers(cfg.data, cfg.classifier, weights, ships, retrain)
+    files, vocab, info = folder / "model.safetensors", folder / "tokenizer.json", folder / "train.json"
+    clip_files = folder / "clip.safetensors"
 
     def read_weights(path: Path) -> TextToImage:
         model = build_model(cfg, tokenizer)
         model.load_state_dict(load_file(str(path)))
         return model
 
-    tokenizer = read_cached(vocab, lambda path: wrap_tokenizer(Tokenizer.from_file(str(path)), cfg.context_length))
-    model = read_cached(weights, read_weights) if tokenizer is not None else None
-    record = read_cached(info, read_record)
-    if model is not None and record is not None:
-        if record.get("config") != settings:
+    def read_partner(path: Path) -> ClipPartner:
+        partner = build_partner(cfg.clip, cfg.data.image_size, cfg.text_width)
+        partner.load_state_dict(load_file(str(path)))
+        return partner
+
+    tokenizer = None if retrain else read_cached(
+        vocab, lambda path: wrap_tokenizer(Tokenizer.from_file(str(path)), cfg.context_length))
+    model = read_cached(files, read_weights) if tokenizer is not None else None
+    partner = None if retrain else read_cached(clip_files, read_partner)
+    record = None if retrain else read_cached(info, read_record)
+    trained_now = model is None or partner is None or record is None
+    if not trained_now:
+        if record.get("config") != settings:  # only sampling or evaluation settings differ: re-measure
             record["metrics"].update(evaluate(model, classifiers, data, cfg))
     else:
+        start_training(folder)
         tokenizer = build_tokenizer(cfg.context_length)
-        model, training = train(cfg, data, classifiers, tokenizer)
-        state = {k: v.contiguous() for k, v in model.state_dict().items()}
-        atomic_write(weights, lambda tmp: save_file(state, str(tmp)))
+        model, partner, training = train(cfg, data, classifiers, tokenizer)
+        for path, module in ((files, model), (clip_files, partner)):
+            state = {k: v.contiguous() for k, v in module.state_dict().items()}
+            atomic_write(path, lambda tmp, state=state: save_file(state, str(tmp)))
         atomic_write(vocab, lambda tmp: tokenizer.backend_tokenizer.save(str(tmp)))
         record = {"metrics": {**training, **evaluate(model, classifiers, data, cfg)}}
     if record.get("config") != settings:
         record["config"] = settings
         atomic_write_text(info, json.dumps(record, indent=2))
+        (folder / CARD).unlink(missing_ok=True)  # its sha256 of train.json is now stale
+    if not is_shipped(folder) and not (folder / CARD).exists():
+        write_card(folder, "canvas-t2i", settings, record, code_fingerprint(train), trained_now)
     model.eval()
-    return TrainedCanvas(model, data, classifiers, cfg, record["metrics"], folder)
+    partner.requires_grad_(False).eval()
+    return TrainedCanvas(model, partner, data, classifiers, cfg, record["metrics"], folder,
+                         f"canvas-t2i-{weights_key(cfg)}")
 
 
 def build_tokenizer(context_length: int) -> PreTrainedTokenizerFast:
@@ -211,17 +242,20 @@ def build_model(cfg: TinyDiffusionConfig, tokenizer: PreTrainedTokenizerFast) ->
 
 
 def train(cfg: TinyDiffusionConfig, data: CanvasData, classifiers: CanvasClassifiers,
-          tokenizer: PreTrainedTokenizerFast) -> tuple[TextToImage, dict[str, float]]:
+          tokenizer: PreTrainedTokenizerFast) -> tuple[TextToImage, ClipPartner, dict[str, float]]:
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, tokenizer)
+    # 0. the text encoder, as the text tower of a CLIP; frozen from here on, as SD's is
+    partner, clip_metrics = train_clip(model, data, cfg.clip)
+    model.text_encoder.requires_grad_(False).eval()
     ema = copy.deepcopy(model).requires_grad_(False).eval()
     images, captions = data.splits["train"].images(), data.captions("train")
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
+    opt = torch.optim.AdamW(model.unet.parameters(), lr=cfg.lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_multiplier(s, cfg.steps, cfg.warmup_steps))
     gen = torch.Generator().manual_seed(cfg.seed)
     n_params = sum(p.numel() for p in model.parameters())
     log.info("training canvas t2i: %d parameters, %d images", n_params, len(images))
-    model.train()
+    model.unet.train()
     start, cpu_start = time.perf_counter(), time.process_time()
     progress: dict[str, str] = {}
     bar = tqdm(range(cfg.steps), desc="training canvas t2i", unit="step")
@@ -249,12 +283,13 @@ def train(cfg: TinyDiffusionConfig, data: CanvasData, classifiers: CanvasClassif
         bar.set_postfix(progress, refresh=False)
     # CPU seconds are the load-independent cost: wall time swings with whatever else the machine runs.
     metrics = {"train_seconds": time.perf_counter() - start, "train_cpu_seconds": time.process_time() - cpu_start,
-               "final_loss": loss.item(), "parameters": float(n_params)}
+               "final_loss": loss.item(), "parameters": float(n_params),
+               **{f"clip_{k}": v for k, v in clip_metrics.items()}}
     report = (f"canvas t2i: trained {cfg.steps} steps of {cfg.batch_size} in {metrics['train_seconds']:.0f} s "
               f"({metrics['train_cpu_seconds']:.0f} CPU s), final loss {metrics['final_loss']:.4f}")
     print(report)
     log.info(report)
-    return ema, metrics
+    return ema, partner, metrics
 
 
 def evaluate(model: TextToImage, classifiers: CanvasClassifiers, data: CanvasData,

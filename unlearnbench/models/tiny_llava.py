@@ -36,12 +36,14 @@ from transformers import (CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTextCon
                           LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor, PreTrainedTokenizerFast)
 
 from unlearnbench.contrastive import contrastive_loss
-from unlearnbench.cache import atomic_write_text, cache_dir, config_hash, read_cached, read_record
+from unlearnbench.cache import atomic_write_text, config_hash, read_cached, read_record
 from unlearnbench.datasets.synthetic.vqa import (IDENTITY_QUESTIONS, SCENE_CLASSES, UTILITY_QUESTIONS, Questions,
                                                  VqaData, VqaDataConfig, make_vqa_data)
 from unlearnbench.config import choose_preset
 from unlearnbench.errors import UnlearnBenchError
+from unlearnbench.identity import code_fingerprint
 from unlearnbench.models.llava_loader import load_clip, load_llava
+from unlearnbench.models.shipped import CARD, start_training, is_shipped, model_folder, write_card
 from unlearnbench.vlm import PROMPT, answer_batch, answer_items, contains_answer, prompt_ids
 from unlearnbench.zeroshot import IDENTITY_TEMPLATES
 from unlearnbench.schedules import lr_multiplier
@@ -115,24 +117,30 @@ class TrainedLlava:
     data: VqaData
     config: TinyLlavaConfig
     metrics: dict[str, float]
-    path: Path
-
-    @property
-    def model_id(self) -> str:
-        return self.path.name
+    path: Path  # the shipped folder or the cache folder it was read from
+    model_id: str  # tiny-llava and the hash of its training settings
 
 
-def load_or_train(cfg: TinyLlavaConfig, device: str = "cpu") -> TrainedLlava:
-    """The trained models for ``cfg`` from the cache, training them first if absent."""
-    folder = cache_dir() / "models" / f"tiny-llava-{config_hash(cfg)}"
+def training_settings(cfg: TinyLlavaConfig) -> dict:
+    return json.loads(json.dumps(asdict(cfg)))
+
+
+def load_or_train(cfg: TinyLlavaConfig, device: str = "cpu", weights: str = "shipped",
+                  retrain: bool = False) -> TrainedLlava:
+    """The trained models for ``cfg``: shipped (``weights="shipped"`` and the ``tiny`` preset), else from
+    the cache, training them there first if absent (or ``retrain``)."""
+    settings = training_settings(cfg)
+    folder = model_folder("tiny-llava", settings, weights, ships=cfg == PRESETS["tiny"])
     data = make_vqa_data(cfg.data)
 
     def read_folder(path: Path) -> tuple:
         metrics = read_record(path / "train.json")["metrics"]
         return (*load_llava(path / "llava", device), *load_clip(path / "clip", device), metrics)
 
-    loaded = read_cached(folder, read_folder)
-    if loaded is None:
+    loaded = None if retrain else read_cached(folder, read_folder)
+    trained_now = loaded is None
+    if trained_now:
+        start_training(folder)
         tokenizer = build_tokenizer(data)
         clip_tokenizer = build_clip_tokenizer(tokenizer)
         processor = build_processor(tokenizer, cfg)
@@ -156,7 +164,11 @@ def load_or_train(cfg: TinyLlavaConfig, device: str = "cpu") -> TrainedLlava:
         tmp.rename(folder)
         loaded = read_folder(folder)
     model, processor, clip, clip_tokenizer, metrics = loaded
-    return TrainedLlava(model, processor, clip, clip_tokenizer, data, cfg, metrics, folder)
+    if not is_shipped(folder) and not (folder / CARD).exists():
+        write_card(folder, "tiny-llava", settings, read_record(folder / "train.json"), code_fingerprint(train_llava),
+                   trained_now)
+    return TrainedLlava(model, processor, clip, clip_tokenizer, data, cfg, metrics, folder,
+                        f"tiny-llava-{config_hash(settings)}")
 
 
 def build_tokenizer(data: VqaData) -> PreTrainedTokenizerFast:

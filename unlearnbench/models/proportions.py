@@ -1,0 +1,107 @@
+"""How each model's parameters divide among token table, towers and block types, real beside embedded.
+
+Methods that work on "all parameters" (SalUn's saliency mask, SSD's Fisher statistics, SLUG's layer
+ranking) see a model through these proportions, so an embedded model should be shaped like its real
+counterpart. ``python -m unlearnbench.models.proportions`` prints the table the README quotes: the real
+architectures are built on the meta device (no memory, no weights), the embedded ones are the shipped
+models.
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+from torch import nn
+
+# (share, pattern on the parameter name); the first match wins.
+TOKEN_TABLE = re.compile(r"(^|\.)(token_embedding|embed_tokens)\.weight$|(^|\.)token_embedding$")
+TOWERS = (("image tower", re.compile(r"^(visual|vision_model|vision_tower|model\.vision_tower|vision)\.")),
+          ("projector", re.compile(r"multi_modal_projector")),
+          ("language model", re.compile(r"^(model\.language_model|language_model|lm_head)")),
+          ("UNet", re.compile(r"^unet\.")),
+          ("VAE", re.compile(r"^vae\.")),
+          ("text tower", re.compile(r".")))
+# MLP first: a diffusers transformer block's feed-forward sits under ".attentions."
+BLOCKS = (("MLP", re.compile(r"(mlp|\.ff\.|feed_forward|c_fc|c_proj)")),
+          ("attention", re.compile(r"(attn|attention|self_attn|\.q_proj|\.k_proj|\.v_proj|out_proj)")),
+          ("conv", re.compile(r"(conv|resnets|downsamplers|upsamplers)")))
+
+
+def parameter_shares(named: dict[str, int]) -> dict[str, float]:
+    """Share of the parameters (name -> count) in the token table, each tower and each block type."""
+    total = sum(named.values())
+    shares: dict[str, float] = {"parameters": float(total), "token table": 0.0}
+    for name, count in named.items():
+        if TOKEN_TABLE.search(name):
+            shares["token table"] += count / total
+            continue
+        tower = next(label for label, pattern in TOWERS if pattern.search(name))
+        shares[tower] = shares.get(tower, 0.0) + count / total
+        block = next((label for label, pattern in BLOCKS if pattern.search(name)), "embeddings, norms, heads")
+        shares[block] = shares.get(block, 0.0) + count / total
+    return shares
+
+
+def counts(model: nn.Module, prefix: str = "") -> dict[str, int]:
+    return {f"{prefix}{name}": p.numel() for name, p in model.named_parameters()}
+
+
+def real_models() -> dict[str, dict[str, int]]:
+    """Parameter counts of the real architectures, built on the meta device."""
+    import open_clip
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPVisionConfig, LlamaConfig, LlavaConfig
+    from transformers import LlavaForConditionalGeneration
+
+    with torch.device("meta"):
+        clip = open_clip.model.CLIP(**open_clip.get_model_config("ViT-B-32"))
+        # Stable Diffusion v1.5: its published unet/, vae/ and text_encoder/ configs
+        unet = UNet2DConditionModel(
+            sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
+            block_out_channels=(320, 640, 1280, 1280),
+            down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+            up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3, cross_attention_dim=768, attention_head_dim=8)
+        vae = AutoencoderKL(down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+                            block_out_channels=(128, 256, 512, 512), layers_per_block=2, latent_channels=4)
+        text = CLIPTextModel(CLIPTextConfig(vocab_size=49408, hidden_size=768, intermediate_size=3072,
+                                            num_hidden_layers=12, num_attention_heads=12, max_position_embeddings=77))
+        # LLaVA-1.5-7B: CLIP ViT-L/14-336 under Vicuna-7B (Llama-2 7B shape, 32,000 tokens)
+        llava = LlavaForConditionalGeneration(LlavaConfig(
+            vision_config=CLIPVisionConfig(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
+                                           num_attention_heads=16, image_size=336, patch_size=14,
+                                           projection_dim=768),
+            text_config=LlamaConfig(vocab_size=32064, hidden_size=4096, intermediate_size=11008,
+                                    num_hidden_layers=32, num_attention_heads=32),
+            projector_hidden_act="gelu"))
+    return {"CLIP ViT-B-32": counts(clip),
+            "Stable Diffusion v1.5": {**counts(unet, "unet."), **counts(vae, "vae."), **counts(text, "text.")},
+            "LLaVA-1.5-7B": counts(llava)}
+
+
+def embedded_models() -> dict[str, dict[str, int]]:
+    """Parameter counts of the shipped embedded models."""
+    from unlearnbench.models import tiny_clip, tiny_diffusion, tiny_llava
+
+    clip = tiny_clip.load_or_train(tiny_clip.PRESETS["tiny"]).model
+    canvas = tiny_diffusion.load_or_train(tiny_diffusion.PRESETS["tiny"]).model
+    llava = tiny_llava.load_or_train(tiny_llava.PRESETS["tiny"]).model
+    return {"ub-clip-tiny": counts(clip),
+            "canvas-t2i": {**counts(canvas.unet, "unet."), **counts(canvas.text_encoder, "text.")},
+            "tiny-llava": counts(llava)}
+
+
+def table(models: dict[str, dict[str, int]]) -> str:
+    shares = {name: parameter_shares(named) for name, named in models.items()}
+    columns = ["token table", "image tower", "text tower", "UNet", "VAE", "projector", "language model",
+               "attention", "MLP", "conv", "embeddings, norms, heads"]
+    columns = [c for c in columns if any(c in s for s in shares.values())]
+    lines = ["| model | parameters | " + " | ".join(columns) + " |", "|---" * (len(columns) + 2) + "|"]
+    for name, s in shares.items():
+        cells = [f"{100 * s[c]:.1f} %" if c in s else "" for c in columns]
+        lines.append(f"| {name} | {s['parameters']:,.0f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(table({**real_models(), **embedded_models()}))
