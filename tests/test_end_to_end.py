@@ -1,4 +1,4 @@
-"""Slow: the README's main commands on the full embedded defaults (each trains its tiny model, minutes)."""
+"""Slow: the README's main commands on the full embedded defaults (the shipped models), checked against their bars."""
 
 import pytest
 
@@ -14,7 +14,7 @@ def test_default_clip_run_meets_the_acceptance_bars(tmp_path, capsys):
     records = read(next(tmp_path.glob("*/records.parquet")))
     values = records.pivot_table(index=["method", "stage"], columns="metric", values="value")
     before, slug = values.loc[("slug", "before")], values.loc[("slug", "after")]
-    assert before["FA@1"] >= 80  # the default target, Ulrike Kingsley: 85% of its 20 held-out images
+    assert before["FA@1"] >= 80  # the default target, Ulrike Kingsley: 100% of its 20 held-out images
     assert slug["FA@1"] <= 5
     # Since the retain pairs come from a pool TA never scores (suite version 3), SLUG's drops over the five
     # paper targets were TA_CA@1 0.3-4.9 and TA_IN@1 0-6.0 points (default target: 4.6 and 0.0).
@@ -28,9 +28,9 @@ def test_default_clip_run_meets_the_acceptance_bars(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_default_llava_run_forgets_with_slug_lm(tmp_path):
-    """The embedded llava default (trains the tiny LLaVA, 2-6 minutes): slug-lm takes the default
-    target's FA from >= 95% to <= 10% with other identities and utility within 5 points (measured:
-    -0.6 points of other identities whether the model trained on one thread or two)."""
+    """The embedded llava default (the shipped tiny LLaVA): slug-lm takes the default target's FA from
+    >= 95% to <= 10% with other identities and utility within 5 points (measured: 100 -> 10, other
+    identities -0.6 points)."""
     assert main(["--suite", "llava", "--methods", "slug-lm", "--out", str(tmp_path)]) == 0
     records = read(next(tmp_path.glob("*/records.parquet")))
     values = records.pivot_table(index=["method", "stage"], columns="metric", values="value")
