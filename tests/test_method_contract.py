@@ -19,12 +19,14 @@ from unlearnbench.testing import MethodContractError, check_method, method_check
 # 87.5 after 2 epochs; 1e-3 forgets. ssd needs its own 10-check alpha search (it forgets the micro CLIP
 # since its token table is a word vocabulary: before, the BPE table dominated SSD's Fisher statistics and
 # no alpha of the search took FA@1 below 25), ssd-slug a stronger dampening schedule, salun 3 epochs at 3e-3.
+# On the micro diffusion model (its text encoder a frozen CLIP text tower) GA and GAFT at 1e-3 left
+# target_acc at 66.67 after 2 epochs; 3e-3 forgets.
 FAST = {"search_steps": "4", "epochs": "2", "max_front_layers": "2"}
 SETTINGS = {
     "clip": {"ga": {"lr": "1e-3"}, "gaft": {"lr": "1e-3"}, "salun-ga": {"lr": "1e-3"},
              "salun": {"lr": "3e-3", "epochs": "3"}, "ssd": {"search_steps": "10"},
              "ssd-slug": {"alpha": "2", "dampening_first": "0.01", "dampening_last": "0.1"}},
-    "diffusion": {"ga": {"lr": "1e-3"}, "gaft": {"lr": "1e-3"}, "salun-ga": {"lr": "1e-3"}, "salun": {"lr": "1e-3"},
+    "diffusion": {"ga": {"lr": "3e-3"}, "gaft": {"lr": "3e-3"}, "salun-ga": {"lr": "1e-3"}, "salun": {"lr": "1e-3"},
                   **{esd: {"iterations": "4", "check_every": "2", "ddim_steps": "4"}
                      for esd in ("esd", "esd-x", "esd-u")}},
     # At the reference 1e-4 GA, GAFT, SalUn and SalUn-GA left FA at 100 after 2 epochs.
