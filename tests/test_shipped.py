@@ -79,6 +79,7 @@ def test_a_corrupt_shipped_file_is_named_with_the_fix(shipped_copy, capsys):
     assert main(["--suite", "clip", "--methods", "noop"]) == 2
     err = capsys.readouterr().err
     assert f"{weights} is corrupt" in err and "git checkout" in err and "train-embedded --suite clip" in err
+    assert "--set embedded_weights=trained" in err  # the suites' setting (clip's `weights` is a checkpoint path)
 
 
 def test_a_missing_shipped_file_or_card_is_named(shipped_copy):
@@ -93,7 +94,8 @@ def test_a_missing_shipped_file_or_card_is_named(shipped_copy):
 
 def test_weights_shipped_from_other_settings_are_refused(shipped_copy):
     changed = {**shipped_settings()["ub-clip-tiny"], "steps": 1}
-    with pytest.raises(UnlearnBenchError, match=r"trained from other settings .* --ship"):
+    with pytest.raises(UnlearnBenchError,
+                       match=r"trained from other settings .* --ship, or use --set embedded_weights=trained"):
         model_folder("ub-clip-tiny", changed, "shipped", ships=True)
 
 

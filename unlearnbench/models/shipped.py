@@ -68,13 +68,13 @@ def verified_folder(name: str, config_key: str) -> Path:
     folder = WEIGHTS_DIR / name
     retrain = (f"reinstall unlearnbench (in a clone: git checkout -- {folder_in_repo(folder)}), or train the model "
                f"on this machine and use it: python bench.py train-embedded --suite {suite_of(name)}, then "
-               f"--set weights=trained")
+               f"--set embedded_weights=trained")
     card = read_card(folder, retrain)
     if card.get("config_key") != config_key:
         raise UnlearnBenchError(
             f"shipped model {name} was trained from other settings than this code's (card {card.get('config_key')}, "
             f"code {config_key}): the training code changed without re-shipping it. Regenerate it with python "
-            f"bench.py train-embedded --suite {suite_of(name)} --ship, or use --set weights=trained")
+            f"bench.py train-embedded --suite {suite_of(name)} --ship, or use --set embedded_weights=trained")
     for file, expected in card["files"].items():
         path = folder / file
         if not path.is_file():
