@@ -38,6 +38,7 @@ from unlearnbench.models.shipped import check_source
 from unlearnbench.datasets.base import ImageSet, ImageTensors
 from unlearnbench.datasets.synthetic.vqa import IDENTITY_QUESTIONS, Questions
 from unlearnbench.errors import UnlearnBenchError
+from unlearnbench.lm_eval_utility import LmEvalUtility
 from unlearnbench.models.llava_loader import load_clip, load_llava, vision_parameters
 from unlearnbench.models.tiny_llava import MAX_NEW_TOKENS, class_aware_clip_loss, load_or_train, preset
 from unlearnbench.task import Goal, UnlearningTask, shuffled_epochs
@@ -73,9 +74,17 @@ class LlavaSuiteConfig:
     eval_batch_size: int = 128
     examples: int = 3  # example answers per group (target, others, each question type) in the run folder
     device: str = "cpu"
+    # Test-time utility through lm-eval (extra vlm-eval), comma-separated task names: ub_vqa (this suite's
+    # utility test questions), ub_mu_llava_identity (the identity test faces), or lm-eval's (mmmu_val, chartqa).
+    utility_tasks: str = ""
+    hf_cache: str | None = None  # Hugging Face cache folder (hub/, datasets/) lm-eval's tasks read offline
+    utility_limit: int | None = None  # lm-eval's limit: at most this many documents per task (None: all)
 
     def __post_init__(self) -> None:
         check_counts(self, ("retain_samples", "batch_size", "eval_batch_size"), "llava")
+        if not self.utility_tasks and (self.hf_cache is not None or self.utility_limit is not None):
+            raise UnlearnBenchError("llava: hf_cache and utility_limit apply to lm-eval's utility tasks; "
+                                    "name them with --set utility_tasks=ub_vqa,...")
         check_device(self.device, "llava")
         check_source(self.embedded_weights)
 
@@ -134,6 +143,12 @@ class LlavaSuite(Suite):
         self.match = self.config.match or ("word" if self.embedded else "substring")
         self._pixels: dict[tuple[str, str], ImageTensors] = {}
         self._prompts: dict[str, torch.Tensor] = {}
+        # Test-time utility through lm-eval; lm-eval missing or an unknown task fails here, before any work.
+        self.utility = None
+        if self.config.utility_tasks:
+            self.utility = LmEvalUtility(self, self.config.utility_tasks, self.config.hf_cache,
+                                         self.config.utility_limit)
+            self.metrics = (*type(self).metrics, *self.utility.metrics)
 
     @functools.cached_property
     def assets(self) -> LlavaAssets:
@@ -213,7 +228,10 @@ class LlavaSuite(Suite):
                            self.match)
 
     def evaluate(self, model: nn.Module, target: str) -> dict[str, float]:
-        return self.scores(model, target, "test")
+        metrics = self.scores(model, target, "test")
+        if self.utility is not None:  # lm-eval's utility_tasks (lm_eval_utility), on the suite's model
+            metrics.update(self.utility.evaluate(model, target))
+        return metrics
 
     def example_answers(self, model: nn.Module, target: str) -> pd.DataFrame:
         """A few test questions with the model's answers: the target's faces, other people, each
