@@ -107,6 +107,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         "so the same command resumes the same run")
     parser.add_argument("--cache-dir", help="cache for trained embedded models and base evaluations "
                         "(default: $UNLEARNBENCH_CACHE or ~/.cache/unlearnbench)")
+    parser.add_argument("--executor", choices=("sequential", "ray"), default="sequential",
+                        help="how units are computed: one after another here (default), or as Ray tasks in "
+                        "parallel, one CPU (or one GPU on cuda) each; ray needs pip install -e \".[ray]\"")
+    parser.add_argument("--address", help="with --executor ray: the address of an existing Ray cluster (its run "
+                        "folder and cache on a filesystem every node shares); default: a local cluster on this "
+                        "machine's CPUs")
 
 
 def run_spec(args: argparse.Namespace):
@@ -125,7 +131,7 @@ def run_spec(args: argparse.Namespace):
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     return RunSpec(suite=args.suite, methods=methods, suite_overrides=suite_overrides,
                    method_overrides=method_overrides, targets=args.targets, seeds=parse_seeds(args.seeds),
-                   out_dir=Path(args.out), run_id=args.run_id)
+                   out_dir=Path(args.out), run_id=args.run_id, executor=args.executor, address=args.address)
 
 
 SEED_RANGE = (0, 2**63 - 1)  # records store seeds as int64
@@ -153,8 +159,14 @@ def check_no_duplicates(items: list, flag: str) -> None:
 
 
 def check_run_arguments(args: argparse.Namespace) -> None:
-    """Reject malformed --targets/--methods/--seeds/--run-id and --ci before anything is built."""
+    """Reject malformed --targets/--methods/--seeds/--run-id, --ci and --executor before anything is built."""
     check_ci(args.ci)
+    if args.executor == "ray":
+        from unlearnbench.executors import import_ray
+
+        import_ray()  # Ray missing: one line, before any work
+    elif args.address is not None:
+        raise UnlearnBenchError("--address is the address of a Ray cluster; give it with --executor ray")
     if args.targets is not None:
         names = [t.strip() for t in args.targets.split(",")]
         if not any(names):

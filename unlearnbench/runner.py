@@ -1,6 +1,7 @@
 """The experiment loop: for each (target, method, seed): evaluate before -> unlearn -> evaluate after.
 
-Every finished unit is written atomically under ``runs/<run-id>/units/`` before the next starts,
+Every finished unit is written atomically under ``runs/<run-id>/units/`` by this process as it finishes
+(one after another, or in completion order when an executor computes units in parallel: executors.py),
 together with the identity that produced it: suite and full suite config, a content fingerprint of
 the base model, the exact target, method and full method config, seed, and the fingerprint of the
 code it ran through (``unlearnbench.identity``). A rerun reuses a unit only when that identity is
@@ -58,6 +59,8 @@ class RunSpec:
     seeds: tuple[int, ...] = (0,)
     out_dir: Path = Path("runs")
     run_id: str | None = None
+    executor: str = "sequential"  # how units that are not reused are computed: sequential or ray (executors.py)
+    address: str | None = None  # ray: an existing cluster's address; None: a local cluster on this machine's CPUs
 
 
 @dataclass
@@ -102,20 +105,30 @@ def prepare(spec: RunSpec, suite: Suite | None = None) -> tuple[Suite, list[Meth
 
 def run(spec: RunSpec, suite: Suite | None = None) -> RunResult:
     """Run ``spec``; pass ``suite`` to reuse an already built (and loaded) suite."""
+    from unlearnbench.executors import make_executor
+
     suite, methods = prepare(spec, suite)
+    executor = make_executor(spec, suite)  # e.g. Ray missing: fails before any work
     targets = suite.resolve_targets(spec.targets)
     run_id = spec.run_id or default_run_id(suite, methods, targets, spec.seeds)
     run_dir = Path(spec.out_dir) / run_id
-    log.info("run %s: suite %s, methods %s, targets %s, seeds %s", run_id, suite.name,
-             [m.name for m in methods], targets, list(spec.seeds))
+    log.info("run %s: suite %s, methods %s, targets %s, seeds %s, executor %s", run_id, suite.name,
+             [m.name for m in methods], targets, list(spec.seeds), executor.name)
 
     check_methods(suite, methods, targets[0])  # before the run folder is touched
-    with run_lock(run_dir):
+    with run_lock(run_dir), executor:
         remove_leftover_temp_files(run_dir)
         model_fp = model_fingerprint(suite.base_model())
         code_fps = {m.name: code_fingerprint(type(m), type(suite)) for m in methods}
         suite_code_fp = code_fingerprint(type(suite))
-        frames, artifacts, units, stale = [], {}, {}, {}
+        # One slot per unit in (target, method, seed) order, filled as units are reused or finish
+        # (in completion order on a parallel executor), so records never depend on the executor.
+        slots: dict[str, tuple[pd.DataFrame, dict[str, pd.DataFrame], dict]] = {}
+        stale: dict[str, str] = {}
+
+        def finished(unit: Unit, output: UnitOutput) -> None:
+            slots[unit.name] = unit.store(output)  # written atomically here, by this process, as each finishes
+
         for target in targets:
             before = base_evaluation(suite, target, model_fp, suite_code_fp)
             for method in methods:
@@ -125,14 +138,25 @@ def run(spec: RunSpec, suite: Suite | None = None) -> RunResult:
                         "model_fingerprint": model_fp, "target": target, "method": method.name,
                         "method_config": asdict(method.config), "seed": seed,
                         "code_fingerprint": code_fps[method.name]})
-                    keys = dict(run_id=run_id, suite=suite.name, suite_version=suite.version, model=suite.model_id(),
-                                target=target, method=method.name, config_hash=config_hash(method.config), seed=seed)
-                    frame, unit_artifacts, info = unit.reuse() or unit.compute(before, keys)
+                    slots[unit.name] = None
+                    stored = unit.reuse()
                     if unit.stale:
                         stale[unit.name] = unit.stale
-                    frames.append(frame)
-                    artifacts.update({f"{unit.name}/{kind}": table for kind, table in unit_artifacts.items()})
-                    units[unit.name] = info
+                    if stored is not None:
+                        slots[unit.name] = stored
+                        continue
+                    keys = dict(run_id=run_id, suite=suite.name, suite_version=suite.version, model=suite.model_id(),
+                                target=target, method=method.name, config_hash=config_hash(method.config), seed=seed)
+                    job = UnitJob(suite=suite.name, suite_overrides=dict(spec.suite_overrides), method=method.name,
+                                  method_overrides=dict(spec.method_overrides.get(method.name, {})), target=target,
+                                  seed=seed, run_dir=str(run_dir), identity=unit.identity, before=before, keys=keys,
+                                  modules=(type(suite).__module__, type(method).__module__))
+                    executor.submit(job, suite, method, lambda output, unit=unit: finished(unit, output))
+        executor.wait()
+        frames = [frame for frame, _, _ in slots.values()]
+        artifacts = {f"{name}/{kind}": table for name, (_, unit_artifacts, _) in slots.items()
+                     for kind, table in unit_artifacts.items()}
+        units = {name: info for name, (_, _, info) in slots.items()}
         records = pd.concat(frames, ignore_index=True)
         rec.write(records, run_dir / "records.parquet")
         manifest = make_manifest(spec, suite, methods, targets, run_id, model_fp, units)
@@ -224,47 +248,88 @@ class Unit:
         log.info("reusing finished unit %s", self.name)
         return frame, artifacts, {**stored["info"], "reused": True}
 
-    def compute(self, before: dict[str, float], keys: dict) -> tuple[pd.DataFrame, dict[str, pd.DataFrame], dict]:
-        suite, method, target, name = self.suite, self.method, self.target, self.name
-        task = suite.task(target)
-        model = task.model
-        samples_before = suite.sample_grid(model, target)
-        answers_before = suite.example_answers(model, target)
-        with restored_weights(model) as base_state:
-            torch.manual_seed(self.seed)
-            with task.costs.track_memory(task.device):
-                outcome = method.unlearn(task)
-            costs = task.costs.as_metrics()  # before the goal check below adds its own validation
-            check_finite(model, method.name, target)
-            patch = Patch.diff(base_state, model, patch_metadata(
-                method=method.name, target=target, seed=self.seed, config=asdict(method.config), **outcome.info))
-            patch_file = self.run_dir / "patches" / f"{name}.safetensors"
-            patch.save(patch_file)
-            validation = task.validate(model, set(patch.tensors))
-            start = time.perf_counter()
-            after = suite.evaluate(model, target)
-            eval_seconds = time.perf_counter() - start
-            if samples_before is not None:
-                save_samples(samples_before, suite.sample_grid(model, target),
-                             self.run_dir / "samples" / f"{name}.png")
-            if answers_before is not None:
-                save_answers(answers_before, suite.example_answers(model, target),
-                             self.run_dir / "answers" / f"{name}.md")
-        costs.update(storage_bytes=float(stored_payload_bytes(patch_file)), changed_tensors=float(len(patch.tensors)),
-                     eval_seconds=eval_seconds)
-        after = {**after, **goal_status(task, validation), **costs}
-        frame = pd.concat([rec.make_records(before, stage="before", **keys),
-                           rec.make_records(after, stage="after", **keys)], ignore_index=True)
-        artifacts = {k: v for k, v in {"trace": outcome.trace, **outcome.tables}.items() if len(v)}
-        for old in self.run_dir.glob(f"artifacts/{name}__*.parquet"):
+    def store(self, output: UnitOutput) -> tuple[pd.DataFrame, dict[str, pd.DataFrame], dict]:
+        """Write a computed unit: its artifacts, then its records with identity and info (the file whose
+        presence marks the unit finished), each atomically."""
+        for old in self.run_dir.glob(f"artifacts/{self.name}__*.parquet"):
             old.unlink()  # a previous, now stale computation of this unit may have left other kinds
-        for kind, table in artifacts.items():
+        for kind, table in output.artifacts.items():
             atomic_write(self.artifact_file(kind), lambda tmp, t=table: t.to_parquet(tmp, index=False))
-        info = {"target": target, "method": method.name, "config_hash": keys["config_hash"], "seed": self.seed,
-                "code_fingerprint": self.identity["code_fingerprint"], "goal": asdict(task.goal),
-                "computed": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        rec.write(frame, self.file, {"identity": self.identity, "artifacts": sorted(artifacts), "info": info})
-        return frame, artifacts, {**info, "reused": False}
+        if output.identity != self.identity:  # a Ray worker ran other code than this process fingerprinted
+            log.warning("unit %s: %s since this run started; it is stored under the identity it was computed "
+                        "with", self.name, changed_fields(self.identity, output.identity, self.method.name))
+        rec.write(output.frame, self.file, {"identity": output.identity, "artifacts": sorted(output.artifacts),
+                                            "info": output.info})
+        return output.frame, output.artifacts, {**output.info, "reused": False}
+
+
+@dataclass
+class UnitJob:
+    """One unit to compute, as plain values, so another process (a Ray worker) can rebuild the suite
+    and method from them (``executors.run_job``) and compute it exactly as this one would."""
+
+    suite: str
+    suite_overrides: dict[str, str]
+    method: str
+    method_overrides: dict[str, str]
+    target: str
+    seed: int
+    run_dir: str
+    identity: dict  # the unit's identity (JSON-normalised); a worker checks its suite and method against it
+    before: dict[str, float]  # the base model's test metrics for the target
+    keys: dict  # the record keys (run id, suite, model, target, method, config hash, seed)
+    modules: tuple[str, ...] = ()  # modules that register the suite and the method (plugins included)
+
+
+@dataclass
+class UnitOutput:
+    """What computing a unit returns: its records, its artifact tables and its info. The patch, sample
+    grid and example answers are already written (atomically) into the run folder."""
+
+    frame: pd.DataFrame
+    artifacts: dict[str, pd.DataFrame]
+    info: dict
+    identity: dict  # the identity it was computed under, stored with it (``job.identity``)
+
+
+def compute_unit(suite: Suite, method: Method, job: UnitJob) -> UnitOutput:
+    """Unlearn ``job.target`` with ``method`` on ``suite``'s base model (restored afterwards, also on
+    failure), write the patch (and sample grid / example answers) into the run folder, and return the
+    unit's records, artifacts and info; the caller stores them (``Unit.store``)."""
+    target, seed, run_dir = job.target, job.seed, Path(job.run_dir)
+    name = unit_name(target, method, seed)
+    task = suite.task(target)
+    model = task.model
+    samples_before = suite.sample_grid(model, target)
+    answers_before = suite.example_answers(model, target)
+    with restored_weights(model) as base_state:
+        torch.manual_seed(seed)
+        with task.costs.track_memory(task.device):
+            outcome = method.unlearn(task)
+        costs = task.costs.as_metrics()  # before the goal check below adds its own validation
+        check_finite(model, method.name, target)
+        patch = Patch.diff(base_state, model, patch_metadata(
+            method=method.name, target=target, seed=seed, config=asdict(method.config), **outcome.info))
+        patch_file = run_dir / "patches" / f"{name}.safetensors"
+        patch.save(patch_file)
+        validation = task.validate(model, set(patch.tensors))
+        start = time.perf_counter()
+        after = suite.evaluate(model, target)
+        eval_seconds = time.perf_counter() - start
+        if samples_before is not None:
+            save_samples(samples_before, suite.sample_grid(model, target), run_dir / "samples" / f"{name}.png")
+        if answers_before is not None:
+            save_answers(answers_before, suite.example_answers(model, target), run_dir / "answers" / f"{name}.md")
+    costs.update(storage_bytes=float(stored_payload_bytes(patch_file)), changed_tensors=float(len(patch.tensors)),
+                 eval_seconds=eval_seconds)
+    after = {**after, **goal_status(task, validation), **costs}
+    frame = pd.concat([rec.make_records(job.before, stage="before", **job.keys),
+                       rec.make_records(after, stage="after", **job.keys)], ignore_index=True)
+    artifacts = {k: v for k, v in {"trace": outcome.trace, **outcome.tables}.items() if len(v)}
+    info = {"target": target, "method": method.name, "config_hash": job.keys["config_hash"], "seed": seed,
+            "code_fingerprint": job.identity["code_fingerprint"], "goal": asdict(task.goal),
+            "computed": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    return UnitOutput(frame, artifacts, info, job.identity)
 
 
 def goal_status(task: UnlearningTask, validation: dict[str, float]) -> dict[str, float]:
@@ -355,6 +420,7 @@ def make_manifest(spec: RunSpec, suite: Suite, methods: list[Method], targets: l
         "methods": {m.name: {"config": asdict(m.config), "config_hash": config_hash(m.config)} for m in methods},
         "targets": targets,
         "seeds": list(spec.seeds),
+        "executor": spec.executor,
         "units": units,
         "git": git_revision(),
         "packages": packages,
