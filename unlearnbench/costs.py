@@ -59,6 +59,10 @@ class CostMeter:
         self.backward_samples = 0
         self.evaluations = 0
         self.peak_memory_bytes = 0
+        self.validation_seconds: list[float] = []  # each full validation's wall time, in order
+        # The least a method could cost, measured as it ran (SLUG: its gradient passes plus one
+        # validation); None where the method states none.
+        self.floor_s: float | None = None
         self._current: str | None = None
 
     @contextmanager
@@ -107,4 +111,6 @@ class CostMeter:
             "backward_samples": float(self.backward_samples),
             "evaluations": float(self.evaluations),
         })
+        if self.floor_s is not None:
+            metrics.update(floor_s=self.floor_s, runtime_over_floor=self.runtime_s / max(self.floor_s, 1e-9))
         return metrics

@@ -48,7 +48,10 @@ GOAL_METRICS = (
 )
 COST_METRICS = (
     *(Metric(name, "cost", False, unit="s", tolerance=None)
-      for name in ("runtime_s", "runtime_precompute_s", "runtime_update_s", "runtime_search_s", "eval_seconds")),
+      for name in ("runtime_s", "runtime_precompute_s", "runtime_update_s", "runtime_search_s", "eval_seconds",
+                   "floor_s")),
+    # runtime_s / floor_s, for methods with a floor (SLUG: its gradient passes plus one validation)
+    Metric("runtime_over_floor", "cost", False, unit="ratio", tolerance=None),
     Metric("peak_memory_bytes", "cost", False, unit="bytes", tolerance=None),
     Metric("storage_bytes", "cost", False, unit="bytes", tolerance=None),
     *(Metric(name, "cost", False, unit="count", tolerance=None)

@@ -7,6 +7,7 @@ the iterative methods' stopping rule) uses the validation hook alone.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -111,8 +112,11 @@ class UnlearningTask:
 
     def validate(self, model: nn.Module, changed: set[str] | None = None) -> dict[str, float]:
         self.costs.count(evaluations=1)
+        start = time.perf_counter()
         with torch.no_grad():
-            return self.validate_fn(model, changed)
+            metrics = self.validate_fn(model, changed)
+        self.costs.validation_seconds.append(time.perf_counter() - start)
+        return metrics
 
     def validate_forget(self, model: nn.Module, changed: set[str] | None = None) -> dict[str, float]:
         """Forget-split metrics only, where the suite can compute them on their own; else all."""

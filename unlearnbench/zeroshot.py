@@ -30,18 +30,26 @@ def captions(classnames: Sequence[str], templates: Sequence[Callable[[str], str]
     return [template(name) for name in classnames for template in templates]
 
 
+def caption_tokens(tokenizer: Callable, classnames: Sequence[str], templates: Sequence[Callable[[str], str]],
+                   batch_size: int = 256) -> list[torch.Tensor]:
+    """The token batches of every caption (``captions`` order) that ``text_classifier`` encodes."""
+    texts = captions(classnames, templates)
+    return [tokenizer(texts[start:start + batch_size]) for start in range(0, len(texts), batch_size)]
+
+
+def class_weights(caption_features: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """(n_classes, dim) normalised means of the normalised caption features, class-major."""
+    return F.normalize(caption_features.view(n_classes, -1, caption_features.shape[-1]).mean(dim=1), dim=-1)
+
+
 @torch.no_grad()
 def text_classifier(model: nn.Module, tokenizer: Callable, classnames: Sequence[str],
                     templates: Sequence[Callable[[str], str]], device: torch.device,
                     batch_size: int = 256) -> torch.Tensor:
     """(n_classes, dim) normalised zero-shot weights."""
-    texts = captions(classnames, templates)
-    chunks = []
-    for start in range(0, len(texts), batch_size):
-        tokens = tokenizer(texts[start:start + batch_size]).to(device)
-        chunks.append(F.normalize(model.encode_text(tokens).float(), dim=-1))
-    per_caption = torch.cat(chunks).view(len(classnames), len(templates), -1)
-    return F.normalize(per_caption.mean(dim=1), dim=-1)
+    chunks = [F.normalize(model.encode_text(tokens.to(device)).float(), dim=-1)
+              for tokens in caption_tokens(tokenizer, classnames, templates, batch_size)]
+    return class_weights(torch.cat(chunks), len(classnames))
 
 
 @torch.no_grad()

@@ -48,8 +48,9 @@ from unlearnbench.mia import MIN_PAIRS, attack_accuracy
 from unlearnbench.models.shipped import check_source
 from unlearnbench.models.tiny_clip import MEAN, STD, load_or_train, preset, random_init_allowed
 from unlearnbench.task import Goal, UnlearningTask, shuffled_epochs
-from unlearnbench.zeroshot import (IDENTITY_TEMPLATES, OBJECT_TEMPLATES, SLUG_IDENTITY_TEMPLATES, image_features,
-                                   text_classifier, topk_correct)
+from unlearnbench.partial_forward import FeatureCache, tower_of
+from unlearnbench.zeroshot import (IDENTITY_TEMPLATES, OBJECT_TEMPLATES, SLUG_IDENTITY_TEMPLATES, caption_tokens,
+                                   class_weights, topk_correct)
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +151,8 @@ class ClipSuite(Suite):
         if self.config.forget_metric not in {"FA@1", "FA@5"}:
             raise UnlearnBenchError(f"clip: forget_metric={self.config.forget_metric!r}; expected FA@1 or FA@5 "
                                     f"(metrics: {', '.join(sorted(valid))})")
-        self._val_cache: dict[str, torch.Tensor] = {}
+        self._val_cache: dict[str, torch.Tensor] = {}  # features a search's edits leave unchanged
+        self._partial = FeatureCache()  # block inputs, to rerun only the blocks an edit changes
         self._tensors: dict[tuple[str, str], ImageTensors] = {}
         self._mia: dict[str, tuple] = {}
         self._forget: dict[str, tuple[ImageTensors, torch.Tensor]] = {}
@@ -226,55 +228,54 @@ class ClipSuite(Suite):
     def _forget_only(self, model: nn.Module, target: str, split: str, changed: set[str] | None) -> dict[str, float]:
         """FA@k on the target's images of ``split`` alone: a tenth of the work of ``_zero_shot``."""
         ids = self.assets.data.identities[split]
-        label = ids.classnames.index(target)
-        rows = torch.nonzero(ids.labels == label).flatten()
-        text_changed = changed is None or any(not n.startswith("visual.") for n in changed)
-        image_changed = changed is None or any(n.startswith("visual.") for n in changed)
-        if text_changed or "id_text" not in self._val_cache:
-            id_text = text_classifier(model, self.assets.tokenizer, ids.classnames,
-                                      self.assets.data.identity_templates, self.device)
-        else:
-            id_text = self._val_cache["id_text"]
-        if image_changed or f"id_img_{split}" not in self._val_cache:
-            images = image_features(model, [self.tensors("identities", split).take(rows)], self.device)
-        else:
-            images = self._val_cache[f"id_img_{split}"][rows]
-        logits = images @ id_text.T
+        rows = torch.nonzero(ids.labels == ids.classnames.index(target)).flatten()
+        images = self._images(model, "identities", split, changed, rows)
+        logits = images @ self._classifier(model, "identities", changed).T
         return {f"FA@{k}": 100 * topk_correct(logits, ids.labels[rows], k).float().mean().item() for k in KS}
 
     def _zero_shot(self, model: nn.Module, target: str, split: str, changed: set[str] | None) -> dict[str, float]:
-        """Zero-shot metrics on ``split``; with ``changed`` given, reuse base-model features the
-        edit cannot have changed (text side: every tensor outside ``visual.``)."""
-        text_changed = changed is not None and any(not n.startswith("visual.") for n in changed)
-        image_changed = changed is not None and any(n.startswith("visual.") for n in changed)
-
-        def cached(key: str, stale: bool, compute):
-            if changed is None or stale:
-                return compute()
-            if key not in self._val_cache:
-                self._val_cache[key] = compute()
-            return self._val_cache[key]
-
+        """Zero-shot metrics on ``split``; with ``changed`` given, only what the edit can change is
+        recomputed (``_features``)."""
         data = self.assets.data
         ids, objs = data.identities[split], data.objects[split]
-        tok, dev, bs = self.assets.tokenizer, self.device, 256
-        id_text = cached("id_text", text_changed,
-                         lambda: text_classifier(model, tok, ids.classnames, data.identity_templates, dev))
-        obj_text = cached("obj_text", text_changed,
-                          lambda: text_classifier(model, tok, objs.classnames, OBJECT_TEMPLATES, dev))
-        id_img = cached(f"id_img_{split}", image_changed,
-                        lambda: image_features(model, self.tensors("identities", split).batches(bs), dev))
-        obj_img = cached(f"obj_img_{split}", image_changed,
-                         lambda: image_features(model, self.tensors("objects", split).batches(bs), dev))
+        id_logits = self._images(model, "identities", split, changed) @ self._classifier(model, "identities", changed).T
+        obj_logits = self._images(model, "objects", split, changed) @ self._classifier(model, "objects", changed).T
         ta_labels = None if data.ta_ca_names is None else [ids.classnames.index(n) for n in data.ta_ca_names]
-        return identity_object_metrics(id_img @ id_text.T, ids.labels, ids.classnames.index(target),
-                                       obj_img @ obj_text.T, objs.labels, ta_labels)
+        return identity_object_metrics(id_logits, ids.labels, ids.classnames.index(target),
+                                       obj_logits, objs.labels, ta_labels)
+
+    def _classifier(self, model: nn.Module, domain: str, changed: set[str] | None) -> torch.Tensor:
+        """Zero-shot weights of the identities' or the objects' classes."""
+        data = self.assets.data
+        images = data.identities["val"] if domain == "identities" else data.objects["val"]
+        templates = data.identity_templates if domain == "identities" else OBJECT_TEMPLATES
+        captions = functools.partial(caption_tokens, self.assets.tokenizer, images.classnames, templates)
+        return class_weights(self._features(model, "text", f"text:{domain}", captions, changed), len(images.classnames))
+
+    def _images(self, model: nn.Module, domain: str, split: str, changed: set[str] | None,
+                rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Image features of ``domain``'s ``split`` (``rows`` of it)."""
+        tensors = self.tensors(domain, split)
+        return self._features(model, "vision", f"images:{domain}:{split}", lambda: tensors.batches(256), changed, rows)
+
+    def _features(self, model: nn.Module, tower: str, key: str, batches, changed: set[str] | None,
+                  rows: torch.Tensor | None = None, keep_head: bool = False) -> torch.Tensor:
+        """Features of the inputs ``key``: with ``changed`` None, a full forward; where ``changed`` leaves
+        the tower alone, the base model's, kept; else resumed at the first changed block (partial_forward)."""
+        if changed is not None and not any(tower_of(name) == tower for name in changed):
+            if key not in self._val_cache:  # the base model's, keeping the head's input for later trials
+                self._val_cache[key] = self._features(model, tower, key, batches, None, keep_head=True)
+            return self._val_cache[key] if rows is None else self._val_cache[key][rows]
+        if tower == "vision":
+            return self._partial.image_features(model, key, batches, changed, rows, keep_head)
+        return self._partial.text_features(model, key, batches, changed, keep_head)
 
     # -- the task --------------------------------------------------------------------------------
     def task(self, target: str) -> UnlearningTask:
         if target not in self.targets():
             raise UnlearnBenchError(f"unknown target {target!r} for suite 'clip'")
         self._val_cache.clear()
+        self._partial.clear()
         model, tok, cfg = self.base_model(), self.assets.tokenizer, self.config
         ids, templates = self.assets.data.identities["train"], self.assets.data.identity_templates
         target_label = ids.classnames.index(target)

@@ -13,6 +13,9 @@ from unlearnbench.errors import UnlearnBenchError
 from unlearnbench.task import Batch, UnlearningTask
 
 
+PROCEDURES = ("cached", "reference")  # how a search scores its trials (bisect_search)
+
+
 def mean_gradients(task: UnlearningTask, model: nn.Module, batches: Iterable[Batch],
                    loss_fn: Callable[[nn.Module, Batch], torch.Tensor],
                    names: list[str], *, squared: bool = False) -> dict[str, torch.Tensor]:
@@ -59,30 +62,38 @@ def pareto_front(importance: torch.Tensor, alignment: torch.Tensor) -> torch.Ten
 
 
 def bisect_search(task: UnlearningTask, apply: Callable[[float], dict], initial: float, steps: int,
-                  changed: set[str], scoring: str) -> list[dict]:
+                  changed: set[str], scoring: str, procedure: str = "cached") -> list[dict]:
     """SLUG's step search (its step 5), for any edit that grows with a scalar step.
 
     ``apply(step)`` sets the model to the edit of that size (always from the original weights)
     and returns facts about it for the trial's row. Starting at ``initial``: double while the
     target is not forgotten, then bisect between the largest step that did not forget and the
     smallest that did, ``steps`` evaluations in all. Each trial is scored on the forget split
-    alone; retention is scored for every step that forgets (``scoring="forgetting"``) or once, at
-    the smallest such step (``"smallest"``, for suites whose validation generates samples). The
-    caller restores the original weights. Returns one dict per trial.
+    alone, telling the suite which tensors changed so it recomputes only what they can change;
+    retention is scored for every step that forgets (``scoring="forgetting"``) or once, at the
+    smallest such step (``"smallest"``: retention falls as the step grows). Those scored trials are
+    the candidates; ``met`` marks the candidates that meet the goal. ``procedure="reference"`` scores
+    every trial as the reference code does, a full validation that reuses nothing; the bracket, the
+    candidates and so the choice are the same. The caller restores the original weights. Returns
+    one dict per trial.
     """
+    if procedure not in PROCEDURES:
+        raise UnlearnBenchError(f"procedure={procedure!r}; expected one of {', '.join(PROCEDURES)}")
     lo, hi = 0.0, math.inf
     step = initial
     trials = []
 
     def score_retention(trial: dict) -> None:
-        apply(trial["step"])
         if task.goal.retain_metric not in trial:
+            apply(trial["step"])
             trial.update(task.validate(task.model, changed))
         trial["met"] = task.goal_met(trial)
 
     for i in range(steps):
         facts = apply(step)
-        trial = {**facts, "trial": i, "step": step, "met": False, **task.validate_forget(task.model, changed)}
+        scores = (task.validate(task.model, None) if procedure == "reference"
+                  else task.validate_forget(task.model, changed))
+        trial = {**facts, "trial": i, "step": step, "met": False, **scores}
         forgot = task.goal.forget_met(trial)
         if forgot and scoring == "forgetting":
             score_retention(trial)

@@ -5,10 +5,15 @@
 3. The Pareto front of (high importance, low alignment) per tower gives the candidate layers.
 4. For each front layer, W = W0 + lambda * g_f (ascent on the forget loss), always from W0, with
    lambda found by a binary search of S evaluations on the forget *validation* split: double
-   while the target is not forgotten, then bisect towards the smallest step that forgets it
-   (retention is scored only for steps that forget, and decides which of them meet the goal).
+   while the target is not forgotten, then bisect towards the smallest step that forgets it.
+   Each trial tells the suite which tensor changed, so it reruns only what that tensor can change
+   (a ``visual.proj`` trial is one matmul); retention is scored at the smallest step that forgets,
+   and decides whether it meets the goal.
 5. The chosen layer is the one with the best retain score among those whose search met the goal.
-The result is one changed tensor: the unlearning patch.
+The result is one changed tensor: the unlearning patch. Its records carry ``floor_s``, the measured
+cost of SLUG's floor (its two gradient passes and one validation), beside ``runtime_s``;
+``procedure=reference`` scores every trial with a full validation instead, as the reference code
+does (for timing both; the choice is the same).
 
 Text-to-image models (task kind ``diffusion``) follow the reference's Stable Diffusion procedure
 (docs/PROTOCOLS.md, unlearncanvas): the gradients are those of CLIP's losses through the text
@@ -32,7 +37,7 @@ import torch
 
 from unlearnbench.errors import UnlearnBenchError
 from unlearnbench.methods.base import Method, Outcome, register_method
-from unlearnbench.methods.common import bisect_search, mean_gradients, pareto_front
+from unlearnbench.methods.common import PROCEDURES, bisect_search, mean_gradients, pareto_front
 from unlearnbench.task import UnlearningTask, iterate
 
 log = logging.getLogger(__name__)
@@ -45,14 +50,20 @@ class SlugConfig:
     layer: str | None = None  # force this tensor instead of searching the Pareto front
     max_front_layers: int | None = None  # search only this many front layers (by importance)
     gradient_batches: int | None = None  # cap the batches of each gradient pass (None: all)
-    # Which forgetting steps get their retention scored: "forgetting" (each, the paper's rule) or
-    # "smallest" (the smallest per layer: one full validation per layer). None: "smallest" where
-    # the task says its validation is expensive (generating images), else "forgetting".
-    retain_scoring: str | None = None
+    # Which steps that forget are candidates, their retention scored: "smallest", the smallest per
+    # layer (the binary search's answer; retention falls as the step grows: one validation per layer),
+    # or "forgetting", each of them (the best retention among all steps that forget).
+    retain_scoring: str = "smallest"
+    # How trials are scored: "cached" reruns only what the edited layer can change and scores
+    # retention only for candidates; "reference" runs a full validation for every trial, reusing
+    # nothing, as the reference code does (same candidates, so the same choice; for timing it).
+    procedure: str = "cached"
 
     def __post_init__(self) -> None:
-        if self.retain_scoring not in (None, "forgetting", "smallest"):
+        if self.retain_scoring not in ("forgetting", "smallest"):
             raise UnlearnBenchError(f"slug.retain_scoring={self.retain_scoring!r}; expected 'forgetting' or 'smallest'")
+        if self.procedure not in PROCEDURES:
+            raise UnlearnBenchError(f"slug.procedure={self.procedure!r}; expected one of {', '.join(PROCEDURES)}")
         if self.search_steps < 1:
             raise UnlearnBenchError(f"slug.search_steps={self.search_steps}; it must be at least 1")
 
@@ -125,6 +136,7 @@ class Slug(Method):
             with torch.no_grad():
                 weight.add_(chosen["step"] * g_f[chosen["layer"]].to(weight.dtype))
         layers["chosen"] = layers.layer == chosen["layer"]
+        record_floor(task)
         if not chosen["met"]:
             log.warning("slug: no step on any front layer met the goal for %r; applied the step "
                         "with the lowest %s", task.target, task.goal.forget_metric)
@@ -150,9 +162,17 @@ class Slug(Method):
                 for name in names:
                     params[name].add_(chosen["step"] * g_f[name].to(params[name].dtype))
         layers["chosen"] = layers.layer.isin(names)
+        record_floor(task)
         info = {"layer": layer, "tensors": len(names), "step": float(chosen["step"]), "goal_met": bool(chosen["met"]),
                 "front_size": int(layers.on_front.sum())}
         return Outcome(trace=trace, info=info, tables={"layers": layers})
+
+
+def record_floor(task: UnlearningTask) -> None:
+    """SLUG's floor, measured on this run: its gradient passes (the precompute phase) plus one validation
+    (the base model's, the first the task ran)."""
+    validations = task.costs.validation_seconds
+    task.costs.floor_s = task.costs.seconds["precompute"] + (validations[0] if validations else 0.0)
 
 
 def layer_index(name: str) -> int:
@@ -251,12 +271,11 @@ def search_step(task: UnlearningTask, name: str, grad: torch.Tensor, cfg: SlugCo
     restores W0.
 
     The bracket follows forgetting (a step that forgets but loses too much will not be rescued by
-    a larger one, only by a smaller one). Retention is scored for every step that forgets
-    (``retain_scoring="forgetting"``) or once, at the smallest step that forgets (``"smallest"``),
-    since retention falls as the step grows.
+    a larger one, only by a smaller one). Retention is scored once, at the smallest step that
+    forgets (``retain_scoring="smallest"``), since retention falls as the step grows, or for every
+    step that forgets (``"forgetting"``).
     """
     task.base_validation()  # computed on W0, before the first trial edits the weight
-    scoring = cfg.retain_scoring or ("smallest" if task.expensive_validation else "forgetting")
     weight = dict(task.model.named_parameters())[name]
     w0 = weight.detach().clone()
     grad = grad.to(w0.dtype)
@@ -268,7 +287,7 @@ def search_step(task: UnlearningTask, name: str, grad: torch.Tensor, cfg: SlugCo
 
     try:
         initial = cfg.initial_scale * w0.norm().item() / max(grad.norm().item(), 1e-12)
-        return bisect_search(task, apply, initial, cfg.search_steps, {name}, scoring)
+        return bisect_search(task, apply, initial, cfg.search_steps, {name}, cfg.retain_scoring, cfg.procedure)
     finally:
         with torch.no_grad():
             weight.copy_(w0)
@@ -321,7 +340,8 @@ class SlugLM(Slug):
         if losses is None:
             raise UnlearnBenchError(f"slug-lm needs losses on the model's answers (task.extras['answer_losses']); "
                                     f"suite {task.suite!r} gives none")
-        task.base_validation()  # scored once, on the untouched model; the copy below carries it
+        with task.costs.phase("search"):  # part of the search's cost, as in the other methods
+            task.base_validation()  # scored once, on the untouched model; the copy below carries it
         answers = dataclasses.replace(task, forget_batches=losses["forget_batches"],
                                       retain_batches=losses["retain_batches"], forget_loss_fn=losses["forget_loss"],
                                       retain_loss_fn=losses["retain_loss"])
