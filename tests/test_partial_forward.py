@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from unlearnbench.benchmarks.clip import clip_layer_groups
-from unlearnbench.partial_forward import FeatureCache, first_changed_block
+from unlearnbench.partial_forward import FeatureCache, first_changed_block, resume_point
 
 
 def edited(model, name: str, seed: int = 0):
@@ -44,6 +44,11 @@ def test_first_changed_block_by_tensor(micro_suite):
     assert first_changed_block(model, {"visual.conv1.weight"}, "vision") is None  # feeds block 0: no reuse
     assert first_changed_block(model, {"text_projection", "transformer.resblocks.0.attn.in_proj_weight"}, "text") == 0
     assert first_changed_block(model, {"visual.proj"}, "text") == len(model.transformer.resblocks)
+    block = "visual.transformer.resblocks.0."
+    assert resume_point(model, {block + "mlp.c_proj.weight"}, "vision") == (0, "c_proj")
+    assert resume_point(model, {block + "mlp.c_fc.weight", block + "ln_2.weight"}, "vision") == (0, "mlp")
+    assert resume_point(model, {block + "mlp.c_fc.weight", block + "attn.out_proj.weight"}, "vision") == (0, "block")
+    assert resume_point(model, {"visual.proj"}, "vision") == (n, "block")
 
 
 def test_resumed_features_equal_the_full_forward_for_every_candidate(inputs):
@@ -58,8 +63,8 @@ def test_resumed_features_equal_the_full_forward_for_every_candidate(inputs):
     rows = torch.tensor([3, 17, 42, 5])
     with torch.no_grad():
         cache = FeatureCache()
-        cache.image_features(model, "img", images, None, keep_head=True)  # the base pass keeps the head's input
-        cache.text_features(model, "txt", tokens, None, keep_head=True)
+        cache.image_features(model, "img", images, None, keep=True)  # the base pass keeps the head's input
+        cache.text_features(model, "txt", tokens, None, keep=True)
         for name, tower in clip_layer_groups(model).items():
             with edited(model, name):
                 if tower == "vision":
@@ -78,17 +83,27 @@ def test_only_the_blocks_at_or_after_the_edit_run(inputs, monkeypatch):
         monkeypatch.setattr(block, "forward", lambda *a, i=i, f=block.forward, **k: calls.append(i) or f(*a, **k))
     cache = FeatureCache()
     with torch.no_grad():
-        cache.image_features(model, "img", images, None, keep_head=True)
+        cache.image_features(model, "img", images, None, keep=True)
         calls.clear()
         with edited(model, "visual.proj"):
             cache.image_features(model, "img", images, {"visual.proj"})
         assert calls == []  # the head alone: pooled tokens times the projection
         last = len(blocks) - 1
-        with edited(model, f"visual.transformer.resblocks.{last}.mlp.c_fc.weight"):
-            cache.image_features(model, "img", images, {f"visual.transformer.resblocks.{last}.mlp.c_fc.weight"})
+        in_proj = f"visual.transformer.resblocks.{last}.attn.in_proj_weight"
+        with edited(model, in_proj):
+            cache.image_features(model, "img", images, {in_proj})
             calls.clear()  # the capture above ran the blocks before it once; each trial after runs the last
-            cache.image_features(model, "img", images, {f"visual.transformer.resblocks.{last}.mlp.c_fc.weight"})
+            cache.image_features(model, "img", images, {in_proj})
         assert set(calls) == {last}
+        attention = []
+        original = blocks[0].attention
+        monkeypatch.setattr(blocks[0], "attention", lambda *a, **k: attention.append(1) or original(*a, **k))
+        for name in ("mlp.c_proj.weight", "mlp.c_fc.weight"):  # each trial keeps block 0's attention result
+            with edited(model, f"visual.transformer.resblocks.0.{name}"):
+                cache.image_features(model, "img", images, {f"visual.transformer.resblocks.0.{name}"})
+                attention.clear()
+                cache.image_features(model, "img", images, {f"visual.transformer.resblocks.0.{name}"})
+            assert attention == [], name
 
 
 def test_suite_validation_after_an_edit_equals_the_uncached_one(micro_suite):

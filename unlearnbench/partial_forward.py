@@ -59,113 +59,198 @@ def first_changed_block(model: nn.Module, changed: set[str], tower: str) -> int 
     return first
 
 
+def resume_point(model: nn.Module, changed: set[str], tower: str) -> tuple[int, str] | None:
+    """Where to resume after the edit of ``changed``: (block, part) with part "block" (rerun the whole
+    block), "mlp" (only its MLP branch changed: keep the attention branch's result) or "c_proj" (only
+    the MLP's output layer: keep its input too); None: no reuse."""
+    block = first_changed_block(model, changed, tower)
+    if block is None or block == len(_blocks(model, tower)) or not _plain_block(_blocks(model, tower)[block]):
+        return None if block is None else (block, "block")
+    prefix = f"{'visual.' if tower == 'vision' else ''}transformer.resblocks.{block}."
+    inside = [n[len(prefix):] for n in changed if n.startswith(prefix)]
+    if all(n.startswith("mlp.c_proj.") for n in inside):
+        return block, "c_proj"
+    if all(n.startswith(("mlp.", "ln_2.")) for n in inside):
+        return block, "mlp"
+    return block, "block"
+
+
+def all_points(model: nn.Module, tower: str) -> list[tuple[int, str]]:
+    """Every resume point of ``tower``: each block's, its MLP's where it is open_clip's plain block, the head's."""
+    blocks = _blocks(model, tower)
+    parts = [(b, p) for b, block in enumerate(blocks)
+             for p in (("block", "mlp", "c_proj") if _plain_block(block) else ("block",))]
+    return [*parts, (len(blocks), "block")]
+
+
+def _plain_block(block: nn.Module) -> bool:
+    """open_clip's ResidualAttentionBlock: x + ls_1(attention(ln_1(x))), then + ls_2(mlp(ln_2(x))), with an
+    MLP ending in c_proj (what the "mlp" and "c_proj" resume points rebuild)."""
+    return (type(block).__name__ == "ResidualAttentionBlock" and all(hasattr(block, a) for a in ("ln_2", "ls_2", "mlp"))
+            and list(block.mlp._modules)[-1:] == ["c_proj"])
+
+
+KEEP_BYTES = 2 * 1024**3  # what the base pass may keep of every block (``FeatureCache``), per input set
+
+
 class FeatureCache:
-    """Normalised image and text features of named input sets, resumed at the first changed block.
+    """Normalised image and text features of named input sets, resumed where an edit starts to matter.
 
     ``image_features(model, key, batches, changed)`` and ``text_features(model, key, batches, changed)``
-    take the inputs as a function giving their batches (called only when a forward needs them). A full
-    forward with ``keep_head=True`` (the base model's features, which a search computes first) keeps the
-    head's input on the way, so head-only trials need no capture; else one captured block is kept per
-    (key, tower) besides the head's: a search moves from layer to layer.
+    take the inputs as a function giving their batches (called only when a forward needs them). The
+    full forward with ``keep=True`` (the base model's features, which a search computes first) keeps on
+    the way what every resume point needs (``resume_point``), within ``KEEP_BYTES`` per input set, else
+    the head's input only. A point missing is captured when first needed, by a forward that stops there,
+    and kept until a trial needs another: a search moves from layer to layer.
     """
 
     def __init__(self) -> None:
-        # (key, tower) -> block -> (batch-first block inputs, token batches for the text head)
-        self._inputs: dict[tuple[str, str], dict[int, tuple[list[torch.Tensor], list[torch.Tensor | None]]]] = {}
+        # (key, tower) -> point -> the batch-first tensors resuming there needs, joined over batches
+        self._kept: dict[tuple[str, str], dict[tuple[int, str], tuple[torch.Tensor, ...]]] = {}
+        self._sizes: dict[tuple[str, str], list[int]] = {}  # the batch sizes they came in
+        self._tokens: dict[str, torch.Tensor] = {}  # text key -> its tokens (the text head pools on them)
+        self._from_base: dict[tuple[str, str], set[tuple[int, str]]] = {}  # points the base pass kept
 
     def clear(self) -> None:
-        self._inputs.clear()
+        self._kept.clear()
+        self._sizes.clear()
+        self._tokens.clear()
+        self._from_base.clear()
 
     def image_features(self, model: nn.Module, key: str, batches: Callable[[], Iterable[torch.Tensor]],
-                       changed: set[str] | None, rows: torch.Tensor | None = None,
-                       keep_head: bool = False) -> torch.Tensor:
+                       changed: set[str] | None, rows: torch.Tensor | None = None, keep: bool = False) -> torch.Tensor:
         """(n, dim) features of the images of ``key``; ``rows`` picks some of them (one batch)."""
-        return self._features(model, "vision", key, batches, changed, rows, keep_head)
+        return self._features(model, "vision", key, batches, changed, rows, keep)
 
     def text_features(self, model: nn.Module, key: str, batches: Callable[[], Iterable[torch.Tensor]],
-                      changed: set[str] | None, keep_head: bool = False) -> torch.Tensor:
+                      changed: set[str] | None, keep: bool = False) -> torch.Tensor:
         """(n, dim) features of the token batches of ``key``."""
-        return self._features(model, "text", key, batches, changed, None, keep_head)
+        return self._features(model, "text", key, batches, changed, None, keep)
 
     def _features(self, model: nn.Module, tower: str, key: str, batches: Callable[[], Iterable[torch.Tensor]],
-                  changed: set[str] | None, rows: torch.Tensor | None, keep_head: bool) -> torch.Tensor:
+                  changed: set[str] | None, rows: torch.Tensor | None, keep: bool) -> torch.Tensor:
         device = next(model.parameters()).device
         resume = resumable(model)
-        block = None if changed is None or not resume else first_changed_block(model, changed, tower)
-        if block is None:
-            chunks = list(batches())
+        point = None if changed is None or not resume else resume_point(model, changed, tower)
+        if point is None:
+            chunks = [b.to(device) for b in batches()]
             if rows is not None:
                 chunks = [torch.cat(chunks)[rows]]
-            stop = len(_blocks(model, tower)) if keep_head and resume and rows is None else None
-            inputs, tokens, features = self._forward(model, tower, chunks, stop, device)
-            if stop is not None:
-                self._inputs.setdefault((key, tower), {})[stop] = (inputs, tokens)
+            keep = keep and resume and rows is None
+            kept, features = self._forward(model, tower, chunks, all_points(model, tower) if keep else [])
+            if keep:
+                self._store(key, tower, kept, chunks, base=True)
             return torch.cat(features)
-        kept = self._inputs.setdefault((key, tower), {})
-        if block not in kept:
-            head = len(_blocks(model, tower))
-            for other in [b for b in kept if b != head]:
-                del kept[other]
-            inputs, tokens, _ = self._forward(model, tower, list(batches()), block, device, stop_early=True)
-            kept[block] = (inputs, tokens)
-        inputs, tokens = kept[block]
+        points = self._kept.get((key, tower), {})
+        if point not in points:
+            chunks = [b.to(device) for b in batches()]
+            kept, _ = self._forward(model, tower, chunks, [point], stop_early=True)
+            self._store(key, tower, kept, chunks, base=False)
+            points = self._kept[(key, tower)]
+        kept, tokens = points[point], self._tokens.get(key)
         if rows is not None:
-            inputs = [torch.cat(inputs)[rows]]
-            tokens = [None if tokens[0] is None else torch.cat(tokens)[rows]]
-        return torch.cat([F.normalize(self._resume(model, tower, x, t, block).float(), dim=-1)
-                          for x, t in zip(inputs, tokens)])
+            pieces = [(tuple(t[rows] for t in kept), None if tokens is None else tokens[rows])]
+        else:  # the caller's batches, so features equal the full forward's
+            sizes = self._sizes[(key, tower)]
+            token_batches = tokens.split(sizes) if tokens is not None else [None] * len(sizes)
+            pieces = list(zip(zip(*[t.split(sizes) for t in kept]), token_batches))
+        return torch.cat([F.normalize(self._resume(model, tower, x, t, point).float(), dim=-1) for x, t in pieces])
+
+    def _store(self, key: str, tower: str, kept: dict[tuple[int, str], list], chunks: list[torch.Tensor],
+               base: bool) -> None:
+        """Keep each point's tensors joined over batches (a trial on some rows indexes them, no copy of the rest)."""
+        points = self._kept.setdefault((key, tower), {})
+        from_base = self._from_base.setdefault((key, tower), set())
+        if base:
+            points.clear()
+            from_base.clear()
+            from_base.update(kept)
+        else:  # one captured point at a time besides the base pass's
+            for other in [p for p in points if p not in from_base]:
+                del points[other]
+        points.update({p: tuple(torch.cat(parts) for parts in zip(*batches)) for p, batches in kept.items()})
+        self._sizes[(key, tower)] = [len(c) for c in chunks]
+        if tower == "text":
+            self._tokens[key] = torch.cat(chunks)
 
     @torch.no_grad()
-    def _forward(self, model: nn.Module, tower: str, batches: list[torch.Tensor], block: int | None,
-                 device: torch.device, stop_early: bool = False
-                 ) -> tuple[list[torch.Tensor], list[torch.Tensor | None], list[torch.Tensor]]:
-        """Encode every batch, keeping the input of ``block`` (the transformer's output for the head;
-        None: keep nothing); ``stop_early`` ends each forward there (no features returned)."""
+    def _forward(self, model: nn.Module, tower: str, batches: list[torch.Tensor], points: list[tuple[int, str]],
+                 stop_early: bool = False) -> tuple[dict[tuple[int, str], list[tuple[torch.Tensor, ...]]], list]:
+        """Encode every batch, keeping what resuming at each of ``points`` needs: a block's input ("block"),
+        its MLP branch's input (x after attention: "mlp"), that and its MLP output layer's input ("c_proj"),
+        or the transformer's output (the head's point). ``stop_early`` (one point) ends each forward
+        there, with no features. Keeping everything stops, but the head's, past ``KEEP_BYTES``."""
         blocks = _blocks(model, tower)
         transformer = model.visual.transformer if tower == "vision" else model.transformer
         encode = model.encode_image if tower == "vision" else model.encode_text
-        seen: list[torch.Tensor] = []
+        head = (len(blocks), "block")
+        seen: dict[tuple[str, int], torch.Tensor] = {}
+        last = None
+        if stop_early:
+            block, part = points[0]
+            last = ("out", block) if block == len(blocks) else {"block": "in", "mlp": "mid", "c_proj": "h"}[part], block
 
-        def keep_input(module, args, kwargs):
-            x = args[0] if args else kwargs["q_x"]
-            seen.append(x if transformer.batch_first else x.transpose(0, 1))  # kept batch-first
-            if stop_early:
-                raise _Captured
+        def keeper(name: str, block: int, output: bool = False):
+            def hook(module, args, *rest):
+                x = rest[-1] if output else args[0]
+                seen[(name, block)] = x if output or transformer.batch_first else x.transpose(0, 1)
+                if (name, block) == last:
+                    raise _Captured
+            return hook
 
-        def keep_output(module, args, output):
-            seen.append(output)
-            if stop_early:
-                raise _Captured
-
-        hook = None
-        if block is not None:
-            hook = (blocks[block].register_forward_pre_hook(keep_input, with_kwargs=True) if block < len(blocks)
-                    else transformer.register_forward_hook(keep_output))
-        inputs, tokens, features = [], [], []
+        hooks = []
+        wanted = {(b, p) for b, p in points}
+        if head in wanted:
+            hooks.append(transformer.register_forward_hook(keeper("out", len(blocks), output=True)))
+        for b, p in wanted - {head}:
+            if p == "block":
+                hooks.append(blocks[b].register_forward_pre_hook(keeper("in", b)))
+            else:
+                hooks.append(blocks[b].ln_2.register_forward_pre_hook(keeper("mid", b)))
+            if p == "c_proj":
+                hooks.append(blocks[b].mlp.c_proj.register_forward_pre_hook(keeper("h", b)))
+        kept: dict[tuple[int, str], list[tuple[torch.Tensor, ...]]] = {p: [] for p in wanted}
+        features, size = [], 0
         try:
             for batch in batches:
-                batch = batch.to(device)
                 try:
                     features.append(F.normalize(encode(batch).float(), dim=-1))
                 except _Captured:
                     pass
-                if block is not None:
-                    inputs.append(seen.pop())
-                    tokens.append(batch if tower == "text" else None)
+                for b, p in kept:
+                    names = {"block": ["in"], "mlp": ["mid"], "c_proj": ["mid", "h"]}[p] if b < len(blocks) else ["out"]
+                    kept[(b, p)].append(tuple(seen[(n, b)] for n in names))
+                size += sum(t.numel() * t.element_size() for t in {id(t): t for t in seen.values()}.values())
+                seen.clear()
+                if len(kept) > 1 and size * len(batches) > KEEP_BYTES * max(1, len(features)):
+                    for other in [p for p in kept if p != head]:  # too much to keep: the head's input only
+                        del kept[other]
+                    for hook in hooks[1 if head in wanted else 0:]:
+                        hook.remove()
         finally:
-            if hook is not None:
+            for hook in hooks:
                 hook.remove()
-        return inputs, tokens, features
+        return kept, features
 
     @staticmethod
-    def _resume(model: nn.Module, tower: str, x: torch.Tensor, tokens: torch.Tensor | None,
-                block: int) -> torch.Tensor:
-        """Blocks >= ``block`` and the head, from the captured (batch-first) input ``x``."""
+    def _resume(model: nn.Module, tower: str, kept: tuple[torch.Tensor, ...], tokens: torch.Tensor | None,
+                point: tuple[int, str]) -> torch.Tensor:
+        """The rest of the tower from what was kept at ``point`` (batch-first tensors)."""
         transformer = model.visual.transformer if tower == "vision" else model.transformer
         blocks = transformer.resblocks
+        block, part = point
+        x = kept[0]
         if block < len(blocks):
             mask = None if tower == "vision" else model.attn_mask
             x = x if transformer.batch_first else x.transpose(0, 1)
+            if part != "block":  # open_clip's block after its attention branch (_plain_block)
+                current = blocks[block]
+                if part == "c_proj":
+                    h = kept[1] if transformer.batch_first else kept[1].transpose(0, 1)
+                    x = x + current.ls_2(current.mlp.c_proj(h))
+                else:
+                    x = x + current.ls_2(current.mlp(current.ln_2(x)))
+                block += 1
             for resblock in blocks[block:]:
                 x = resblock(x, attn_mask=mask)
             x = x if transformer.batch_first else x.transpose(0, 1)

@@ -259,16 +259,16 @@ class ClipSuite(Suite):
         return self._features(model, "vision", f"images:{domain}:{split}", lambda: tensors.batches(256), changed, rows)
 
     def _features(self, model: nn.Module, tower: str, key: str, batches, changed: set[str] | None,
-                  rows: torch.Tensor | None = None, keep_head: bool = False) -> torch.Tensor:
+                  rows: torch.Tensor | None = None, keep: bool = False) -> torch.Tensor:
         """Features of the inputs ``key``: with ``changed`` None, a full forward; where ``changed`` leaves
         the tower alone, the base model's, kept; else resumed at the first changed block (partial_forward)."""
         if changed is not None and not any(tower_of(name) == tower for name in changed):
             if key not in self._val_cache:  # the base model's, keeping the head's input for later trials
-                self._val_cache[key] = self._features(model, tower, key, batches, None, keep_head=True)
+                self._val_cache[key] = self._features(model, tower, key, batches, None, keep=True)
             return self._val_cache[key] if rows is None else self._val_cache[key][rows]
         if tower == "vision":
-            return self._partial.image_features(model, key, batches, changed, rows, keep_head)
-        return self._partial.text_features(model, key, batches, changed, keep_head)
+            return self._partial.image_features(model, key, batches, changed, rows, keep)
+        return self._partial.text_features(model, key, batches, changed, keep)
 
     # -- the task --------------------------------------------------------------------------------
     def task(self, target: str) -> UnlearningTask:

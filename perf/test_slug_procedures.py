@@ -1,0 +1,57 @@
+"""SLUG's search as the harness runs it against the reference procedure, on one task.
+
+The embedded clip default's first target: SLUG with ``procedure=cached`` (trials rerun only what the
+edited layer can change; retention scored at each layer's smallest forgetting step) and with
+``procedure=reference`` (a full validation reusing nothing for every trial, as the reference code
+scores its trials). Both must choose the same layer and step; the ratio of their wall times and the
+cached run's floor ratio are printed and kept in the saved benchmark's extra_info.
+
+    pytest perf --benchmark-only            # add --benchmark-autosave, later --benchmark-compare
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from unlearnbench.benchmarks.base import build_suite
+from unlearnbench.methods.base import build_method
+from unlearnbench.patch import restored_weights
+
+TARGET_SPEEDUP = 10.0  # issue 13: ours at least 10x faster than the reference procedure
+RESULTS: dict[str, dict] = {}
+
+
+@pytest.fixture(scope="module")
+def clip_suite():
+    suite = build_suite("clip", {})
+    suite.assets  # load the shipped model before anything is timed
+    return suite
+
+
+def unlearn(suite, procedure: str) -> dict:
+    task = suite.task(suite.targets()[0])
+    with restored_weights(task.model):
+        torch.manual_seed(0)
+        outcome = build_method("slug", {"procedure": procedure}).unlearn(task)
+    return {"layer": outcome.info["layer"], "step": outcome.info["step"], **task.costs.as_metrics()}
+
+
+@pytest.mark.parametrize("procedure", ["cached", "reference"])  # in this order: the second compares
+def test_slug_search(benchmark, clip_suite, procedure):
+    result = benchmark.pedantic(unlearn, args=(clip_suite, procedure), rounds=1, iterations=1)
+    result["wall_s"] = benchmark.stats.stats.min
+    benchmark.extra_info.update({k: result[k] for k in ("layer", "step", "runtime_s", "evaluations")})
+    if procedure == "cached":
+        benchmark.extra_info.update(floor_s=result["floor_s"], runtime_over_floor=result["runtime_over_floor"])
+    RESULTS[procedure] = result
+    if procedure == "reference" and "cached" in RESULTS:
+        ours = RESULTS["cached"]
+        speedup = result["wall_s"] / ours["wall_s"]
+        benchmark.extra_info["speedup_over_reference"] = speedup
+        print(f"\nSLUG on clip/{clip_suite.targets()[0]}: cached {ours['wall_s']:.2f} s (floor "
+              f"{ours['floor_s']:.2f} s, x{ours['runtime_over_floor']:.2f}), reference {result['wall_s']:.2f} s: "
+              f"{speedup:.1f}x faster; chosen {ours['layer']} step {ours['step']:.4g} (reference: "
+              f"{result['layer']} step {result['step']:.4g})")
+        assert (ours["layer"], ours["step"]) == (result["layer"], result["step"])
+        assert speedup >= TARGET_SPEEDUP, f"cached SLUG only {speedup:.1f}x faster than the reference procedure"
