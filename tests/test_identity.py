@@ -113,7 +113,7 @@ def test_changed_suite_setting_with_a_fixed_run_id_is_recomputed(micro_suite, tm
     assert changed.reused == 0 and "suite settings changed" in changed.reuse_line()
     assert changed.manifest["suite"]["config"]["forget_metric"] == "FA@1"
     fresh = run(replace(spec, out_dir=tmp_path / "fresh"), other)
-    exact = ~changed.records.metric.str.contains("runtime|seconds|memory")
+    exact = ~changed.records.metric.str.contains("runtime|seconds|memory|floor")
     pd.testing.assert_frame_equal(changed.records[exact].drop(columns="run_id").reset_index(drop=True),
                                   fresh.records[exact].drop(columns="run_id").reset_index(drop=True))
 
@@ -183,7 +183,7 @@ def test_truncated_unit_or_artifact_is_recomputed_with_a_warning(micro_suite, tm
     assert again.reused == 0
     assert caplog.text.count("unreadable") == 2 and unit.name in caplog.text
     assert not list((tmp_path / "trunc").rglob("*.tmp"))
-    exact = ~first.records.metric.str.contains("runtime|seconds|memory")
+    exact = ~first.records.metric.str.contains("runtime|seconds|memory|floor")
     pd.testing.assert_frame_equal(again.records[exact].reset_index(drop=True),
                                   first.records[exact].reset_index(drop=True))
     assert run(spec, micro_suite).reused == 2
