@@ -1,5 +1,6 @@
 """SLUG: the Pareto front and step search on hand-made inputs, then real forgetting on the micro suite."""
 
+import dataclasses
 import math
 
 import pandas as pd
@@ -218,3 +219,9 @@ def test_reference_procedure_chooses_the_same_layer_and_step(micro_suite, slug_r
     assert 0 < costs["floor_s"] < costs["runtime_s"] and costs["runtime_over_floor"] > 1
     with pytest.raises(UnlearnBenchError, match="procedure"):
         SlugConfig(procedure="fast")
+
+
+def test_reference_procedure_is_refused_where_slug_runs_the_reference_search():
+    task = dataclasses.replace(fake_task(OneWeight(), threshold=2.0), kind="diffusion")
+    with pytest.raises(UnlearnBenchError, match="procedure='reference'.*reference's own search"):
+        Slug(SlugConfig(procedure="reference")).check(task)

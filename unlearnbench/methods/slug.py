@@ -89,6 +89,10 @@ class Slug(Method):
 
     def check(self, task: UnlearningTask) -> None:
         self._check_layer(task)
+        if task.kind == "diffusion" and self.reference_diffusion and self.config.procedure != "cached":
+            raise UnlearnBenchError(f"{self.name}.procedure={self.config.procedure!r} applies to the harness's "
+                                    "step search; on a text-to-image model SLUG runs the reference's own search "
+                                    "(slug-noise runs the harness's)")
         if task.kind == "diffusion" and self.reference_diffusion and not task.extras.get("clip_losses"):
             raise UnlearnBenchError(f"{self.name} on a text-to-image model needs CLIP's image tower for its losses "
                                     "(real unlearncanvas: --set clip_model=PATH, the CLIP folder of SD's text "
