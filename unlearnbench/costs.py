@@ -59,7 +59,7 @@ class CostMeter:
         self.backward_samples = 0
         self.evaluations = 0
         self.peak_memory_bytes = 0
-        self.validation_seconds: list[float] = []  # each full validation's wall time, in order
+        self.base_validation_s: float | None = None  # wall time of the untouched model's validation
         # The least a method could cost, measured as it ran (SLUG: its gradient passes plus one
         # validation); None where the method states none.
         self.floor_s: float | None = None

@@ -174,9 +174,8 @@ class Slug(Method):
 
 def record_floor(task: UnlearningTask) -> None:
     """SLUG's floor, measured on this run: its gradient passes (the precompute phase) plus one validation
-    (the base model's, the first the task ran)."""
-    validations = task.costs.validation_seconds
-    task.costs.floor_s = task.costs.seconds["precompute"] + (validations[0] if validations else 0.0)
+    (the base model's)."""
+    task.costs.floor_s = task.costs.seconds["precompute"] + (task.costs.base_validation_s or 0.0)
 
 
 def layer_index(name: str) -> int:
