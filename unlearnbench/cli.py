@@ -19,7 +19,7 @@ from unlearnbench.errors import UnlearnBenchError
 
 log = logging.getLogger("unlearnbench")
 
-COMMANDS = ("run", "ls", "paper", "compare", "report", "train-embedded")
+COMMANDS = ("run", "ls", "paper", "compare", "report", "costs", "train-embedded")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,6 +66,22 @@ def build_parser() -> argparse.ArgumentParser:
                         help="show the t confidence interval of the mean at LEVEL (e.g. 0.95) instead of ± std")
     report.add_argument("--plugin", action="append", metavar="MODULE",
                         help="import the module that registers the run's suite, if it is your own (repeatable)")
+
+    costs = sub.add_parser("costs", parents=[common], help="a run's passes per model component; --real-scale: "
+                           "its runtimes projected to the real models",
+                           description="Print each unit's sample passes per model component (forward / backward, "
+                           "sampling steps at the real protocol's count). With --real-scale, time one pass of each "
+                           "component of the suite's real architecture (random weights, cached per device) and print "
+                           "each unit's projected runtime beside the measured one; writes costs.md and costs.csv.")
+    costs.add_argument("run", metavar="RUN", help="the run folder (runs/<run-id>)")
+    costs.add_argument("--real-scale", action="store_true",
+                       help="project each unit to the real models (times them once per device: minutes on a CPU)")
+    costs.add_argument("--device", default="auto", help="device for the real-scale timing; default: cuda if present")
+    costs.add_argument("--dtype", default="float32", help="float32 (default), float16 or bfloat16")
+    costs.add_argument("--refresh", action="store_true", help="time the real components again instead of the cache")
+    costs.add_argument("--plugin", action="append", metavar="MODULE",
+                       help="import the module that registers the run's suite, if it is your own (repeatable)")
+    costs.add_argument("--cache-dir", help="cache folder (default: $UNLEARNBENCH_CACHE or ~/.cache/unlearnbench)")
 
     train = sub.add_parser("train-embedded", parents=[common], help="retrain a suite's embedded models from code",
                            description="Train the embedded models of a suite from code into the cache (progress "
@@ -336,6 +352,49 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_costs(args: argparse.Namespace) -> int:
+    from unlearnbench.benchmarks.base import SUITES
+    from unlearnbench.cache import atomic_write_text
+    import torch
+
+    from unlearnbench.real_scale import REAL_MODELS, pass_times, resolve_device
+    from unlearnbench.reports.costs import cost_table
+    from unlearnbench.reports.run_report import stored_result
+    from unlearnbench.reports.tables import to_markdown, to_terminal
+
+    run_dir = Path(args.run)
+    if not run_dir.is_dir():
+        what = "a file, not a folder" if run_dir.exists() else "no such folder"
+        raise UnlearnBenchError(f"RUN {run_dir}: {what}; give a run folder (runs/<run-id>)")
+    result = stored_result(run_dir)
+    name = result.manifest["suite"]["name"]
+    if name not in SUITES:
+        raise UnlearnBenchError(f"RUN {run_dir} is a run of suite {name!r}, which is not registered; give --plugin "
+                                f"MODULE for the module that registers it (suites: {', '.join(SUITES.names())})")
+    kind = SUITES.get(name).kind
+    times = pass_times(kind, args.device, args.dtype, refresh=args.refresh) if args.real_scale else None
+    table, passes = cost_table(result, times)
+    lines = ["Sample passes per component, forward / backward, as the real protocol would run them (embedded "
+             "sampling steps scaled to the real count); runtime_s is the measured embedded runtime."]
+    if times is not None:
+        lines.append(f"real_scale_s: those passes times one pass of each {REAL_MODELS[kind]} component, timed here "
+                     f"({resolve_device(args.device)}, {args.dtype}, {torch.get_num_threads()} threads, "
+                     "random weights; passes only, so a lower bound); x_slug: ratio to "
+                     "SLUG's on the same target.")
+        lines += [f"  {c}: {t.forward_s:.4g} s forward" + (f", {t.backward_s:.4g} s backward" if t.backward_s else "")
+                  + f" per sample{f' ({t.note})' if t.note else ''}" for c, t in times.items()]
+    shown = table.set_index("method").assign(runtime_s=table.runtime_s.map("{:.1f}".format).values)
+    if times is not None:
+        shown = shown.assign(real_scale_s=table.real_scale_s.map("{:,.1f}".format).values,
+                             x_slug=table.x_slug.map("{:.2f}".format).values)
+    print(to_terminal(shown))
+    print("\n".join(lines))
+    atomic_write_text(run_dir / "costs.md", "# costs\n\n" + to_markdown(shown) + "\n\n" + "\n".join(lines) + "\n")
+    atomic_write_text(run_dir / "costs.csv", passes.drop(columns="unit").to_csv(index=False))
+    print(f"wrote {run_dir / 'costs.md'} and {run_dir / 'costs.csv'}")
+    return 0
+
+
 def cmd_train_embedded(args: argparse.Namespace) -> int:
     import json
 
@@ -409,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "cache_dir", None):
         os.environ["UNLEARNBENCH_CACHE"] = args.cache_dir
     commands = {"run": cmd_run, "ls": cmd_ls, "paper": cmd_paper, "compare": cmd_compare, "report": cmd_report,
-                "train-embedded": cmd_train_embedded}
+                "costs": cmd_costs, "train-embedded": cmd_train_embedded}
     previous = handle_sigterm()
     try:
         if args.command != "compare":  # a comparison reads stored runs alone, never suite or method code

@@ -38,6 +38,7 @@ from unlearnbench.errors import UnlearnBenchError
 from unlearnbench.identity import code_fingerprint, digest, model_fingerprint
 from unlearnbench.methods.base import METHODS, Method, build_method
 from unlearnbench.patch import Patch, patch_metadata, restored_weights, stored_payload_bytes
+from unlearnbench.passes import PassCounter, model_components
 from unlearnbench.records import metric_metadata
 from unlearnbench.task import UnlearningTask
 
@@ -304,7 +305,8 @@ def compute_unit(suite: Suite, method: Method, job: UnitJob) -> UnitOutput:
     answers_before = suite.example_answers(model, target)
     with restored_weights(model) as base_state:
         torch.manual_seed(seed)
-        with task.costs.track_memory(task.device):
+        counter = PassCounter({**model_components(model), **{n: [m] for n, m in suite.judges().items()}})
+        with task.costs.track_memory(task.device), counter.counting():
             outcome = method.unlearn(task)
         costs = task.costs.as_metrics()  # before the goal check below adds its own validation
         check_finite(model, method.name, target)
@@ -325,7 +327,8 @@ def compute_unit(suite: Suite, method: Method, job: UnitJob) -> UnitOutput:
     after = {**after, **goal_status(task, validation), **costs}
     frame = pd.concat([rec.make_records(job.before, stage="before", **job.keys),
                        rec.make_records(after, stage="after", **job.keys)], ignore_index=True)
-    artifacts = {k: v for k, v in {"trace": outcome.trace, **outcome.tables}.items() if len(v)}
+    artifacts = {k: v for k, v in {"trace": outcome.trace, **outcome.tables, "passes": counter.table()}.items()
+                 if len(v)}
     info = {"target": target, "method": method.name, "config_hash": job.keys["config_hash"], "seed": seed,
             "code_fingerprint": job.identity["code_fingerprint"], "goal": asdict(task.goal),
             "computed": datetime.now(timezone.utc).isoformat(timespec="seconds")}

@@ -76,6 +76,11 @@ class Suite(ABC):
     def evaluate(self, model: nn.Module, target: str) -> dict[str, float]:
         """Test metrics of ``model`` for ``target`` (names from ``metrics``)."""
 
+    def judges(self) -> dict[str, nn.Module]:
+        """Models outside the unlearned one that score its outputs during a run (e.g. the classifiers of
+        generated images), by component name: their passes are counted with the model's."""
+        return {}
+
     def sample_grid(self, model: nn.Module, target: str) -> np.ndarray | None:
         """Generated samples to show a person (uint8 H x W x 3), for generative suites; else None."""
         return None

@@ -23,7 +23,7 @@ import collections
 import functools
 import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -36,6 +36,8 @@ from unlearnbench.config import check_counts, check_device
 from unlearnbench.models.shipped import check_source
 from unlearnbench.errors import UnlearnBenchError
 from unlearnbench.fid import to_uint8
+from unlearnbench.passes import real_scale
+from unlearnbench.datasets.unlearncanvas import DDIM_STEPS as REAL_STEPS
 from unlearnbench.task import Goal, UnlearningTask, shuffled_epochs
 
 log = logging.getLogger(__name__)
@@ -115,6 +117,8 @@ class CanvasAssets:
     # The CLIP image tower and projections paired with the model's text encoder (image_embeds,
     # text_embeds): SLUG's objective. None where the real config was given no CLIP folder.
     clip_partner: object | None = None
+    # The modules behind ``classify`` ("style", "object"), whose calls a run's pass counts include.
+    judges: dict[str, nn.Module] = field(default_factory=dict)
 
 
 @register_suite("unlearncanvas")
@@ -178,8 +182,10 @@ class UnlearnCanvasSuite(Suite):
         missing = [(p, s) for p, s in pairs if (p, s, steps, guidance) not in cache]
         if missing:
             batch = self.config.sample_batch_size or (256 if self.embedded else 8)
-            images = model.sample([p for p, _ in missing], [s for _, s in missing], steps=steps, guidance=guidance,
-                                  batch_size=batch)
+            # Each embedded UNet step stands for REAL_STEPS / steps steps of the real protocol (pass counts).
+            with real_scale({"unet": REAL_STEPS / steps} if self.embedded else {}):
+                images = model.sample([p for p, _ in missing], [s for _, s in missing], steps=steps,
+                                      guidance=guidance, batch_size=batch)
             for (p, s), image in zip(missing, to_uint8(images)):
                 cache[(p, s, steps, guidance)] = image
         return torch.stack([cache[(p, s, steps, guidance)] for p, s in pairs])
@@ -277,6 +283,9 @@ class UnlearnCanvasSuite(Suite):
             return contrastive_loss(partner.logit_scale.exp() * image @ text.T, same)
 
         return {"forget_loss": forget_loss, "retain_loss": retain_loss}
+
+    def judges(self) -> dict[str, nn.Module]:
+        return {f"{kind}_classifier": module for kind, module in self.assets.judges.items()}
 
     def quick_scores(self, model: nn.Module, target: str, n: int = 3) -> dict[str, float]:
         """The reference's per-trial budget (SLUG's eval_uncanvas.py): n images of the target's prompts
@@ -447,7 +456,8 @@ def embedded_assets(cfg: UnlearnCanvasConfig) -> CanvasAssets:
         paraphrases=PARAPHRASE_TEMPLATES,
         steps=cfg.steps or trained.sample_steps, guidance=cfg.guidance or trained.guidance,
         model_id=trained.model_id, frechet=frechet, frechet_metric="FD_style",
-        clip_partner=trained.clip_partner.to(cfg.device))
+        clip_partner=trained.clip_partner.to(cfg.device),
+        judges={"style": classifiers.style, "object": classifiers.object})
 
 
 def real_assets(cfg: UnlearnCanvasConfig) -> CanvasAssets:
@@ -523,4 +533,5 @@ def real_assets(cfg: UnlearnCanvasConfig) -> CanvasAssets:
         guidance=cfg.guidance or GUIDANCE, model_id=f"sd-{Path(cfg.model_path).resolve().name}",
         non_targets=(style_prompt_name(PHOTO_STYLE),), frechet=frechet if fid_data is not None else None,
         clip_partner=None if cfg.clip_model is None else load_pretrained_partner(
-            Path(cfg.clip_model), parts["text_encoder"], cfg.device))
+            Path(cfg.clip_model), parts["text_encoder"], cfg.device),
+        judges=classifiers)

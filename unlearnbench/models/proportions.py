@@ -49,31 +49,12 @@ def counts(model: nn.Module, prefix: str = "") -> dict[str, int]:
 
 def real_models() -> dict[str, dict[str, int]]:
     """Parameter counts of the real architectures, built on the meta device."""
-    import open_clip
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPVisionConfig, LlamaConfig, LlavaConfig
-    from transformers import LlavaForConditionalGeneration
+    from unlearnbench.models import real_architectures as real
 
     with torch.device("meta"):
-        clip = open_clip.model.CLIP(**open_clip.get_model_config("ViT-B-32"))
-        # Stable Diffusion v1.5: its published unet/, vae/ and text_encoder/ configs
-        unet = UNet2DConditionModel(
-            sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
-            block_out_channels=(320, 640, 1280, 1280),
-            down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-            up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3, cross_attention_dim=768, attention_head_dim=8)
-        vae = AutoencoderKL(down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-                            block_out_channels=(128, 256, 512, 512), layers_per_block=2, latent_channels=4)
-        text = CLIPTextModel(CLIPTextConfig(vocab_size=49408, hidden_size=768, intermediate_size=3072,
-                                            num_hidden_layers=12, num_attention_heads=12, max_position_embeddings=77))
-        # LLaVA-1.5-7B: CLIP ViT-L/14-336 under Vicuna-7B (Llama-2 7B shape, 32,000 tokens)
-        llava = LlavaForConditionalGeneration(LlavaConfig(
-            vision_config=CLIPVisionConfig(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
-                                           num_attention_heads=16, image_size=336, patch_size=14,
-                                           projection_dim=768),
-            text_config=LlamaConfig(vocab_size=32064, hidden_size=4096, intermediate_size=11008,
-                                    num_hidden_layers=32, num_attention_heads=32),
-            projector_hidden_act="gelu"))
+        clip = real.clip_vit_b32()
+        unet, vae, text = real.sd15_unet(), real.sd15_vae(), real.sd15_text_encoder()
+        llava = real.llava15_7b()
     return {"CLIP ViT-B-32": counts(clip),
             "Stable Diffusion v1.5": {**counts(unet, "unet."), **counts(vae, "vae."), **counts(text, "text.")},
             "LLaVA-1.5-7B": counts(llava)}

@@ -27,6 +27,7 @@ from torch import nn
 from transformers import CLIPTextModel, PreTrainedTokenizerBase
 
 from unlearnbench.errors import UnlearnBenchError
+from unlearnbench.passes import count_absent
 
 
 @dataclass(frozen=True)
@@ -197,6 +198,7 @@ class TextToImage(nn.Module):
                     pixels = self.vae.decode(latents / self.vae.config.scaling_factor).sample
                     out.append(pixels.float().clamp(-1, 1).cpu())
             else:
+                count_absent("vae_decoder", n)  # a latent model would decode each image here
                 out.append(x.float().clamp(-1, 1).cpu())
         return torch.cat(out)
 

@@ -1,0 +1,59 @@
+"""``bench.py costs RUN``: each unit's sample passes per model component, and with ``--real-scale`` its
+runtime projected to the real models (``unlearnbench/passes.py``, ``unlearnbench/real_scale.py``)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from unlearnbench.errors import UnlearnBenchError
+from unlearnbench.real_scale import PassTime, project
+
+
+def unit_passes(result) -> pd.DataFrame:
+    """Long table of a stored run: one row per (method, target, seed, component) with its sample passes."""
+    frames = []
+    for name, unit in result.manifest["units"].items():
+        table = result.artifacts.get(f"{name}/passes")
+        if table is None:
+            continue
+        frames.append(table.assign(method=unit["method"], target=unit["target"], seed=unit["seed"], unit=name))
+    if not frames:
+        raise UnlearnBenchError(f"RUN {result.run_dir}: no unit has pass counts (artifacts/*__passes.parquet); "
+                                "runs computed before pass counting existed: rerun it")
+    return pd.concat(frames, ignore_index=True)
+
+
+def _fmt(value: float) -> str:
+    return f"{value:,.0f}" if value >= 10 or value == 0 else f"{value:.2f}"
+
+
+def cost_table(result, times: dict[str, PassTime] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(table per unit, long table per component). The per-unit table: measured runtime, each component's
+    passes at the real protocol's steps as ``forward / backward``, and with ``times`` the projected
+    real-scale seconds and their ratio to SLUG's on the same target."""
+    passes = unit_passes(result)
+    records = result.records
+    runtime = (records[(records.stage == "after") & (records.metric == "runtime_s")]
+               .set_index(["method", "target", "seed"]).value)
+    if times is not None:
+        projected = pd.concat([project(group, times).assign(unit=unit) for unit, group in passes.groupby("unit")],
+                              ignore_index=True)
+        passes = passes.merge(projected[["unit", "component", "forward_s", "backward_s", "seconds"]],
+                              on=["unit", "component"])
+    rows = []
+    for (method, target, seed), group in passes.groupby(["method", "target", "seed"], sort=False):
+        row = {"method": method, "target": target, "seed": seed,
+               "runtime_s": runtime.get((method, target, seed), float("nan"))}
+        for item in group.itertuples():
+            row[item.component] = f"{_fmt(item.real_forward)} / {_fmt(item.real_backward)}"
+        if times is not None:
+            row["real_scale_s"] = group.seconds.sum()
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    components = [c for c in table.columns if c not in ("method", "target", "seed", "runtime_s", "real_scale_s")]
+    table[components] = table[components].fillna("0 / 0")
+    if times is not None:
+        slug = table[table.method == "slug"].set_index(["target", "seed"]).real_scale_s
+        table["x_slug"] = [r.real_scale_s / slug[(r.target, r.seed)] if (r.target, r.seed) in slug.index
+                           else float("nan") for r in table.itertuples()]
+    return table, passes
