@@ -145,6 +145,45 @@ def test_esd_u_trains_the_reference_noxattn_set_and_counts_its_passes(canvas_sui
     assert task.costs.forward_samples == int((2 * stops + 3).sum())
 
 
+def test_esd_partial_samples_follow_the_task_schedule_unless_overridden(canvas_suite):
+    """x_t stops within the task's schedule (embedded: the model's own sampling steps); ddim_steps=N overrides
+    it; the frozen model's two targets are one UNet call of 2 inputs."""
+    task = canvas_suite.task(canvas_suite.targets()[0])
+    own = task.extras["partial_sampling_steps"]
+    assert own == canvas_suite.assets.steps == task.model.sampler_config.steps  # the model's own 5 steps
+    base = {k: v.clone() for k, v in task.model.state_dict().items()}
+    results = {}
+    try:
+        for settings in ({}, {"ddim_steps": "9"}):
+            task.model.load_state_dict(base)
+            task = canvas_suite.task(canvas_suite.targets()[0])
+            torch.manual_seed(0)
+            outcome = build_method("esd", {"iterations": "12", "stop_on_goal": "false", **settings}).unlearn(task)
+            results[settings.get("ddim_steps", "task")] = (outcome, task.costs.forward_samples)
+    finally:
+        task.model.load_state_dict(base)
+    for key, steps in (("task", own), ("9", 9)):
+        outcome, forward = results[key]
+        rows = outcome.tables["iterations"]
+        assert outcome.info["ddim_steps"] == steps and (rows.ddim_steps == steps).all()
+        assert rows.stop_step.between(0, steps - 1).all()
+        assert forward == int((2 * rows.stop_step + 3).sum())  # same passes counted, batched or not
+    assert results["9"][0].tables["iterations"].stop_step.max() >= own  # the override reaches past 5 steps
+    with pytest.raises(UnlearnBenchError, match="ddim_steps=0"):
+        build_method("esd", {"ddim_steps": "0"})
+
+
+def test_esd_without_a_task_schedule_uses_the_reference_50_steps():
+    from types import SimpleNamespace  # noqa: PLC0415
+
+    from unlearnbench.methods.esd import ESDConfig, partial_sampling_steps  # noqa: PLC0415
+
+    no_schedule = SimpleNamespace(extras={})  # a diffusion suite that names no schedule
+    assert partial_sampling_steps(ESDConfig(), no_schedule) == 50
+    assert partial_sampling_steps(ESDConfig(ddim_steps=7), no_schedule) == 7
+    assert partial_sampling_steps(ESDConfig(), SimpleNamespace(extras={"partial_sampling_steps": 5})) == 5
+
+
 def test_diffusion_salun_takes_one_combined_step_with_a_guided_saliency(canvas_suite, monkeypatch):
     """SalUn-SD: the mask from the guided noise loss, then per forget batch one step on the relabelled loss
     plus alpha x the retain loss."""

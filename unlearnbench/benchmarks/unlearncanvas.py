@@ -45,6 +45,11 @@ log = logging.getLogger(__name__)
 # with c = 7.5 (its generate_mask.py): guidance 8.5.
 SALUN_MASK_GUIDANCE = 8.5
 
+# The schedule of ESD's partial samples (x_t stops at a random step of it) on Stable Diffusion: the
+# reference's train-esd.py ddim_steps. The embedded model's partial samples follow its own sampling
+# steps instead (docs/PROTOCOLS.md, unlearncanvas, ESD).
+REAL_PARTIAL_SAMPLING_STEPS = 50
+
 
 @dataclass(frozen=True)
 class UnlearnCanvasConfig:
@@ -366,6 +371,7 @@ class UnlearnCanvasSuite(Suite):
             random_label_loss_fn=random_label_loss,
             reference_lr=self.reference_lr(),
             extras={"concept_prompts": concept,
+                    "partial_sampling_steps": a.steps if self.embedded else REAL_PARTIAL_SAMPLING_STEPS,
                     "saliency_loss": lambda m, b: m.noise_loss(b[0], b[1], guidance=SALUN_MASK_GUIDANCE),
                     "clip_losses": self._clip_losses(target) if a.clip_partner is not None else None,
                     "quick_scores": lambda m: self.quick_scores(m, target)},
