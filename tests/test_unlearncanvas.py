@@ -303,7 +303,8 @@ def test_slug_on_diffusion_follows_the_reference_procedure(canvas_suite):
     name = candidates[0]
     assert clip_grad[name].norm() > 0 and not torch.allclose(clip_grad[name], noise_grad[name])
     quick = task.extras["quick_scores"](task.model)
-    assert set(quick) == {"target_acc", "IRA"} and all(0 <= v <= 100 for v in quick.values())
+    assert set(quick) == {"target_acc", "IRA", "target_hits", "target_images", "images"}
+    assert 0 <= quick["target_acc"] <= 100 and 0 <= quick["IRA"] <= 100 and quick["images"] == 6  # 3 + 3 images
 
     results = {}
     for method in ("slug", "slug-qkv", "slug-noise"):
@@ -325,6 +326,54 @@ def test_slug_on_diffusion_follows_the_reference_procedure(canvas_suite):
     assert sorted(changed) == sorted(layer_group(qkv.info["layer"], candidates)) and qkv.info["tensors"] == len(changed)
     _, changed = results["slug-noise"]
     assert len(changed) == 1 and changed[0].startswith("text_encoder.")
+
+
+def test_slug_diffusion_trials_exit_early_without_changing_the_choice(canvas_suite):
+    """A trial that leaves the target recognisable stops after the first target image recognised (threshold
+    0): fewer images, no IRA (NaN), and it did not forget; the chosen layer and step are those of the same
+    search scoring every trial in full."""
+    target = canvas_suite.targets()[1]  # recognised by the micro base model
+    model = canvas_suite.base_model()
+    full = canvas_suite.quick_scores(model, target)
+    early = canvas_suite.quick_scores(model, target, forget_threshold=0.0)
+    assert full["target_acc"] > 0 and full["images"] == 6
+    assert early["images"] < full["images"] and early["target_hits"] == 1
+    assert pd.isna(early["target_acc"]) and pd.isna(early["IRA"])
+
+    outcomes = {}
+    for exits in (True, False):
+        task = canvas_suite.task(target)
+        quick, asked = task.extras["quick_scores"], []
+        task.extras["quick_scores"] = lambda m, quick=quick, exits=exits, asked=asked, **kw: (
+            asked.append(kw) or quick(m, **(kw if exits else {})))
+        base = {k: v.clone() for k, v in task.model.state_dict().items()}
+        torch.manual_seed(0)
+        try:
+            outcomes[exits] = (build_method("slug", {"search_steps": "4"}).unlearn(task), asked)
+        finally:
+            task.model.load_state_dict(base)
+    (early, asked), (full, _) = outcomes[True], outcomes[False]
+    assert asked[0] == {} and all(kw == {"forget_threshold": 0.0} for kw in asked[1:])  # the base scored in full
+    assert early.trace.exited_early.any() and not full.trace.exited_early.any()
+    exited = early.trace[early.trace.exited_early]
+    assert (exited.images < full.trace.loc[exited.index, "images"]).all()
+    assert not exited.forgot.any() and not exited.met.any() and exited.IRA.isna().all()
+    assert (full.trace.loc[exited.index, "target_acc"] > 0).all()  # they did not forget in full either
+    ran = early.trace[~early.trace.exited_early]
+    pd.testing.assert_frame_equal(ran, full.trace.loc[ran.index])  # the same images, the same scores
+    assert early.trace.step.tolist() == full.trace.step.tolist()
+    assert (early.info["layer"], early.info["step"]) == (full.info["layer"], full.info["step"])
+
+
+def test_slug_diffusion_choice_when_no_trial_forgets():
+    from unlearnbench.methods.slug import choose_reference_trial  # noqa: PLC0415
+
+    nan = float("nan")
+    trace = pd.DataFrame({"layer": ["w"] * 3, "step": [1.0, 5.5, 7.75], "met": [False] * 3, "forgot": [False] * 3,
+                          "target_acc": [nan, 66.7, nan], "IRA": [nan] * 3, "target_hits": [1, 2, 1]})
+    assert choose_reference_trial(trace, "target_acc", "IRA").step == 7.75  # fewest recognised, largest step
+    forgot = trace.assign(forgot=[False, True, False], target_acc=[nan, 0.0, nan], IRA=[nan, 40.0, nan])
+    assert choose_reference_trial(forgot, "target_acc", "IRA").step == 5.5  # a forgetting trial ranks first
 
 
 def test_slug_layer_helpers():
