@@ -13,7 +13,7 @@ The schedule's length is the task's (``task.extras['partial_sampling_steps']``) 
 is given: the reference's 50 for Stable Diffusion, whose own generation runs about as many DDIM steps,
 and on the embedded unlearncanvas model its own 5 sampling steps. x_t is meant to be a partial sample
 of the model's own sampling process, and the embedded model samples in 5 steps; a 50-step partial
-sample would cost it 25 guided UNet calls per iteration on average, ten times its whole generation
+sample would cost it 24.5 guided UNet calls per iteration on average, five times its whole generation
 (docs/PROTOCOLS.md, unlearncanvas, ESD). ``--method-set esd.ddim_steps=50`` restores the 50 steps. ``esd-x``
 trains the cross-attention layers only (``attn2``; UnlearnCanvas's setting), ``esd-u`` everything
 in the UNet but cross-attention, the time embedding and the output head (the reference's
