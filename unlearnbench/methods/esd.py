@@ -6,8 +6,9 @@ the frozen original model:
     eps_theta(x_t, c, t)  ->  eps*(x_t, t) - eta * (eps*(x_t, c, t) - eps*(x_t, t))      (ESD Eq. 3)
 
 where x_t is not a noised training image but a partial sample of the model being trained, drawn
-with the concept prompt (guidance 3) by the model's own sampler and stopped at a random step of its
-schedule. The training timestep is drawn inside the DDIM bin the partial sample stopped in.
+with the concept prompt (guidance 3) by DDIM with the spacing and clipping the model samples with,
+stopped at a random step of its schedule. The training timestep is drawn inside the DDIM bin the
+partial sample stopped in.
 
 The schedule's length is the task's (``task.extras['partial_sampling_steps']``) unless ``ddim_steps``
 is given: the reference's 50 for Stable Diffusion, whose own generation runs about as many DDIM steps,
