@@ -174,3 +174,29 @@ def test_real_clip_components_time_forward_and_backward():
     assert set(times) == {"image_encoder", "text_encoder"}
     assert all(t.forward_s > 0 and t.backward_s > 0 for t in times.values())
     json.dumps({c: vars(t) for c, t in times.items()})  # what the cache stores
+
+
+def test_esd_counts_its_partial_samples_at_the_reference_schedule(canvas_suite):
+    """On the task's shortened schedule each partial-sampling step counts as 50 / steps reference steps; the
+    frozen and trained models' passes count as they ran."""
+    import dataclasses
+
+    from unlearnbench.methods.base import build_method
+
+    task = canvas_suite.task(canvas_suite.targets()[0])
+    steps = task.extras["partial_sampling_steps"]
+    assert steps < 50
+    fixed = lambda m, changed: {"target_acc": 100.0, "IRA": 100.0}  # noqa: E731 - no generation in this count
+    task = dataclasses.replace(task, validate_fn=fixed, validate_forget_fn=fixed)
+    base = {k: v.clone() for k, v in task.model.state_dict().items()}
+    try:
+        torch.manual_seed(0)
+        with PassCounter(model_components(task.model)).counting() as counter:
+            outcome = build_method("esd-x", {"iterations": "4", "stop_on_goal": "false"}).unlearn(task)
+    finally:
+        task.model.load_state_dict(base)
+    sampling = int(2 * outcome.tables["iterations"].stop_step.sum())
+    unet = counts(counter, "unet")
+    assert unet["forward"] == sampling + 3 * 4
+    assert unet["real_forward"] == pytest.approx(sampling * 50 / steps + 3 * 4)
+    assert unet["backward"] == unet["real_backward"] == 4

@@ -145,6 +145,45 @@ def test_esd_u_trains_the_reference_noxattn_set_and_counts_its_passes(canvas_sui
     assert task.costs.forward_samples == int((2 * stops + 3).sum())
 
 
+def test_esd_partial_samples_follow_the_task_schedule_unless_overridden(canvas_suite):
+    """x_t stops within the task's schedule (embedded: the model's own sampling steps); ddim_steps=N overrides
+    it; the frozen model's two targets are one UNet call of 2 inputs."""
+    task = canvas_suite.task(canvas_suite.targets()[0])
+    own = task.extras["partial_sampling_steps"]
+    assert own == canvas_suite.assets.steps == task.model.sampler_config.steps  # the model's own 5 steps
+    base = {k: v.clone() for k, v in task.model.state_dict().items()}
+    results = {}
+    try:
+        for settings in ({}, {"ddim_steps": "9"}):
+            task.model.load_state_dict(base)
+            task = canvas_suite.task(canvas_suite.targets()[0])
+            torch.manual_seed(0)
+            outcome = build_method("esd", {"iterations": "12", "stop_on_goal": "false", **settings}).unlearn(task)
+            results[settings.get("ddim_steps", "task")] = (outcome, task.costs.forward_samples)
+    finally:
+        task.model.load_state_dict(base)
+    for key, steps in (("task", own), ("9", 9)):
+        outcome, forward = results[key]
+        rows = outcome.tables["iterations"]
+        assert outcome.info["ddim_steps"] == steps and (rows.ddim_steps == steps).all()
+        assert rows.stop_step.between(0, steps - 1).all()
+        assert forward == int((2 * rows.stop_step + 3).sum())  # same passes counted, batched or not
+    assert results["9"][0].tables["iterations"].stop_step.max() >= own  # the override reaches past 5 steps
+    with pytest.raises(UnlearnBenchError, match="ddim_steps=0"):
+        build_method("esd", {"ddim_steps": "0"})
+
+
+def test_esd_without_a_task_schedule_uses_the_reference_50_steps():
+    from types import SimpleNamespace  # noqa: PLC0415
+
+    from unlearnbench.methods.esd import ESDConfig, partial_sampling_steps  # noqa: PLC0415
+
+    no_schedule = SimpleNamespace(extras={})  # a diffusion suite that names no schedule
+    assert partial_sampling_steps(ESDConfig(), no_schedule) == 50
+    assert partial_sampling_steps(ESDConfig(ddim_steps=7), no_schedule) == 7
+    assert partial_sampling_steps(ESDConfig(), SimpleNamespace(extras={"partial_sampling_steps": 5})) == 5
+
+
 def test_diffusion_salun_takes_one_combined_step_with_a_guided_saliency(canvas_suite, monkeypatch):
     """SalUn-SD: the mask from the guided noise loss, then per forget batch one step on the relabelled loss
     plus alpha x the retain loss."""
@@ -264,7 +303,8 @@ def test_slug_on_diffusion_follows_the_reference_procedure(canvas_suite):
     name = candidates[0]
     assert clip_grad[name].norm() > 0 and not torch.allclose(clip_grad[name], noise_grad[name])
     quick = task.extras["quick_scores"](task.model)
-    assert set(quick) == {"target_acc", "IRA"} and all(0 <= v <= 100 for v in quick.values())
+    assert set(quick) == {"target_acc", "IRA", "target_hits", "target_images", "images"}
+    assert 0 <= quick["target_acc"] <= 100 and 0 <= quick["IRA"] <= 100 and quick["images"] == 6  # 3 + 3 images
 
     results = {}
     for method in ("slug", "slug-qkv", "slug-noise"):
@@ -286,6 +326,54 @@ def test_slug_on_diffusion_follows_the_reference_procedure(canvas_suite):
     assert sorted(changed) == sorted(layer_group(qkv.info["layer"], candidates)) and qkv.info["tensors"] == len(changed)
     _, changed = results["slug-noise"]
     assert len(changed) == 1 and changed[0].startswith("text_encoder.")
+
+
+def test_slug_diffusion_trials_exit_early_without_changing_the_choice(canvas_suite):
+    """A trial that leaves the target recognisable stops after the first target image recognised (threshold
+    0): fewer images, no IRA (NaN), and it did not forget; the chosen layer and step are those of the same
+    search scoring every trial in full."""
+    target = canvas_suite.targets()[1]  # recognised by the micro base model
+    model = canvas_suite.base_model()
+    full = canvas_suite.quick_scores(model, target)
+    early = canvas_suite.quick_scores(model, target, forget_threshold=0.0)
+    assert full["target_acc"] > 0 and full["images"] == 6
+    assert early["images"] < full["images"] and early["target_hits"] == 1
+    assert pd.isna(early["target_acc"]) and pd.isna(early["IRA"])
+
+    outcomes = {}
+    for exits in (True, False):
+        task = canvas_suite.task(target)
+        quick, asked = task.extras["quick_scores"], []
+        task.extras["quick_scores"] = lambda m, quick=quick, exits=exits, asked=asked, **kw: (
+            asked.append(kw) or quick(m, **(kw if exits else {})))
+        base = {k: v.clone() for k, v in task.model.state_dict().items()}
+        torch.manual_seed(0)
+        try:
+            outcomes[exits] = (build_method("slug", {"search_steps": "4"}).unlearn(task), asked)
+        finally:
+            task.model.load_state_dict(base)
+    (early, asked), (full, _) = outcomes[True], outcomes[False]
+    assert asked[0] == {} and all(kw == {"forget_threshold": 0.0} for kw in asked[1:])  # the base scored in full
+    assert early.trace.exited_early.any() and not full.trace.exited_early.any()
+    exited = early.trace[early.trace.exited_early]
+    assert (exited.images < full.trace.loc[exited.index, "images"]).all()
+    assert not exited.forgot.any() and not exited.met.any() and exited.IRA.isna().all()
+    assert (full.trace.loc[exited.index, "target_acc"] > 0).all()  # they did not forget in full either
+    ran = early.trace[~early.trace.exited_early]
+    pd.testing.assert_frame_equal(ran, full.trace.loc[ran.index])  # the same images, the same scores
+    assert early.trace.step.tolist() == full.trace.step.tolist()
+    assert (early.info["layer"], early.info["step"]) == (full.info["layer"], full.info["step"])
+
+
+def test_slug_diffusion_choice_when_no_trial_forgets():
+    from unlearnbench.methods.slug import choose_reference_trial  # noqa: PLC0415
+
+    nan = float("nan")
+    trace = pd.DataFrame({"layer": ["w"] * 3, "step": [1.0, 5.5, 7.75], "met": [False] * 3, "forgot": [False] * 3,
+                          "target_acc": [nan, 66.7, nan], "IRA": [nan] * 3, "target_hits": [1, 2, 1]})
+    assert choose_reference_trial(trace, "target_acc", "IRA").step == 7.75  # fewest recognised, largest step
+    forgot = trace.assign(forgot=[False, True, False], target_acc=[nan, 0.0, nan], IRA=[nan, 40.0, nan])
+    assert choose_reference_trial(forgot, "target_acc", "IRA").step == 5.5  # a forgetting trial ranks first
 
 
 def test_slug_layer_helpers():

@@ -113,7 +113,8 @@ def _output(x: object) -> torch.Tensor:
 
 def _build(builder: Callable[[], nn.Module], device: torch.device, dtype: torch.dtype) -> nn.Module:
     with torch.device(device):
-        return builder().to(dtype)
+        model = builder()
+    return model if dtype == torch.float32 else model.to(dtype)
 
 
 def time_clip(device: torch.device, dtype: torch.dtype, repeats: int) -> dict[str, PassTime]:

@@ -47,6 +47,11 @@ log = logging.getLogger(__name__)
 # with c = 7.5 (its generate_mask.py): guidance 8.5.
 SALUN_MASK_GUIDANCE = 8.5
 
+# The schedule of ESD's partial samples (x_t stops at a random step of it) on Stable Diffusion: the
+# reference's train-esd.py ddim_steps. The embedded model's partial samples follow its own sampling
+# steps instead (docs/PROTOCOLS.md, unlearncanvas, ESD).
+REAL_PARTIAL_SAMPLING_STEPS = 50
+
 
 @dataclass(frozen=True)
 class UnlearnCanvasConfig:
@@ -167,11 +172,13 @@ class UnlearnCanvasSuite(Suite):
         return [n for n in names if n not in self.assets.non_targets]
 
     # -- generation and scoring ----------------------------------------------------------------
-    def generate(self, model: nn.Module, prompts: list[str], seeds: tuple[int, ...]) -> torch.Tensor:
+    def generate(self, model: nn.Module, prompts: list[str], seeds: tuple[int, ...],
+                 key: str | None = None) -> torch.Tensor:
         """Images for every (prompt, seed), prompt-major, as uint8 (N, 3, H, W) on the CPU, from the cache
         where the weights match. The real test grid (5,100 images of 512 pixels) is 4 GB as uint8 and four
-        times that as floats, so consumers convert a chunk at a time."""
-        key_model = fingerprint(model)
+        times that as floats, so consumers convert a chunk at a time. ``key``: the model's ``fingerprint``,
+        where the caller already has it (hashing Stable Diffusion's weights takes seconds)."""
+        key_model = key or fingerprint(model)
         if key_model not in self._images:
             self._images[key_model] = {}
             while len(self._images) > 2:
@@ -287,10 +294,20 @@ class UnlearnCanvasSuite(Suite):
     def judges(self) -> dict[str, nn.Module]:
         return {f"{kind}_classifier": module for kind, module in self.assets.judges.items()}
 
-    def quick_scores(self, model: nn.Module, target: str, n: int = 3) -> dict[str, float]:
+    def quick_scores(self, model: nn.Module, target: str, n: int = 3,
+                     forget_threshold: float | None = None) -> dict[str, float]:
         """The reference's per-trial budget (SLUG's eval_uncanvas.py): n images of the target's prompts
         and one image each of n other classes, at the first validation seed. Deterministic here: the
-        target with the first n classes of the other domain, and n other classes spread over the list."""
+        target with the first n classes of the other domain, and n other classes spread over the list.
+
+        With ``forget_threshold`` (the goal's bound on ``target_acc``) the trial exits early: the target's
+        images are generated first, one at a time, and once more of them are recognised as the target
+        than the threshold allows, the rest are skipped: ``target_acc`` and ``IRA`` are NaN (not scored),
+        and ``target_hits`` of ``target_images`` say what was seen. Only a trial that can still forget
+        generates the other classes' images (one batch) for IRA. ``images`` counts the images the trial
+        scored. The images are generated the same way with or without a threshold, so exiting early
+        changes no score of a trial that runs to the end.
+        """
         a = self.assets
         by_style = self.config.target_kind == "style"
         domain, cross = (a.styles, a.objects) if by_style else (a.objects, a.styles)
@@ -300,11 +317,31 @@ class UnlearnCanvasSuite(Suite):
         grid = [(target_idx, k % len(cross)) for k in range(n)] + [(c, i % len(cross)) for i, c in enumerate(picked)]
         pairs = [(c, k) if by_style else (k, c) for c, k in grid]
         prompts = [a.template.format(style=a.styles[st], object=a.objects[ob]) for st, ob in pairs]
-        style_pred, object_pred = a.classify(self.generate(model, prompts, self.config.val_seeds[:1]))
-        pred = style_pred if by_style else object_pred
-        truth = torch.tensor([c for c, _ in grid])
-        hits = (pred == truth).float()
-        return {"target_acc": 100 * hits[:n].mean().item(), "IRA": 100 * hits[n:].mean().item()}
+        seeds, key = self.config.val_seeds[:1], fingerprint(model)
+
+        def hits(lo: int, hi: int) -> torch.Tensor:
+            style_pred, object_pred = a.classify(self.generate(model, prompts[lo:hi], seeds, key=key))
+            return ((style_pred if by_style else object_pred) == torch.tensor([c for c, _ in grid[lo:hi]])).float()
+
+        # The most target images that may be recognised with target_acc still within the threshold.
+        allowed = n if forget_threshold is None else max(
+            (k for k in range(n + 1) if accuracy(torch.tensor([1.0] * k + [0.0] * (n - k))) <= forget_threshold),
+            default=-1)
+        # One at a time, with or without a threshold: on the CPU a UNet call's floats depend slightly on its
+        # batch size (t2i.sample keeps the noise, not every rounding, per image), so a trial's images, and
+        # its scores, do not depend on whether it may exit early.
+        target_hits = torch.zeros(0)
+        while len(target_hits) < n and target_hits.sum() <= allowed:
+            target_hits = torch.cat([target_hits, hits(len(target_hits), len(target_hits) + 1)])
+        scores = {"target_acc": float("nan"), "IRA": float("nan"), "target_hits": int(target_hits.sum()),
+                  "target_images": len(target_hits), "images": len(target_hits)}
+        if target_hits.sum() > allowed:  # recognised too often to forget: IRA is not scored
+            return scores
+        scores["target_acc"] = accuracy(target_hits)
+        if len(grid) > n:
+            scores["IRA"] = accuracy(hits(n, len(grid)))
+            scores["images"] = len(grid)
+        return scores
 
     # -- the task --------------------------------------------------------------------------------
     def task(self, target: str) -> UnlearningTask:
@@ -375,9 +412,10 @@ class UnlearnCanvasSuite(Suite):
             random_label_loss_fn=random_label_loss,
             reference_lr=self.reference_lr(),
             extras={"concept_prompts": concept,
+                    "partial_sampling_steps": a.steps if self.embedded else REAL_PARTIAL_SAMPLING_STEPS,
                     "saliency_loss": lambda m, b: m.noise_loss(b[0], b[1], guidance=SALUN_MASK_GUIDANCE),
                     "clip_losses": self._clip_losses(target) if a.clip_partner is not None else None,
-                    "quick_scores": lambda m: self.quick_scores(m, target)},
+                    "quick_scores": lambda m, **kw: self.quick_scores(m, target, **kw)},
         )
 
 
@@ -401,6 +439,11 @@ def canvas_metrics(style_pred: torch.Tensor, object_pred: torch.Tensor, styles: 
         "CRA": 100 * torch.stack([cross_correct[(cross == c) & ~on_target].mean()
                                   for c in cross[~on_target].unique().tolist()]).mean().item(),
     }
+
+
+def accuracy(hits: torch.Tensor) -> float:
+    """Per-image hits (1.0 / 0.0) as an accuracy in %."""
+    return 100 * hits.float().mean().item()
 
 
 def text_encoder_layer_groups(model: nn.Module) -> dict[str, str]:

@@ -6,8 +6,16 @@ the frozen original model:
     eps_theta(x_t, c, t)  ->  eps*(x_t, t) - eta * (eps*(x_t, c, t) - eps*(x_t, t))      (ESD Eq. 3)
 
 where x_t is not a noised training image but a partial sample of the model being trained, drawn
-with the concept prompt (guidance 3) over a 50-step DDIM schedule and stopped at a random step.
-The training timestep is drawn inside the DDIM bin the partial sample stopped in. ``esd-x``
+with the concept prompt (guidance 3) by DDIM with the spacing and clipping the model samples with,
+stopped at a random step of its schedule. The training timestep is drawn inside the DDIM bin the
+partial sample stopped in.
+
+The schedule's length is the task's (``task.extras['partial_sampling_steps']``) unless ``ddim_steps``
+is given: the reference's 50 for Stable Diffusion, whose own generation runs about as many DDIM steps,
+and on the embedded unlearncanvas model its own 5 sampling steps. x_t is meant to be a partial sample
+of the model's own sampling process, and the embedded model samples in 5 steps; a 50-step partial
+sample would cost it 24.5 guided UNet calls per iteration on average, five times its whole generation
+(docs/PROTOCOLS.md, unlearncanvas, ESD). ``--method-set esd.ddim_steps=50`` restores the 50 steps. ``esd-x``
 trains the cross-attention layers only (``attn2``; UnlearnCanvas's setting), ``esd-u`` everything
 in the UNet but cross-attention, the time embedding and the output head (the reference's
 "noxattn"). Defaults are the reference ones: 1000 iterations, Adam lr 1e-5 (unless the suite's
@@ -30,6 +38,7 @@ import torch.nn.functional as F
 from diffusers import DDIMScheduler
 
 from unlearnbench.errors import UnlearnBenchError
+from unlearnbench.passes import real_scale
 from unlearnbench.methods.base import Method, Outcome, register_method
 from unlearnbench.methods.optim import EpochConfig, run_epochs
 from unlearnbench.task import UnlearningTask
@@ -43,19 +52,35 @@ class ESDConfig:
     lr: float | None = None  # None: the suite's reference lr (SD v1.5: 1e-5, the reference's)
     negative_guidance: float = 1.0  # eta
     start_guidance: float = 3.0  # guidance of the partial sampling that makes x_t
-    ddim_steps: int = 50  # schedule of the partial sampling; x_t stops at a random step of it
+    # Steps of the partial sampling's schedule (x_t stops at a random step of it); None: the task's
+    # (unlearncanvas: 50, the reference's, on real Stable Diffusion; the model's own 5 on embedded)
+    ddim_steps: int | None = None
     parameters: str = "xattn"  # "xattn" (esd-x: attn2 only) or "noxattn" (esd-u: all but attn2)
 
     def __post_init__(self) -> None:
         if self.iterations < 1 or self.check_every < 1:
             raise UnlearnBenchError(f"esd: iterations={self.iterations}, check_every={self.check_every}; "
                                     "both must be at least 1")
+        if self.ddim_steps is not None and self.ddim_steps < 1:
+            raise UnlearnBenchError(f"esd: ddim_steps={self.ddim_steps}; it must be at least 1 (or unset for "
+                                    "the task's schedule)")
 
 
 # What the reference's "noxattn" leaves out besides cross-attention, in diffusers' names: its
 # ``time_embed`` (diffusers ``time_embedding``) and the output head ``out.`` (``conv_norm_out``,
 # ``conv_out``). The per-block time projections and norms are trained, as there.
 ESD_U_EXCLUDED = ("time_embedding.", "conv_norm_out.", "conv_out.")
+
+# The reference's partial-sampling schedule for Stable Diffusion (train-esd.py, ddim_steps), used where
+# neither the settings nor the task name one.
+REFERENCE_DDIM_STEPS = 50
+
+
+def partial_sampling_steps(config: ESDConfig, task: UnlearningTask) -> int:
+    """The schedule x_t is sampled on: ``ddim_steps`` when set, else the task's, else the reference's 50."""
+    if config.ddim_steps is not None:
+        return config.ddim_steps
+    return int(task.extras.get("partial_sampling_steps") or REFERENCE_DDIM_STEPS)
 
 
 def esd_parameter_names(unet_names: list[str], parameters: str) -> list[str]:
@@ -89,13 +114,21 @@ class ESD(Method):
         if not names:
             raise UnlearnBenchError(f"esd ({cfg.parameters}): no trainable UNet tensors among the task's editable ones")
         generator = torch.Generator().manual_seed(int(torch.randint(2**62, ())))
+        ddim_steps = partial_sampling_steps(cfg, task)
+        # Pass counts: on the task's shortened schedule (embedded), a sampling step stands for
+        # REFERENCE_DDIM_STEPS / ddim_steps of the reference's; an explicit ddim_steps counts as it ran.
+        steps_at_real_scale = {"unet": REFERENCE_DDIM_STEPS / ddim_steps} if cfg.ddim_steps is None else {}
 
         with task.costs.phase("precompute"):
             frozen = copy.deepcopy(model.unet).eval().requires_grad_(False)
             empty = model.encode_prompts([""]).detach()
             contexts = {p: model.encode_prompts([p]).detach() for p in prompts}
-            sampler = DDIMScheduler.from_config(model.noise_scheduler.config, clip_sample=False)
-            sampler.set_timesteps(cfg.ddim_steps, device=next(model.unet.parameters()).device)
+            # DDIM with the spacing and clipping the model generates with (Stable Diffusion: its scheduler's
+            # spacing, no clipping, as the reference; the embedded pixel-space model: trailing, clipped).
+            own = model.sampler_config
+            sampler = DDIMScheduler.from_config(model.noise_scheduler.config, timestep_spacing=own.timestep_spacing,
+                                                clip_sample=own.clip_sample)
+            sampler.set_timesteps(ddim_steps, device=next(model.unet.parameters()).device)
         optimizer = torch.optim.Adam([unet_params[n] for n in names], lr=lr)
         train_steps = model.noise_scheduler.config.num_train_timesteps
         rows = []
@@ -106,15 +139,18 @@ class ESD(Method):
             losses = []
             for it in range(first, min(first + cfg.check_every, cfg.iterations)):
                 prompt = prompts[int(torch.randint(len(prompts), (1,), generator=generator))]
-                stop = int(torch.randint(cfg.ddim_steps, (1,), generator=generator))
+                stop = int(torch.randint(ddim_steps, (1,), generator=generator))
                 # 1. x_t: a partial sample of the current model with the concept prompt, and the training
                 # timestep drawn inside the DDIM bin it stopped in, as the reference draws t_enc_ddpm.
                 with torch.no_grad():
-                    x_t = partial_sample(model, sampler, contexts[prompt], empty, stop, cfg.start_guidance, generator)
-                    t = bin_timestep(stop, cfg.ddim_steps, train_steps, generator).to(x_t.device)
-                    # 2. The frozen model's negatively guided target (ESD Eq. 3).
-                    eps_uncond = frozen(x_t, t, encoder_hidden_states=empty).sample
-                    eps_concept = frozen(x_t, t, encoder_hidden_states=contexts[prompt]).sample
+                    with real_scale(steps_at_real_scale):
+                        x_t = partial_sample(model, sampler, contexts[prompt], empty, stop, cfg.start_guidance,
+                                             generator)
+                    t = bin_timestep(stop, ddim_steps, train_steps, generator).to(x_t.device)
+                    # 2. The frozen model's negatively guided target (ESD Eq. 3): its unconditional and
+                    # concept predictions in one UNet call of 2 inputs, as partial_sample guides.
+                    eps_uncond, eps_concept = frozen(torch.cat([x_t, x_t]), t, encoder_hidden_states=torch.cat(
+                        [empty, contexts[prompt]])).sample.chunk(2)
                     target = eps_uncond - cfg.negative_guidance * (eps_concept - eps_uncond)
                 # 3. Regress the trained model's conditional prediction onto it.
                 loss = F.mse_loss(model.unet(x_t, t, encoder_hidden_states=contexts[prompt]).sample, target)
@@ -126,8 +162,8 @@ class ESD(Method):
                 optimizer.step()
                 # UNet passes: 2 per guided sampling step, the frozen model's 2, the trained model's 1.
                 task.costs.count(forward=2 * stop + 3, backward=1)
-                rows.append({"iteration": it, "loss": loss.item(), "stop_step": stop, "timestep": int(t),
-                             "train_timesteps": train_steps})
+                rows.append({"iteration": it, "loss": loss.item(), "stop_step": stop, "ddim_steps": ddim_steps,
+                             "timestep": int(t), "train_timesteps": train_steps})
                 losses.append(loss.item())
                 bar.update(1)
             return {"iterations": first + len(losses), "loss": sum(losses) / len(losses)}
@@ -136,7 +172,7 @@ class ESD(Method):
         outcome = run_epochs(task, self.name, checks, iterations, cfg.iterations, "it",
                              {n: unet_params[n] for n in names})
         outcome.tables["iterations"] = pd.DataFrame(rows)
-        outcome.info.update(lr=lr, tensors=len(names), iterations=len(rows))
+        outcome.info.update(lr=lr, tensors=len(names), iterations=len(rows), ddim_steps=ddim_steps)
         return outcome
 
 

@@ -160,7 +160,7 @@ class Slug(Method):
         with task.costs.phase("search"):
             trace = pd.DataFrame(reference_search(task, names, g_f, cfg.search_steps))
         with task.costs.phase("update"):
-            chosen = choose_trial(trace, task.goal.forget_metric, task.goal.retain_metric)
+            chosen = choose_reference_trial(trace, task.goal.forget_metric, task.goal.retain_metric)
             params = dict(model.named_parameters())
             with torch.no_grad():
                 for name in names:
@@ -210,7 +210,13 @@ def reference_search(task: UnlearningTask, names: list[str], grads: dict[str, to
     scores: lambda0 = 0.4 ||W|| / ||g|| of the first tensor, bracket [0, 10 lambda0]; a step that leaves
     the target recognisable raises the lower end, one that forgets but loses IRA lowers the upper end;
     stop at the first step that forgets with IRA within the goal's tolerance, or after ``steps`` trials.
-    Every trial starts from W0, which is restored at the end."""
+    Every trial starts from W0, which is restored at the end.
+
+    Each trial exits early (``quick_scores(model, forget_threshold=...)``, the goal's threshold): once enough
+    of the target's images are recognised that the threshold cannot be met, the rest are not generated and
+    IRA is not scored
+    (NaN in the trace, with ``images``, ``target_images`` and ``target_hits`` saying what was computed);
+    such a trial did not forget, so it raises the lower end as a full one would."""
     task.base_validation()  # on W0, for the runner's goal judgement, before any trial edits the layer
     quick = task.extras["quick_scores"]
     goal = task.goal
@@ -218,8 +224,10 @@ def reference_search(task: UnlearningTask, names: list[str], grads: dict[str, to
     params = dict(task.model.named_parameters())
     w0 = {n: params[n].detach().clone() for n in names}
     g = {n: grads[n].to(w0[n].dtype) for n in names}
-    base = quick(task.model)
+    base = quick(task.model)  # in full: IRA's reference
     task.costs.count(evaluations=1)
+    # The suite's quick scores can stop a trial early only on the accuracy they score the target by.
+    early_exit = {"forget_threshold": goal.forget_threshold} if goal.forget_metric == "target_acc" else {}
     step = 0.4 * w0[names[0]].norm().item() / max(g[names[0]].norm().item(), 1e-12)
     low, high = 0.0, 10 * step
     rows = []
@@ -228,11 +236,12 @@ def reference_search(task: UnlearningTask, names: list[str], grads: dict[str, to
             with torch.no_grad():
                 for n in names:
                     params[n].copy_(w0[n] + step * g[n])
-            scores = quick(task.model)
+            scores = quick(task.model, **early_exit)
             task.costs.count(evaluations=1)
-            forgot = scores[goal.forget_metric] <= goal.forget_threshold
-            kept = abs(base[goal.retain_metric] - scores[goal.retain_metric]) <= tolerance
-            rows.append({"layer": names[0], "trial": trial, "step": step, "met": forgot and kept, **scores})
+            forgot = bool(scores[goal.forget_metric] <= goal.forget_threshold)  # NaN (exited early): False
+            kept = bool(abs(base[goal.retain_metric] - scores[goal.retain_metric]) <= tolerance)
+            rows.append({"layer": names[0], "trial": trial, "step": step, "met": forgot and kept, "forgot": forgot,
+                         "exited_early": bool(pd.isna(scores[goal.forget_metric])), **scores})
             if forgot and kept:
                 break
             if forgot:
@@ -311,6 +320,17 @@ def choose_trial(trace: pd.DataFrame, forget_metric: str, retain_metric: str) ->
             best = best[best.layer == best.layer.iloc[0]]
         return best.loc[best.step.idxmax()]
     return trace.sort_values([forget_metric, retain_metric], ascending=[True, False]).iloc[0]
+
+
+def choose_reference_trial(trace: pd.DataFrame, forget_metric: str, retain_metric: str) -> pd.Series:
+    """``choose_trial`` on the reference search's trace, where a trial that exited early has no forget
+    score (NaN) and did not forget. If some trial forgot, the choice is ``choose_trial``'s, as without
+    early exit (a forgetting trial ranks before every other). If none did, the kept step is the one with
+    the fewest target images recognised (ties: the largest step): an early-exited trial's accuracy is
+    only known to be above the threshold."""
+    if trace.forgot.any() or "target_hits" not in trace:
+        return choose_trial(trace, forget_metric, retain_metric)
+    return trace.sort_values(["target_hits", "step"], ascending=[True, False]).iloc[0]
 
 
 @register_method("slug-noise")

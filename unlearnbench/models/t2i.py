@@ -160,9 +160,11 @@ class TextToImage(nn.Module):
         """Generate one image per (prompt, seed) pair: float (N, 3, H, W) in [-1, 1], on the CPU.
 
         Classifier-free guidance against the empty prompt; ``steps`` and ``guidance`` default to
-        ``sampler_config``. The same (prompt, seed) always gives the same image, whatever else is in
-        the batch. ``batch_size`` prompts share one UNet call (of twice that many inputs, for guidance);
-        a VAE decodes ``decode_batch_size`` latents at a time (Stable Diffusion's decoder needs about
+        ``sampler_config``. The same (prompt, seed) always starts from the same noise, whatever else is
+        in the batch; the UNet's float rounding depends slightly on the batch size on the CPU (up to ~3e-4 on
+        the embedded model), so an image made in another batch may differ by a step in a few uint8 pixels.
+        ``batch_size`` prompts share one UNet call (of twice that many inputs, for guidance); a VAE decodes
+        ``decode_batch_size`` latents at a time (Stable Diffusion's decoder needs about
         0.6 GB of activations per 512-pixel image), and each decoded chunk leaves the device at once.
         """
         if len(prompts) != len(seeds):
