@@ -17,8 +17,13 @@ from unlearnbench.real_scale import PassTime, project
 from unlearnbench.runner import RunSpec, run
 
 
-def counts(counter: PassCounter, component: str) -> dict[str, float]:
-    return counter.counts.get(component, dict.fromkeys(("forward", "backward", "real_forward", "real_backward"), 0.0))
+def counts(counter: PassCounter, component: str, phase: str | None = None) -> dict[str, float]:
+    """The component's counts, summed over phases (or of one phase)."""
+    total = dict.fromkeys(("forward", "backward", "real_forward", "real_backward"), 0.0)
+    for (name, counted_phase), row in counter.counts.items():
+        if name == component and phase in (None, counted_phase):
+            total = {k: total[k] + row[k] for k in total}
+    return total
 
 
 @pytest.fixture()
@@ -85,8 +90,8 @@ def test_the_suite_generates_at_the_real_step_count_and_counts_its_judges(canvas
     model = canvas_suite.base_model()
     components = {**model_components(model), **{n: [m] for n, m in canvas_suite.judges().items()}}
     target = canvas_suite.targets()[0]
-    with PassCounter(components).counting() as counter:
-        canvas_suite.quick_scores(model.requires_grad_(False), target)
+    with PassCounter(components).counting() as counter, torch.no_grad():
+        canvas_suite.quick_scores(model, target)
     unet = counts(counter, "unet")
     steps = canvas_suite.assets.steps
     assert unet["real_forward"] == pytest.approx(unet["forward"] * 100 / steps)  # UnlearnCanvas: DDIM 100
@@ -129,11 +134,14 @@ def clip_run(micro_suite, tmp_path_factory):
     return run(spec, micro_suite)
 
 
-def test_every_unit_stores_its_passes(clip_run):
+def test_every_unit_stores_its_passes_with_the_base_validation_apart(clip_run):
     for name in clip_run.manifest["units"]:
         table = clip_run.artifacts[f"{name}/passes"]
         assert set(table.component) == {"image_encoder", "text_encoder"}
-        assert (table.forward > 0).all() and (table.backward > 0).all()
+        assert set(table.phase) == {"method", "base_validation"}  # both methods judge steps against the base
+        method = table[table.phase == "method"]
+        assert (method.forward > 0).all() and (method.backward > 0).all()
+        assert (table[table.phase == "base_validation"].backward == 0).all()
 
 
 def test_bench_costs_projects_each_unit_with_the_timed_components(clip_run, monkeypatch, capsys):
@@ -154,8 +162,10 @@ def test_bench_costs_projects_each_unit_with_the_timed_components(clip_run, monk
         expected = sum(r.real_forward * t.forward_s + r.real_backward * t.backward_s
                        for r in group.itertuples() for t in [fake_timer("cpu", None, 1)[r.component]])
         assert group.seconds.sum() == pytest.approx(expected)
+        without = group[group.phase == "method"].seconds.sum()
+        assert 0 < without < expected
         line = next(line for line in out.splitlines() if line.startswith(method))
-        assert f"{expected:,.1f}" in line
+        assert f"{expected:,.1f}" in line and f"{without:,.1f}" in line
     assert "real_scale_s" in (clip_run.run_dir / "costs.md").read_text()
 
 

@@ -379,14 +379,16 @@ def cmd_costs(args: argparse.Namespace) -> int:
     if times is not None:
         lines.append(f"real_scale_s: those passes times one pass of each {REAL_MODELS[kind]} component, timed here "
                      f"({resolve_device(args.device)}, {args.dtype}, {torch.get_num_threads()} threads, "
-                     "random weights; passes only, so a lower bound); x_slug: ratio to "
-                     "SLUG's on the same target.")
+                     "random weights; passes only, so a lower bound); without_base_val_s: the same without the base "
+                     "model's validation (run for every method, to judge the goal; papers leave it out); x_slug, "
+                     "x_slug_without: their ratios to SLUG's on the same target.")
         lines += [f"  {c}: {t.forward_s:.4g} s forward" + (f", {t.backward_s:.4g} s backward" if t.backward_s else "")
                   + f" per sample{f' ({t.note})' if t.note else ''}" for c, t in times.items()]
     shown = table.set_index("method").assign(runtime_s=table.runtime_s.map("{:.1f}".format).values)
     if times is not None:
-        shown = shown.assign(real_scale_s=table.real_scale_s.map("{:,.1f}".format).values,
-                             x_slug=table.x_slug.map("{:.2f}".format).values)
+        seconds = ("real_scale_s", "without_base_val_s")
+        shown = shown.assign(**{c: table[c].map("{:,.1f}".format).values for c in seconds},
+                             **{c: table[c].map("{:.2f}".format).values for c in ("x_slug", "x_slug_without")})
     print(to_terminal(shown))
     print("\n".join(lines))
     atomic_write_text(run_dir / "costs.md", "# costs\n\n" + to_markdown(shown) + "\n\n" + "\n".join(lines) + "\n")

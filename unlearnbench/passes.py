@@ -31,9 +31,13 @@ import pandas as pd
 import torch
 from torch import nn
 
-COLUMNS = ("component", "forward", "backward", "real_forward", "real_backward")
+COLUMNS = ("component", "phase", "forward", "backward", "real_forward", "real_backward")
+# "base_validation": the untouched model's validation, which the harness needs of every method (the goal is
+# judged against it) and papers leave out of a method's runtime; "method": everything else.
+PHASES = ("method", "base_validation")
 
 _SCALE: contextvars.ContextVar[Mapping[str, float] | None] = contextvars.ContextVar("real_scale", default=None)
+_PHASE: contextvars.ContextVar[str] = contextvars.ContextVar("pass_phase", default="method")
 _ACTIVE: contextvars.ContextVar[PassCounter | None] = contextvars.ContextVar("pass_counter", default=None)
 
 
@@ -45,6 +49,18 @@ def real_scale(factors: Mapping[str, float]) -> Iterator[None]:
         yield
     finally:
         _SCALE.reset(token)
+
+
+@contextmanager
+def counted_as(phase: str) -> Iterator[None]:
+    """Count the passes within the block under ``phase`` (one of PHASES)."""
+    if phase not in PHASES:
+        raise ValueError(f"unknown pass phase {phase!r}; expected one of {PHASES}")
+    token = _PHASE.set(phase)
+    try:
+        yield
+    finally:
+        _PHASE.reset(token)
 
 
 def count_absent(component: str, samples: int) -> None:
@@ -106,10 +122,10 @@ class PassCounter:
 
     def __init__(self, components: Mapping[str, list[nn.Module]]) -> None:
         self.components = dict(components)
-        self.counts: dict[str, dict[str, float]] = defaultdict(lambda: dict.fromkeys(COLUMNS[1:], 0.0))
+        self.counts: dict[tuple[str, str], dict[str, float]] = defaultdict(lambda: dict.fromkeys(COLUMNS[2:], 0.0))
 
     def add(self, component: str, direction: str, samples: float) -> None:
-        row = self.counts[component]
+        row = self.counts[component, _PHASE.get()]
         row[direction] += samples
         row[f"real_{direction}"] += samples * (_SCALE.get() or {}).get(component, 1.0)
 
@@ -145,10 +161,10 @@ class PassCounter:
             self.add(name, "forward", samples)
             out = _output_tensor(output)
             if out is not None and out.requires_grad:
-                scale = (_SCALE.get() or {}).get(name, 1.0)
+                scale, phase = (_SCALE.get() or {}).get(name, 1.0), _PHASE.get()
 
                 def on_gradient(grad: torch.Tensor) -> None:
-                    row = self.counts[name]
+                    row = self.counts[name, phase]
                     row["backward"] += samples
                     row["real_backward"] += samples * scale
 
@@ -156,6 +172,7 @@ class PassCounter:
         return hook
 
     def table(self) -> pd.DataFrame:
-        """One row per component: sample passes forward and backward, as ran and at the real protocol's steps."""
-        rows = [{"component": c, **v} for c, v in sorted(self.counts.items())]
+        """One row per (component, phase): sample passes forward and backward, as ran and at the real protocol's
+        steps."""
+        rows = [{"component": c, "phase": p, **v} for (c, p), v in sorted(self.counts.items())]
         return pd.DataFrame(rows, columns=list(COLUMNS))

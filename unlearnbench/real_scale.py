@@ -262,7 +262,8 @@ def project(passes: pd.DataFrame, times: dict[str, PassTime]) -> pd.DataFrame:
                 raise UnlearnBenchError(f"component {row.component!r} ran backward passes, but its real-scale "
                                         "backward is not timed")
             backward = row.real_backward * timed.backward_s
-        rows.append({"component": row.component, "real_forward": row.real_forward, "real_backward": row.real_backward,
+        rows.append({"component": row.component, "phase": getattr(row, "phase", "method"),
+                     "real_forward": row.real_forward, "real_backward": row.real_backward,
                      "forward_s": row.real_forward * timed.forward_s, "backward_s": backward,
                      "seconds": row.real_forward * timed.forward_s + backward})
     return pd.DataFrame(rows)

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from unlearnbench.costs import CostMeter
+from unlearnbench.passes import counted_as
 from unlearnbench.errors import UnlearnBenchError
 
 Batch = tuple[Any, ...]
@@ -127,7 +128,8 @@ class UnlearningTask:
         """Validation metrics of the untouched model (computed once, before any edit)."""
         if self._base_validation is None:
             start = time.perf_counter()
-            self._base_validation = self.validate(self.model, set())
+            with counted_as("base_validation"):
+                self._base_validation = self.validate(self.model, set())
             self.costs.base_validation_s = time.perf_counter() - start
         return self._base_validation
 
