@@ -330,13 +330,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 1 if args.fail_on_regression and not regressions(result).empty else 0
 
 
-def cmd_report(args: argparse.Namespace) -> int:
+def stored_run(path: str):
+    """A finished run folder (read, nothing recomputed) and the registered suite class it ran."""
     from unlearnbench.benchmarks.base import SUITES
-    from unlearnbench.reports.run_report import stored_result, write_run_report
-    from unlearnbench.runner import run_lock
+    from unlearnbench.reports.run_report import stored_result
 
-    check_ci(args.ci)
-    run_dir = Path(args.run)
+    run_dir = Path(path)
     if not run_dir.is_dir():
         what = "a file, not a folder" if run_dir.exists() else "no such folder"
         raise UnlearnBenchError(f"RUN {run_dir}: {what}; give a run folder (runs/<run-id>)")
@@ -345,33 +344,32 @@ def cmd_report(args: argparse.Namespace) -> int:
     if name not in SUITES:
         raise UnlearnBenchError(f"RUN {run_dir} is a run of suite {name!r}, which is not registered; give --plugin "
                                 f"MODULE for the module that registers it (suites: {', '.join(SUITES.names())})")
+    return run_dir, result, SUITES.get(name)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from unlearnbench.reports.run_report import write_run_report
+    from unlearnbench.runner import run_lock
+
+    check_ci(args.ci)
+    run_dir, result, suite = stored_run(args.run)
     with run_lock(run_dir):  # never while a run writes the same files
-        report = write_run_report(result, SUITES.get(name), args.ci)
+        report = write_run_report(result, suite, args.ci)
     print(report.terminal)
     print(f"\nwrote {run_dir / 'report.html'} (and table.md, table.tex, plots) from the stored run; nothing recomputed")
     return 0
 
 
 def cmd_costs(args: argparse.Namespace) -> int:
-    from unlearnbench.benchmarks.base import SUITES
-    from unlearnbench.cache import atomic_write_text
     import torch
 
+    from unlearnbench.cache import atomic_write_text
     from unlearnbench.real_scale import REAL_MODELS, pass_times, resolve_device
     from unlearnbench.reports.costs import cost_table
-    from unlearnbench.reports.run_report import stored_result
     from unlearnbench.reports.tables import to_markdown, to_terminal
 
-    run_dir = Path(args.run)
-    if not run_dir.is_dir():
-        what = "a file, not a folder" if run_dir.exists() else "no such folder"
-        raise UnlearnBenchError(f"RUN {run_dir}: {what}; give a run folder (runs/<run-id>)")
-    result = stored_result(run_dir)
-    name = result.manifest["suite"]["name"]
-    if name not in SUITES:
-        raise UnlearnBenchError(f"RUN {run_dir} is a run of suite {name!r}, which is not registered; give --plugin "
-                                f"MODULE for the module that registers it (suites: {', '.join(SUITES.names())})")
-    kind = SUITES.get(name).kind
+    run_dir, result, suite = stored_run(args.run)
+    kind = suite.kind
     times = pass_times(kind, args.device, args.dtype, refresh=args.refresh) if args.real_scale else None
     table, passes = cost_table(result, times)
     lines = ["Sample passes per component, forward / backward, as the real protocol would run them (embedded "

@@ -60,27 +60,23 @@ class PassTime:
     note: str = ""
 
 
-def _clock(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
-    """Median seconds of ``fn`` over ``repeats`` calls, after one warm-up call on accelerators."""
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-    if device.type == "cuda":
-        fn()
-        sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
-
-
 def _now(device: torch.device) -> float:
+    """The clock, after the device has finished what it was given."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return time.perf_counter()
+
+
+def _clock(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
+    """Median seconds of ``fn`` over ``repeats`` calls, after one warm-up call on accelerators."""
+    if device.type == "cuda":
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = _now(device)
+        fn()
+        times.append(_now(device) - start)
+    return sorted(times)[len(times) // 2]
 
 
 def _forward_backward(module: nn.Module, call: Callable[[nn.Module], torch.Tensor], device: torch.device,
@@ -99,16 +95,6 @@ def _forward_backward(module: nn.Module, call: Callable[[nn.Module], torch.Tenso
     both = _clock(step, device, repeats)
     module.zero_grad(set_to_none=True)
     return forward, max(both - forward, 0.0)
-
-
-def _output(x: object) -> torch.Tensor:
-    if isinstance(x, torch.Tensor):
-        return x
-    for name in ("sample", "logits", "last_hidden_state", "pooler_output"):
-        value = getattr(x, name, None)
-        if isinstance(value, torch.Tensor):
-            return value
-    raise TypeError(f"no tensor in {type(x).__name__}")
 
 
 def _build(builder: Callable[[], nn.Module], device: torch.device, dtype: torch.dtype) -> nn.Module:
