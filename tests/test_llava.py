@@ -23,10 +23,10 @@ from unlearnbench.datasets.synthetic.vqa import (IDENTITY_QUESTIONS, SCENE_CLASS
 from unlearnbench.errors import UnlearnBenchError
 from unlearnbench.methods.base import METHODS, build_method
 from unlearnbench.models.llava_loader import load_clip, load_llava, used_vision_layers, vision_parameters
-from unlearnbench.models.tiny_llava import (build_clip, build_clip_tokenizer, build_llava, build_processor,
-                                            build_tokenizer, preset)
+from unlearnbench.models.tiny_llava import (MAX_NEW_TOKENS, build_clip, build_clip_tokenizer, build_llava,
+                                            build_processor, build_tokenizer, preset)
 from unlearnbench.runner import RunSpec, run
-from unlearnbench.vlm import contains_answer, prompt_ids
+from unlearnbench.vlm import answer_items, contains_answer, prompt_ids
 
 MICRO = LlavaSuiteConfig(embedded="micro", retain_samples=96, batch_size=32)
 SMALL_DATA = VqaDataConfig(n_identities=3, identity_images=(2, 1, 1), scene_images=(1, 1, 1))
@@ -323,6 +323,24 @@ def test_micro_model_answers_well_above_chance(llava_suite):
     metrics = llava_suite.evaluate(llava_suite.base_model(), llava_suite.targets()[0])
     # Chance: 1/6 names, 1/4 colours, 1/3 shapes and counts.
     assert metrics["FA"] >= 75 and metrics["TA_ID"] >= 75 and metrics["TA_VQA"] >= 50, metrics
+
+
+def test_mixed_questions_in_one_left_padded_batch_answer_as_each_item_alone(llava_suite, monkeypatch):
+    """The validation faces are asked three questions of different prompt lengths; batched together,
+    left-padded, every answer is the one the item gets in a batch of its own, in one generate call."""
+    suite, split = llava_suite, "val"
+    rows = list(range(len(suite.assets.identities[split])))
+    questions, _ = suite.asked(split, rows)
+    assert len({len(suite.prompt(q)) for q in questions}) > 1, "the prompts must differ in length to test padding"
+    tokenizer, pixels = suite.assets.processor.tokenizer, suite.pixels("identities", split).take
+    alone = answer_items(suite.base_model(), tokenizer, suite.prompt, pixels, rows, questions, MAX_NEW_TOKENS, 1)
+    calls, model_class = [], type(suite.base_model())
+    generate = model_class.generate
+    monkeypatch.setattr(model_class, "generate", lambda self, **kw: calls.append(1) or generate(self, **kw))
+    batched = answer_items(suite.base_model(), tokenizer, suite.prompt, pixels, rows, questions, MAX_NEW_TOKENS,
+                           len(rows))
+    assert batched == alone
+    assert len(calls) == 1
 
 
 def test_unknown_target_is_named(llava_suite):

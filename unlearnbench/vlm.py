@@ -25,37 +25,48 @@ def prompt_ids(processor, question: str, image) -> torch.Tensor:
 
 
 @torch.no_grad()
-def greedy_answers(model: nn.Module, tokenizer, prompt: torch.Tensor, pixel_values: torch.Tensor,
+def greedy_answers(model: nn.Module, tokenizer, prompts: Sequence[torch.Tensor], pixel_values: torch.Tensor,
                    max_new_tokens: int) -> list[str]:
-    """Greedy answers to one prompt (1-D ids) about each image of ``pixel_values``."""
+    """Greedy answers, one per row: prompt ``prompts[i]`` (1-D ids) about image ``pixel_values[i]``.
+
+    Prompts of different lengths share one batch left-padded, as batched generation with a decoder-only
+    model needs: every row's answer starts right after its own prompt, the mask hides the padding and
+    ``generate`` numbers positions from the mask, so a row's answer is the one it gets alone (up to float
+    rounding). Items asking different questions need not be generated one question at a time."""
     device = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
-    ids = prompt.to(device).expand(len(pixel_values), -1)
-    out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        ids[row, width - len(prompt):] = prompt
+        mask[row, width - len(prompt):] = 1
+    out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
                          pixel_values=pixel_values.to(device, dtype), max_new_tokens=max_new_tokens,
                          do_sample=False)
-    return [text.strip() for text in tokenizer.batch_decode(out[:, ids.shape[1]:], skip_special_tokens=True)]
+    return [text.strip() for text in tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)]
 
 
 def answer_items(model: nn.Module, tokenizer, prompts: Callable[[str], torch.Tensor],
                  pixels: Callable[[Sequence[int]], torch.Tensor], image_index: Sequence[int],
                  questions: Sequence[str], max_new_tokens: int, batch_size: int) -> list[str]:
-    """Answers to item i = (``questions[i]``, image ``image_index[i]``), batched by question.
+    """Answers to item i = (``questions[i]``, image ``image_index[i]``), ``batch_size`` items at a time.
 
-    ``prompts(question)`` gives the prompt ids, ``pixels(indices)`` the images' pixel values.
+    ``prompts(question)`` gives the prompt ids, ``pixels(indices)`` the images' pixel values. Items go
+    in order of prompt length, longest first (the order of the items otherwise kept), so a batch mixes
+    questions with little padding: the forget check of one identity, asked in turn three ways, is one
+    generate call, and a real data set's per-item questions still fill whole batches.
     """
+    ids = {question: prompts(question) for question in dict.fromkeys(questions)}
+    order = sorted(range(len(questions)), key=lambda i: -len(ids[questions[i]]))
     answers: list[str] = [""] * len(questions)
-    by_question: dict[str, list[int]] = {}
-    for i, question in enumerate(questions):
-        by_question.setdefault(question, []).append(i)
-    for question, items in by_question.items():
-        prompt = prompts(question)
-        for start in range(0, len(items), batch_size):
-            chunk = items[start:start + batch_size]
-            replies = greedy_answers(model, tokenizer, prompt, pixels([image_index[i] for i in chunk]),
-                                     max_new_tokens)
-            for i, reply in zip(chunk, replies):
-                answers[i] = reply
+    for start in range(0, len(order), batch_size):
+        chunk = order[start:start + batch_size]
+        replies = greedy_answers(model, tokenizer, [ids[questions[i]] for i in chunk],
+                                 pixels([image_index[i] for i in chunk]), max_new_tokens)
+        for i, reply in zip(chunk, replies):
+            answers[i] = reply
     return answers
 
 
