@@ -4,8 +4,9 @@ The embedded clip default's first target: SLUG with ``procedure=cached`` (trials
 edited layer can change; retention scored at each layer's smallest forgetting step) and with
 ``procedure=reference`` (a full validation reusing nothing for every trial, as the reference code
 scores its trials). Both must choose the same layer and step; the ratio of their wall times (against
-the issue's 10x target), of their search phases alone, and the cached run's floor ratio are printed and
-kept in the saved benchmark's extra_info.
+the issue's 10x target), of their search phases alone, the cached run's floor ratio and the ceiling (the
+reference's wall time over the cached run's floor: the speedup of a search that cost nothing beyond the floor)
+are printed and kept in the saved benchmark's extra_info.
 
     pytest perf --benchmark-only            # add --benchmark-autosave, later --benchmark-compare
 """
@@ -50,11 +51,16 @@ def test_slug_search(benchmark, clip_suite, procedure):
         ours = RESULTS["cached"]
         speedup = result["wall_s"] / ours["wall_s"]
         search_speedup = result["runtime_search_s"] / ours["runtime_search_s"]  # the gradient passes are shared
-        benchmark.extra_info.update(speedup_over_reference=speedup, search_speedup_over_reference=search_speedup)
+        # What a search costing nothing beyond SLUG's floor (gradient passes + one validation) would reach:
+        # no cached procedure can be faster than this against the reference on this task and machine.
+        ceiling = result["wall_s"] / ours["floor_s"]
+        benchmark.extra_info.update(speedup_over_reference=speedup, search_speedup_over_reference=search_speedup,
+                                    speedup_ceiling=ceiling)
         verdict = "met" if speedup >= TARGET_SPEEDUP else "not met"
         print(f"\nSLUG on clip/{clip_suite.targets()[0]}: cached {ours['wall_s']:.2f} s (floor "
               f"{ours['floor_s']:.2f} s, x{ours['runtime_over_floor']:.2f}), reference {result['wall_s']:.2f} s: "
-              f"{speedup:.1f}x faster (target {TARGET_SPEEDUP:.0f}x: {verdict}); search alone "
+              f"{speedup:.1f}x faster (target {TARGET_SPEEDUP:.0f}x: {verdict}; ceiling, the reference over our "
+              f"floor: {ceiling:.1f}x); search alone "
               f"{ours['runtime_search_s']:.2f} s vs {result['runtime_search_s']:.2f} s, {search_speedup:.1f}x; "
               f"chosen {ours['layer']} step {ours['step']:.4g} "
               f"(reference: {result['layer']} step {result['step']:.4g})")
