@@ -124,3 +124,19 @@ def test_a_deliberately_broken_method_fails_the_gate(micro_suite, tmp_path, monk
     assert main(["compare", str(good.run_dir), str(bad.run_dir), "--fail-on-regression"]) == 1
     out = capsys.readouterr().out
     assert "REGRESSED" in out and "noop TA_CA@1" in out
+
+
+def test_runs_timed_beside_other_work_are_named(runs, capsys):
+    """A unit timed while other processes took a quarter or more of the CPUs makes its run's runtimes
+    doubtful: compare says which run, the run report says it under the table."""
+    from unlearnbench.reports.tables import loaded_note
+
+    manifest_file = runs[1] / "manifest.json"
+    manifest = json.loads(manifest_file.read_text())
+    manifest["units"] = {"t0__slug": {"other_cpu_percent": 61.0}, "t1__slug": {"other_cpu_percent": 2.0}}
+    manifest_file.write_text(json.dumps(manifest))
+    assert main(["compare", str(runs[0]), str(runs[1])]) == 0
+    out = capsys.readouterr().out
+    assert "NEW: 1 of 2 units were timed while other processes used 25% or more of the CPUs (up to 61%)" in out
+    assert "BASE:" not in out  # its manifest records no load
+    assert loaded_note({"a": {"other_cpu_percent": 24.9}}) == ""

@@ -104,3 +104,57 @@ def test_failing_method_keeps_earlier_units(micro_suite, tmp_path, monkeypatch):
     assert len(units) == 1 and "noop" in units[0].name
     # ... and the model was restored despite the failure
     assert all(p.isfinite().all() for p in micro_suite.base_model().parameters())
+
+
+def test_units_record_what_other_processes_took_of_the_cpus(first_run):
+    _, result = first_run
+    shares = [info["other_cpu_percent"] for info in result.manifest["units"].values()]
+    assert shares and all(0 <= share <= 100 for share in shares)
+
+
+def test_other_load_sees_a_busy_process_beside_it():
+    """Beside a process spinning on one core, other processes took a share of the CPUs this one may use
+    (half of two cores here; a quarter of four); alone, a larger one of nothing."""
+    import subprocess
+    import sys
+    import time
+
+    from unlearnbench.costs import OtherLoad
+
+    def work() -> float:
+        with OtherLoad() as load:
+            sum(i * i for i in range(3_000_000))
+        return load.percent
+
+    alone = work()
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)  # let it start spinning
+        beside = work()
+    finally:
+        spinner.kill()
+        spinner.wait()
+    cpus = len(OtherLoad()._cpus)
+    assert beside >= alone + 50 / cpus, (alone, beside)
+
+
+def test_run_report_marks_timings_taken_beside_other_work(first_run, tmp_path):
+    import dataclasses
+    import shutil
+
+    from unlearnbench.reports.run_report import write_run_report
+
+    _, result = first_run
+    folder = tmp_path / "run"
+    shutil.copytree(result.run_dir, folder)
+    units = {name: {**info, "other_cpu_percent": 80.0 if i == 0 else 0.0}
+             for i, (name, info) in enumerate(result.manifest["units"].items())}
+    loaded = dataclasses.replace(result, run_dir=folder, manifest={**result.manifest, "units": units})
+    report = write_run_report(loaded, ClipSuite)
+    sentence = f"1 of {len(units)} units were timed while other processes used 25% or more of the CPUs (up to 80%)"
+    assert sentence in report.terminal
+    assert sentence in (folder / "table.md").read_text()
+    assert "other processes used" in (folder / "report.html").read_text()
+    quiet = {name: {**info, "other_cpu_percent": 0.0} for name, info in units.items()}
+    alone = write_run_report(dataclasses.replace(loaded, manifest={**result.manifest, "units": quiet}), ClipSuite)
+    assert "other processes used" not in alone.terminal + (folder / "table.md").read_text()

@@ -2,11 +2,13 @@
 
 docs/PROTOCOLS.md ("Costs"): runtime split into precompute / update / search, peak memory of the
 unlearning step, forward and backward sample passes (the paper's complexity column, measured), and
-storage measured from the written patch file.
+storage measured from the written patch file. ``OtherLoad`` measures how much CPU other processes took
+while a unit was timed, so a timing taken beside other work is marked as such.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import defaultdict
@@ -43,6 +45,51 @@ class _PeakRSS:
         self._stop.set()
         self._thread.join()
         self.peak_bytes = max(self.peak_bytes, self._process.memory_info().rss)
+
+
+class OtherLoad:
+    """The share of this process's CPUs that other processes used while the block ran, in % (``percent``).
+
+    Wall times taken beside other work read high (two torch processes with 2 threads each on 2 cores
+    ran about 7x slower than one alone), so each unit records this with its timings and reports mark
+    the timings it makes doubtful (``reports.tables.LOADED_PERCENT``). Busy time of the CPUs this process
+    may run on (``/proc/stat`` through psutil; steal time counts, a hypervisor took it) less this
+    process's own CPU time (and, with ``children``, that of the child processes it waited for), over the
+    wall time of all those CPUs.
+    """
+
+    def __init__(self, children: bool = False) -> None:
+        self._process = psutil.Process()
+        self._children = children  # count the CPU time of this process's finished children as its own
+        try:
+            self._cpus = sorted(os.sched_getaffinity(0))
+        except AttributeError:  # no affinity API (macOS, Windows): every CPU
+            self._cpus = list(range(psutil.cpu_count() or 1))
+        self.percent = 0.0
+
+    def _busy_seconds(self) -> float:
+        per_cpu = psutil.cpu_times(percpu=True)
+        total = 0.0
+        for cpu in self._cpus:
+            if cpu < len(per_cpu):
+                t = per_cpu[cpu]
+                # guest time is already inside user time on Linux; idle and waiting for I/O are not busy
+                total += sum(t) - t.idle - getattr(t, "iowait", 0.0) - getattr(t, "guest", 0.0) \
+                    - getattr(t, "guest_nice", 0.0)
+        return total
+
+    def _own_seconds(self) -> float:
+        own = self._process.cpu_times()
+        return own.user + own.system + (own.children_user + own.children_system if self._children else 0.0)
+
+    def __enter__(self) -> OtherLoad:
+        self._start = (time.perf_counter(), self._busy_seconds(), self._own_seconds())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        wall = time.perf_counter() - self._start[0]
+        others = (self._busy_seconds() - self._start[1]) - (self._own_seconds() - self._start[2])
+        self.percent = min(100.0, max(0.0, 100 * others / max(wall * len(self._cpus), 1e-9)))
 
 
 class CostMeter:

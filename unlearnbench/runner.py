@@ -34,6 +34,7 @@ from PIL import Image
 from unlearnbench import records as rec
 from unlearnbench.benchmarks.base import Suite, build_suite
 from unlearnbench.cache import atomic_write, atomic_write_text, cache_dir, config_hash, read_cached
+from unlearnbench.costs import OtherLoad
 from unlearnbench.errors import UnlearnBenchError
 from unlearnbench.identity import code_fingerprint, digest, model_fingerprint
 from unlearnbench.methods.base import METHODS, Method, build_method
@@ -297,6 +298,13 @@ def compute_unit(suite: Suite, method: Method, job: UnitJob) -> UnitOutput:
     """Unlearn ``job.target`` with ``method`` on ``suite``'s base model (restored afterwards, also on
     failure), write the patch (and sample grid / example answers) into the run folder, and return the
     unit's records, artifacts and info; the caller stores them (``Unit.store``)."""
+    with OtherLoad() as load:  # what other processes took of the CPUs while this unit was timed
+        output = _compute_unit(suite, method, job)
+    output.info["other_cpu_percent"] = round(load.percent, 1)
+    return output
+
+
+def _compute_unit(suite: Suite, method: Method, job: UnitJob) -> UnitOutput:
     target, seed, run_dir = job.target, job.seed, Path(job.run_dir)
     name = unit_name(target, method, seed)
     task = suite.task(target)

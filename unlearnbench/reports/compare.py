@@ -22,7 +22,7 @@ from scipy import stats as scipy_stats
 
 from unlearnbench import records as rec
 from unlearnbench.errors import UnlearnBenchError
-from unlearnbench.reports.tables import ORIGINAL, human_bytes, variant_labels
+from unlearnbench.reports.tables import ORIGINAL, human_bytes, loaded_note, variant_labels
 
 KEYS = ["method", "config_hash", "metric"]
 STATUSES = ("regressed", "improved", "within tolerance", "not gated")
@@ -131,6 +131,9 @@ def differences(base: StoredRun, new: StoredRun) -> list[str]:
                if old_suite["config"].get(k) != v]
     if changed:
         notes.append(f"suite settings differ: {', '.join(changed)}")
+    for role, run in (("BASE: ", base), ("NEW: ", new)):
+        if note := loaded_note(run.manifest.get("units", {}), role):
+            notes.append(note)
     return notes + unmatched(base, new)
 
 

@@ -19,8 +19,8 @@ from unlearnbench.errors import UnlearnBenchError
 from unlearnbench.reports import plots
 from unlearnbench.reports.compare import StoredRun
 from unlearnbench.reports.html import Figure, RunPart, UnitPart, write_report
-from unlearnbench.reports.tables import (COST_COLUMNS, GOAL_COLUMN, MISSED, MISSED_NOTE, summary_table, to_latex,
-                                         to_markdown, to_terminal)
+from unlearnbench.reports.tables import (COST_COLUMNS, GOAL_COLUMN, MISSED, MISSED_NOTE, loaded_note, summary_table,
+                                         to_latex, to_markdown, to_terminal)
 from unlearnbench.runner import RunResult
 
 
@@ -35,17 +35,21 @@ def write_run_report(result: RunResult, suite: type[Suite], ci: float | None = N
     manifest, run_dir = result.manifest, result.run_dir
     table = summary_table(result.records, [*suite.table_metrics, GOAL_COLUMN, *COST_COLUMNS], ci)
     missed_note = f"\n{MISSED_NOTE}\n" if any(label.endswith(MISSED) for label in table.index) else ""
+    load = loaded_note(manifest["units"])
+    notes = missed_note + (f"\n{load}\n" if load else "")
     spread = "std" if ci is None else f"the half-width of the {ci:.0%} t confidence interval"
     cells = (f"Cells: mean ± {spread} over targets and seeds; metrics in %, runtime in seconds, storage = patch "
              "tensor bytes.")
     title = f"{manifest['suite']['name']} (v{manifest['suite']['version']}) — run {manifest['run_id']}"
     header = (f"# {title}\n\nModel: `{manifest['suite']['model']}`; targets: {', '.join(manifest['targets'])}; "
               f"seeds: {manifest['seeds']}. {cells} {goal_sentence(manifest)}\n\n")
-    atomic_write_text(run_dir / "table.md", header + to_markdown(table) + missed_note)
+    atomic_write_text(run_dir / "table.md", header + to_markdown(table) + notes)
     atomic_write_text(run_dir / "table.tex", to_latex(table))
     part = write_figures(result, suite)
-    write_report(run_dir / "report.html", title, [cells, goal_sentence(manifest)], table, [part])
-    return RunReport(to_terminal(table) + (f"\n{MISSED_NOTE}" if missed_note else ""), part)
+    write_report(run_dir / "report.html", title, [cells, goal_sentence(manifest), *([load] if load else [])], table,
+                 [part])
+    return RunReport(to_terminal(table) + (f"\n{MISSED_NOTE}" if missed_note else "") + (f"\n{load}" if load else ""),
+                     part)
 
 
 def write_figures(result: RunResult, suite: type[Suite]) -> RunPart:

@@ -18,6 +18,21 @@ COST_COLUMNS = ("runtime_s", "storage_bytes", "forward_samples", "backward_sampl
 GOAL_COLUMN = "goal_met"
 MISSED = " †"  # appended to a variant that missed the goal on some target or seed
 MISSED_NOTE = "† missed the goal on validation for at least one target or seed (see the goal_met column)."
+# Other processes' share of the CPUs (costs.OtherLoad, per unit) from which a unit's timings read high.
+LOADED_PERCENT = 25.0
+
+
+def loaded_note(units: dict[str, dict], role: str = "") -> str:
+    """A warning naming how many units were timed while other processes took ``LOADED_PERCENT`` or more of
+    the CPUs (their runtimes are not comparable to ones taken alone); "" when none were."""
+    shares = {name: info["other_cpu_percent"] for name, info in units.items() if "other_cpu_percent" in info}
+    loaded = sorted(name for name, share in shares.items() if share >= LOADED_PERCENT)
+    if not loaded:
+        return ""
+    worst = max(shares[name] for name in loaded)
+    return (f"{role}{len(loaded)} of {len(units)} units were timed while other processes used {LOADED_PERCENT:g}% "
+            f"or more of the CPUs (up to {worst:.0f}%): their runtimes read high; rerun alone into a new --out "
+            f"to time them (first: {loaded[0]}).")
 
 
 def variant_labels(records: pd.DataFrame, configs: dict[tuple[str, str], dict] | None = None) -> dict[tuple, str]:
