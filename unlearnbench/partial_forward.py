@@ -64,7 +64,7 @@ def resume_point(model: nn.Module, changed: set[str], tower: str) -> tuple[int, 
     block), "mlp" (only its MLP branch changed: keep the attention branch's result) or "c_proj" (only
     the MLP's output layer: keep its input too); None: no reuse."""
     block = first_changed_block(model, changed, tower)
-    if block is None or block == len(_blocks(model, tower)) or not _plain_block(_blocks(model, tower)[block]):
+    if block is None or block == len(_blocks(model, tower)) or not plain_block(_blocks(model, tower)[block]):
         return None if block is None else (block, "block")
     prefix = f"{'visual.' if tower == 'vision' else ''}transformer.resblocks.{block}."
     inside = [n[len(prefix):] for n in changed if n.startswith(prefix)]
@@ -79,11 +79,11 @@ def all_points(model: nn.Module, tower: str) -> list[tuple[int, str]]:
     """Every resume point of ``tower``: each block's, its MLP's where it is open_clip's plain block, the head's."""
     blocks = _blocks(model, tower)
     parts = [(b, p) for b, block in enumerate(blocks)
-             for p in (("block", "mlp", "c_proj") if _plain_block(block) else ("block",))]
+             for p in (("block", "mlp", "c_proj") if plain_block(block) else ("block",))]
     return [*parts, (len(blocks), "block")]
 
 
-def _plain_block(block: nn.Module) -> bool:
+def plain_block(block: nn.Module) -> bool:
     """open_clip's ResidualAttentionBlock: x + ls_1(attention(ln_1(x))), then + ls_2(mlp(ln_2(x))), with an
     MLP ending in c_proj (what the "mlp" and "c_proj" resume points rebuild)."""
     return (type(block).__name__ == "ResidualAttentionBlock" and all(hasattr(block, a) for a in ("ln_2", "ls_2", "mlp"))
@@ -243,7 +243,7 @@ class FeatureCache:
         if block < len(blocks):
             mask = None if tower == "vision" else model.attn_mask
             x = x if transformer.batch_first else x.transpose(0, 1)
-            if part != "block":  # open_clip's block after its attention branch (_plain_block)
+            if part != "block":  # open_clip's block after its attention branch (plain_block)
                 current = blocks[block]
                 if part == "c_proj":
                     h = kept[1] if transformer.batch_first else kept[1].transpose(0, 1)

@@ -91,10 +91,14 @@ def model_components(model: nn.Module) -> dict[str, list[nn.Module]]:
 
 
 def _tower_units(transformer: nn.Module) -> list[nn.Module]:
+    """A tower's blocks, open_clip's plain ones split into attention and the MLP's two layers (the block
+    shares a resumed trial runs)."""
+    from unlearnbench.partial_forward import plain_block
+
     units = []
     for block in transformer.resblocks:
-        plain = all(hasattr(block, a) for a in ("attn", "mlp")) and hasattr(block.mlp, "c_proj")
-        units += [block.attn, *(block.mlp.c_fc, block.mlp.c_proj)] if plain and hasattr(block.mlp, "c_fc") else [block]
+        split = plain_block(block) and hasattr(block.mlp, "c_fc")
+        units += [block.attn, block.mlp.c_fc, block.mlp.c_proj] if split else [block]
     return units
 
 
