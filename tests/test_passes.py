@@ -134,14 +134,21 @@ def clip_run(micro_suite, tmp_path_factory):
     return run(spec, micro_suite)
 
 
-def test_every_unit_stores_its_passes_with_the_base_validation_apart(clip_run):
-    for name in clip_run.manifest["units"]:
+def test_every_unit_stores_its_passes_with_the_base_validation_and_precompute_apart(clip_run):
+    for name, info in clip_run.manifest["units"].items():
         table = clip_run.artifacts[f"{name}/passes"]
         assert set(table.component) == {"image_encoder", "text_encoder"}
-        assert set(table.phase) == {"method", "base_validation"}  # both methods judge steps against the base
+        # both methods judge steps against the base
+        assert {"method", "base_validation"} <= set(table.phase) <= {"method", "precompute", "base_validation"}
         method = table[table.phase == "method"]
-        assert (method.forward > 0).all() and (method.backward > 0).all()
+        assert (method.forward > 0).all()
         assert (table[table.phase == "base_validation"].backward == 0).all()
+        if info["method"] == "slug":  # its gradient passes, which with the base validation make its floor
+            precompute = table[table.phase == "precompute"]
+            assert len(precompute) == 2 and (precompute.backward > 0).all()
+            assert (method.backward == 0).all()  # the search only evaluates
+        else:
+            assert (method.backward > 0).all()
 
 
 def test_bench_costs_projects_each_unit_with_the_timed_components(clip_run, monkeypatch, capsys):
@@ -162,10 +169,13 @@ def test_bench_costs_projects_each_unit_with_the_timed_components(clip_run, monk
         expected = sum(r.real_forward * t.forward_s + r.real_backward * t.backward_s
                        for r in group.itertuples() for t in [fake_timer("cpu", None, 1)[r.component]])
         assert group.seconds.sum() == pytest.approx(expected)
-        without = group[group.phase == "method"].seconds.sum()
+        without = group[group.phase != "base_validation"].seconds.sum()
         assert 0 < without < expected
         line = next(line for line in out.splitlines() if line.startswith(method))
         assert f"{expected:,.1f}" in line and f"{without:,.1f}" in line
+        if method == "slug":  # runtime_over_floor at real scale: all passes over precompute + base validation
+            floor = group[group.phase.isin(["precompute", "base_validation"])].seconds.sum()
+            assert 0 < floor < expected and line.rstrip().endswith(f"{expected / floor:.2f}")
     assert "real_scale_s" in (clip_run.run_dir / "costs.md").read_text()
 
 

@@ -361,6 +361,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_costs(args: argparse.Namespace) -> int:
+    import pandas as pd
     import torch
 
     from unlearnbench.cache import atomic_write_text
@@ -379,14 +380,17 @@ def cmd_costs(args: argparse.Namespace) -> int:
                      f"({resolve_device(args.device)}, {args.dtype}, {torch.get_num_threads()} threads, "
                      "random weights; passes only, so a lower bound); without_base_val_s: the same without the base "
                      "model's validation (run for every method, to judge the goal; papers leave it out); x_slug, "
-                     "x_slug_without: their ratios to SLUG's on the same target.")
+                     "x_slug_without: their ratios to SLUG's on the same target; x_floor: real_scale_s over the "
+                     "projected floor (the passes of its precompute phase and the base validation), for methods "
+                     "with a floor: runtime_over_floor at real scale.")
         lines += [f"  {c}: {t.forward_s:.4g} s forward" + (f", {t.backward_s:.4g} s backward" if t.backward_s else "")
                   + f" per sample{f' ({t.note})' if t.note else ''}" for c, t in times.items()]
     shown = table.set_index("method").assign(runtime_s=table.runtime_s.map("{:.1f}".format).values)
     if times is not None:
         seconds = ("real_scale_s", "without_base_val_s")
+        ratios = [c for c in ("x_slug", "x_slug_without", "x_floor") if c in table]
         shown = shown.assign(**{c: table[c].map("{:,.1f}".format).values for c in seconds},
-                             **{c: table[c].map("{:.2f}".format).values for c in ("x_slug", "x_slug_without")})
+                             **{c: table[c].map(lambda v: "" if pd.isna(v) else f"{v:.2f}").values for c in ratios})
     print(to_terminal(shown))
     print("\n".join(lines))
     atomic_write_text(run_dir / "costs.md", "# costs\n\n" + to_markdown(shown) + "\n\n" + "\n".join(lines) + "\n")

@@ -33,8 +33,10 @@ from torch import nn
 
 COLUMNS = ("component", "phase", "forward", "backward", "real_forward", "real_backward")
 # "base_validation": the untouched model's validation, which the harness needs of every method (the goal is
-# judged against it) and papers leave out of a method's runtime; "method": everything else.
-PHASES = ("method", "base_validation")
+# judged against it) and papers leave out of a method's runtime; "precompute": what ran in the method's
+# precompute phase (CostMeter.phase: SLUG's gradient passes, which with the base validation make its floor);
+# "method": everything else.
+PHASES = ("method", "precompute", "base_validation")
 
 _SCALE: contextvars.ContextVar[Mapping[str, float] | None] = contextvars.ContextVar("real_scale", default=None)
 _PHASE: contextvars.ContextVar[str] = contextvars.ContextVar("pass_phase", default="method")

@@ -23,6 +23,10 @@ def unit_passes(result) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+# The per-unit table's columns that are no model component.
+UNIT_COLUMNS = ("method", "target", "seed", "runtime_s", "real_scale_s", "without_base_val_s", "x_floor")
+
+
 def _fmt(value: float) -> str:
     return f"{value:,.0f}" if value >= 10 or value == 0 else f"{value:.2f}"
 
@@ -31,11 +35,14 @@ def cost_table(result, times: dict[str, PassTime] | None = None) -> tuple[pd.Dat
     """(table per unit, long table per component). The per-unit table: measured runtime, each component's
     passes at the real protocol's steps as ``forward / backward``, and with ``times`` the projected
     real-scale seconds (all passes, and without the base model's validation, which the harness runs for
-    every method and papers leave out) with their ratios to SLUG's on the same target."""
+    every method and papers leave out) with their ratios to SLUG's on the same target, and for methods
+    with a floor (``floor_s`` in their records: SLUG's gradient passes plus one validation) ``x_floor``,
+    the projected runtime over the projected floor: ``runtime_over_floor`` at real scale."""
     passes = unit_passes(result)
     records = result.records
-    runtime = (records[(records.stage == "after") & (records.metric == "runtime_s")]
-               .set_index(["method", "target", "seed"]).value)
+    after = records[records.stage == "after"]
+    runtime = after[after.metric == "runtime_s"].set_index(["method", "target", "seed"]).value
+    floors = after[after.metric == "floor_s"].set_index(["method", "target", "seed"]).value
     if times is not None:
         projected = pd.concat([project(group, times).assign(unit=unit) for unit, group in passes.groupby("unit")],
                               ignore_index=True)
@@ -50,14 +57,20 @@ def cost_table(result, times: dict[str, PassTime] | None = None) -> tuple[pd.Dat
         if times is not None:
             row["real_scale_s"] = group.seconds.sum()
             row["without_base_val_s"] = group[group.phase != "base_validation"].seconds.sum()
+            # A method with a floor (SLUG's: its precompute phase + the base validation), in a unit whose passes
+            # keep the precompute phase apart (units stored before they did cannot tell their floor).
+            if (method, target, seed) in floors.index and "precompute" in set(group.phase):
+                floor = group[group.phase.isin(["precompute", "base_validation"])].seconds.sum()
+                row["x_floor"] = row["real_scale_s"] / floor
         rows.append(row)
     table = pd.DataFrame(rows)
-    components = [c for c in table.columns
-                  if c not in ("method", "target", "seed", "runtime_s", "real_scale_s", "without_base_val_s")]
+    components = [c for c in table.columns if c not in UNIT_COLUMNS]
     table[components] = table[components].fillna("0 / 0")
     if times is not None:
         for column, ratio in (("real_scale_s", "x_slug"), ("without_base_val_s", "x_slug_without")):
             slug = table[table.method == "slug"].set_index(["target", "seed"])[column]
             table[ratio] = [getattr(r, column) / slug[(r.target, r.seed)] if (r.target, r.seed) in slug.index
                             else float("nan") for r in table.itertuples()]
+        if "x_floor" in table:  # last: it compares a unit with its own floor, not with SLUG
+            table = table[[c for c in table.columns if c != "x_floor"] + ["x_floor"]]
     return table, passes
