@@ -25,14 +25,14 @@ TARGET_SPEEDUP = 10.0  # issue 13: ours at least 10x faster than the reference p
 TARGET_FLOOR_RATIO = 1.5  # issue 13: SLUG at most 1.5x its floor
 SUITES = ("clip", "llava")
 RESULTS: dict[tuple[str, str], dict] = {}
-_BUILT: dict[str, object] = {}
 
 
-def suite(name: str):
-    if name not in _BUILT:
-        _BUILT[name] = build_suite(name, {})
-        _BUILT[name].assets  # load the shipped model before anything is timed
-    return _BUILT[name]
+@pytest.fixture(scope="module", params=SUITES)
+def built(request):
+    """Each suite once; pytest runs both procedures of one suite before building the next."""
+    suite = build_suite(request.param, {})
+    suite.assets  # load the shipped model before anything is timed
+    return suite
 
 
 def unlearn(built, procedure: str) -> dict:
@@ -44,9 +44,8 @@ def unlearn(built, procedure: str) -> dict:
 
 
 @pytest.mark.parametrize("procedure", ["cached", "reference"])  # in this order: the second compares
-@pytest.mark.parametrize("name", SUITES)
-def test_slug_search(benchmark, name, procedure):
-    built = suite(name)
+def test_slug_search(benchmark, built, procedure):
+    name = built.name
     result = benchmark.pedantic(unlearn, args=(built, procedure), rounds=1, iterations=1)
     result["wall_s"] = benchmark.stats.stats.min
     benchmark.extra_info.update({k: result[k] for k in ("layer", "step", "runtime_s", "evaluations")})

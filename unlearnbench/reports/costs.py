@@ -23,10 +23,6 @@ def unit_passes(result) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-# The per-unit table's columns that are no model component.
-UNIT_COLUMNS = ("method", "target", "seed", "runtime_s", "real_scale_s", "without_base_val_s", "x_floor")
-
-
 def _fmt(value: float) -> str:
     return f"{value:,.0f}" if value >= 10 or value == 0 else f"{value:.2f}"
 
@@ -48,7 +44,7 @@ def cost_table(result, times: dict[str, PassTime] | None = None) -> tuple[pd.Dat
                               ignore_index=True)
         passes = passes.merge(projected[["unit", "component", "phase", "forward_s", "backward_s", "seconds"]],
                               on=["unit", "component", "phase"])
-    rows = []
+    rows, x_floor = [], {}
     for (method, target, seed), group in passes.groupby(["method", "target", "seed"], sort=False):
         row = {"method": method, "target": target, "seed": seed,
                "runtime_s": runtime.get((method, target, seed), float("nan"))}
@@ -61,16 +57,17 @@ def cost_table(result, times: dict[str, PassTime] | None = None) -> tuple[pd.Dat
             # keep the precompute phase apart (units stored before they did cannot tell their floor).
             if (method, target, seed) in floors.index and "precompute" in set(group.phase):
                 floor = group[group.phase.isin(["precompute", "base_validation"])].seconds.sum()
-                row["x_floor"] = row["real_scale_s"] / floor
+                x_floor[method, target, seed] = row["real_scale_s"] / floor
         rows.append(row)
     table = pd.DataFrame(rows)
-    components = [c for c in table.columns if c not in UNIT_COLUMNS]
+    components = [c for c in table.columns
+                  if c not in ("method", "target", "seed", "runtime_s", "real_scale_s", "without_base_val_s")]
     table[components] = table[components].fillna("0 / 0")
     if times is not None:
         for column, ratio in (("real_scale_s", "x_slug"), ("without_base_val_s", "x_slug_without")):
             slug = table[table.method == "slug"].set_index(["target", "seed"])[column]
             table[ratio] = [getattr(r, column) / slug[(r.target, r.seed)] if (r.target, r.seed) in slug.index
                             else float("nan") for r in table.itertuples()]
-        if "x_floor" in table:  # last: it compares a unit with its own floor, not with SLUG
-            table = table[[c for c in table.columns if c != "x_floor"] + ["x_floor"]]
+        if x_floor:  # last: it compares a unit with its own floor, not with SLUG
+            table["x_floor"] = [x_floor.get((r.method, r.target, r.seed), float("nan")) for r in table.itertuples()]
     return table, passes

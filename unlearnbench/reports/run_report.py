@@ -34,22 +34,21 @@ def write_run_report(result: RunResult, suite: type[Suite], ci: float | None = N
     """Write the run's tables, plots and report.html; ``suite`` is the run's suite class."""
     manifest, run_dir = result.manifest, result.run_dir
     table = summary_table(result.records, [*suite.table_metrics, GOAL_COLUMN, *COST_COLUMNS], ci)
-    missed_note = f"\n{MISSED_NOTE}\n" if any(label.endswith(MISSED) for label in table.index) else ""
     load = loaded_note(manifest["units"])
-    notes = missed_note + (f"\n{load}\n" if load else "")
+    missed = MISSED_NOTE if any(label.endswith(MISSED) for label in table.index) else ""
+    notes = [note for note in (missed, load) if note]  # under the table, in table.md and the terminal
     spread = "std" if ci is None else f"the half-width of the {ci:.0%} t confidence interval"
     cells = (f"Cells: mean ± {spread} over targets and seeds; metrics in %, runtime in seconds, storage = patch "
              "tensor bytes.")
     title = f"{manifest['suite']['name']} (v{manifest['suite']['version']}) — run {manifest['run_id']}"
     header = (f"# {title}\n\nModel: `{manifest['suite']['model']}`; targets: {', '.join(manifest['targets'])}; "
               f"seeds: {manifest['seeds']}. {cells} {goal_sentence(manifest)}\n\n")
-    atomic_write_text(run_dir / "table.md", header + to_markdown(table) + notes)
+    atomic_write_text(run_dir / "table.md", header + to_markdown(table) + "".join(f"\n{n}\n" for n in notes))
     atomic_write_text(run_dir / "table.tex", to_latex(table))
     part = write_figures(result, suite)
     write_report(run_dir / "report.html", title, [cells, goal_sentence(manifest), *([load] if load else [])], table,
                  [part])
-    return RunReport(to_terminal(table) + (f"\n{MISSED_NOTE}" if missed_note else "") + (f"\n{load}" if load else ""),
-                     part)
+    return RunReport(to_terminal(table) + "".join(f"\n{n}" for n in notes), part)
 
 
 def write_figures(result: RunResult, suite: type[Suite]) -> RunPart:
