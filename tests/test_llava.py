@@ -343,6 +343,49 @@ def test_mixed_questions_in_one_left_padded_batch_answer_as_each_item_alone(llav
     assert len(calls) == 1
 
 
+def test_each_face_is_asked_the_same_question_by_every_check(llava_suite):
+    """SLUG's quick forget check asks about the target's faces alone, the validation about every face:
+    a face's question must not depend on the list it is asked in (it once was its position there, so the
+    two checks disagreed on the same weights)."""
+    suite = llava_suite
+    for split in ("train", "val", "test"):
+        faces = suite.assets.identities[split]
+        everyone = suite.asked(split, list(range(len(faces))))
+        for label in range(len(faces.classnames)):
+            rows = torch.nonzero(faces.labels == label).flatten().tolist()
+            assert suite.asked(split, rows) == tuple([answers[i] for i in rows] for answers in everyone)
+    # Every template is asked about some validation face of each identity (not always the same one).
+    faces = suite.assets.identities["val"]
+    questions = suite.asked("val", list(range(len(faces))))[0]
+    for label in range(len(faces.classnames)):
+        assert len({questions[i] for i in torch.nonzero(faces.labels == label).flatten().tolist()}) > 1
+
+
+def test_forget_check_and_validation_agree_on_the_same_weights(llava_suite):
+    """On an edited model whose target is half forgotten, the forget-only check and the full validation
+    give the same FA."""
+    suite = llava_suite
+    target = suite.targets()[0]
+    task = suite.task(target)
+    slug = build_method("slug")
+    g_f, layers = slug.gradients(task)
+    name = layers.sort_values("importance", ascending=False).layer.iloc[0]
+    weight = dict(task.model.named_parameters())[name]
+    w0 = weight.detach().clone()
+    try:
+        seen = set()
+        for scale in (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5):
+            with torch.no_grad():
+                weight.copy_(w0 + scale * w0.norm() / g_f[name].norm() * g_f[name])
+            quick = task.validate_forget(task.model, {name})["FA"]
+            assert quick == task.validate(task.model, {name})["FA"]
+            seen.add(quick)
+    finally:
+        with torch.no_grad():
+            weight.copy_(w0)
+    assert len(seen) > 1, "the edits should move FA, or the test compares nothing"
+
+
 def test_unknown_target_is_named(llava_suite):
     with pytest.raises(UnlearnBenchError, match="Nobody"):
         llava_suite.task("Nobody")

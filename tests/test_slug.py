@@ -95,21 +95,42 @@ def test_expensive_validation_scores_retention_once_per_layer():
 
 
 def test_choose_trial_prefers_best_retain_among_met():
+    goal = Goal("FA@5", 0.0, "retain@1", 5.0)
     trace = pd.DataFrame([
         {"layer": "a", "step": 1.0, "met": False, "FA@5": 10.0, "retain@1": 90.0},
         {"layer": "a", "step": 2.0, "met": True, "FA@5": 0.0, "retain@1": 70.0},
         {"layer": "b", "step": 3.0, "met": True, "FA@5": 0.0, "retain@1": 80.0},
     ])
-    assert choose_trial(trace, "FA@5", "retain@1").layer == "b"
+    assert choose_trial(trace, goal).layer == "b"
     tied = pd.concat([trace, pd.DataFrame([
         {"layer": "b", "step": 5.0, "met": True, "FA@5": 0.0, "retain@1": 80.0},
         {"layer": "c", "step": 9.0, "met": True, "FA@5": 0.0, "retain@1": 80.0}])], ignore_index=True)
-    chosen = choose_trial(tied, "FA@5", "retain@1")  # equal retention: first layer, largest step
+    chosen = choose_trial(tied, goal)  # equal retention: first layer, largest step
     assert (chosen.layer, chosen.step) == ("b", 5.0)
-    none_met = trace.assign(met=False)
-    assert choose_trial(none_met, "FA@5", "retain@1").step == 3.0  # forgot most; ties: best retain
-    unscored = none_met.drop(columns="retain@1")  # retention is scored only for trials that forget
-    assert choose_trial(unscored, "FA@5", "retain@1").step in (2.0, 3.0)
+
+
+def test_choose_trial_keeps_the_step_closest_to_the_goal_with_the_least_damage_when_none_met():
+    goal = Goal("FA@5", 0.0, "retain@1", 5.0)
+    trace = pd.DataFrame([
+        {"layer": "a", "step": 1.0, "met": False, "FA@5": 10.0, "retain@1": 90.0},
+        {"layer": "a", "step": 2.0, "met": False, "FA@5": 0.0, "retain@1": 70.0},
+        {"layer": "b", "step": 3.0, "met": False, "FA@5": 0.0, "retain@1": 80.0},
+    ])
+    assert choose_trial(trace, goal).step == 3.0  # both forgot: the better retention
+    unscored = trace.drop(columns="retain@1")  # retention is scored only for trials that forget
+    assert choose_trial(unscored, goal).step == 2.0  # the smallest step that forgets
+    # A doubling search overshoots: the steps that forgot but were not scored rank after a scored one,
+    # and among themselves the smallest goes first, never the largest overshoot.
+    search = pd.DataFrame([
+        {"layer": "a", "step": 1.0, "met": False, "FA@5": 60.0},
+        {"layer": "a", "step": 2.0, "met": False, "FA@5": 10.0, "retain@1": 85.0},
+        {"layer": "a", "step": 4.0, "met": False, "FA@5": 0.0},
+        {"layer": "a", "step": 32.0, "met": False, "FA@5": 0.0},
+    ])
+    assert choose_trial(search, goal).step == 4.0
+    never = pd.DataFrame([{"layer": "a", "step": s, "met": False, "FA@5": fa} for s, fa in
+                          ((1.0, 80.0), (2.0, 40.0), (4.0, 40.0), (8.0, 60.0))])
+    assert choose_trial(never, goal).step == 2.0  # nothing forgot: the lowest FA, then the smaller step
 
 
 @pytest.fixture(scope="module")

@@ -367,13 +367,15 @@ def test_slug_diffusion_trials_exit_early_without_changing_the_choice(canvas_sui
 
 def test_slug_diffusion_choice_when_no_trial_forgets():
     from unlearnbench.methods.slug import choose_reference_trial  # noqa: PLC0415
+    from unlearnbench.task import Goal  # noqa: PLC0415
 
     nan = float("nan")
     trace = pd.DataFrame({"layer": ["w"] * 3, "step": [1.0, 5.5, 7.75], "met": [False] * 3, "forgot": [False] * 3,
                           "target_acc": [nan, 66.7, nan], "IRA": [nan] * 3, "target_hits": [1, 2, 1]})
-    assert choose_reference_trial(trace, "target_acc", "IRA").step == 7.75  # fewest recognised, largest step
+    goal = Goal("target_acc", 0.0, "IRA", 10.0)
+    assert choose_reference_trial(trace, goal).step == 1.0  # fewest recognised; ties: the smaller step
     forgot = trace.assign(forgot=[False, True, False], target_acc=[nan, 0.0, nan], IRA=[nan, 40.0, nan])
-    assert choose_reference_trial(forgot, "target_acc", "IRA").step == 5.5  # a forgetting trial ranks first
+    assert choose_reference_trial(forgot, goal).step == 5.5  # a forgetting trial ranks first
 
 
 def test_slug_layer_helpers():

@@ -7,8 +7,9 @@ the iterative methods' stopping rule) uses the validation hook alone.
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,8 +37,8 @@ class Goal:
     retain_metric: str
     retain_tolerance: float | None = None
 
-    def forget_met(self, metrics: dict[str, float]) -> bool:
-        return metrics[self.forget_metric] <= self.forget_threshold
+    def forget_met(self, metrics: Mapping[str, float]) -> bool:
+        return metrics.get(self.forget_metric, math.nan) <= self.forget_threshold
 
     def met(self, metrics: dict[str, float], base: dict[str, float] | None = None) -> bool:
         if not self.forget_met(metrics):
@@ -45,6 +46,21 @@ class Goal:
         if self.retain_tolerance is not None and base is not None:
             return metrics[self.retain_metric] >= base[self.retain_metric] - self.retain_tolerance
         return True
+
+    def shortfall(self, metrics: Mapping[str, float], damage: float) -> tuple[bool, float, float, float]:
+        """Sort key of checks that missed the goal, lowest first: the one closest to meeting it with the
+        least damage, the fallback every method keeps (docs/PROTOCOLS.md, "The stopping rule").
+
+        Checks that forgot the target come first (they missed on retention), best retain score first (an
+        unscored one last); then the others, lowest forget metric first (a missing one last), then best
+        retain score; ties go to the smaller ``damage`` (a step's size, an epoch's number).
+        """
+        def finite_or_last(value: float) -> float:
+            return value if math.isfinite(value) else math.inf
+
+        forgot = self.forget_met(metrics)  # a NaN forget metric (not measured) did not forget
+        forget = 0.0 if forgot else finite_or_last(metrics.get(self.forget_metric, math.nan))
+        return not forgot, forget, finite_or_last(-metrics.get(self.retain_metric, math.nan)), damage
 
 
 @dataclass

@@ -36,7 +36,7 @@ from unlearnbench.benchmarks.base import Metric, Suite, register_suite
 from unlearnbench.config import check_counts, check_device
 from unlearnbench.models.shipped import check_source
 from unlearnbench.datasets.base import ImageSet, ImageTensors
-from unlearnbench.datasets.synthetic.vqa import IDENTITY_QUESTIONS, Questions
+from unlearnbench.datasets.synthetic.vqa import Questions, identity_question
 from unlearnbench.errors import UnlearnBenchError
 from unlearnbench.lm_eval_utility import LmEvalUtility
 from unlearnbench.models.llava_loader import load_clip, load_llava, vision_parameters
@@ -101,12 +101,13 @@ class LlavaAssets:
     captioned: ImageSet | None
     max_new_tokens: int
     model_id: str
+    # Per split, the question asked about face i and the answer expected: the data set's own (real), or
+    # the identity templates by face index and the face's name (embedded). Fixed by the face, so every
+    # check asks it the same.
+    identity_questions: dict[str, list[str]]
+    identity_answers: dict[str, list[str]]
     # Training-split utility questions, for losses on the VLM's own answers (embedded only).
     utility_train: Questions | None = None
-    # Per split, the question asked about face i and the answer expected (real: the data set's own);
-    # None: the IDENTITY_QUESTIONS in turn, expecting the face's name.
-    identity_questions: dict[str, list[str]] | None = None
-    identity_answers: dict[str, list[str]] | None = None
     target_names: list[str] | None = None  # the identities that can be forgotten; None: every identity
 
 
@@ -156,9 +157,13 @@ class LlavaSuite(Suite):
             trained = load_or_train(preset(self.config.embedded), self.config.device, self.config.embedded_weights)
             data = trained.data
             utility = {split: data.utility[split] for split in ("val", "test")}
+            questions = {split: [identity_question(i) for i in range(len(faces))]
+                         for split, faces in data.identities.items()}
+            names = {split: [faces.classnames[label] for label in faces.labels.tolist()]
+                     for split, faces in data.identities.items()}
             return LlavaAssets(trained.model, trained.processor, trained.clip, trained.clip_tokenizer,
                                data.identities, utility, data.scenes["train"], MAX_NEW_TOKENS, trained.model_id,
-                               utility_train=data.utility["train"])
+                               questions, names, utility_train=data.utility["train"])
         return load_real_assets(self.config)
 
     def model_id(self) -> str:
@@ -188,15 +193,9 @@ class LlavaSuite(Suite):
         return self._prompts[question]
 
     def asked(self, split: str, rows: list[int]) -> tuple[list[str], list[str]]:
-        """The question asked about each face of ``rows`` and the answer expected: the data set's own
-        (real), else the templates in turn and the face's name."""
+        """The question asked about each face of ``rows`` and the answer expected (``LlavaAssets``)."""
         assets = self.assets
-        if assets.identity_questions is not None:
-            return ([assets.identity_questions[split][i] for i in rows],
-                    [assets.identity_answers[split][i] for i in rows])
-        faces = assets.identities[split]
-        return ([IDENTITY_QUESTIONS[k % len(IDENTITY_QUESTIONS)] for k in range(len(rows))],
-                [faces.classnames[int(faces.labels[i])] for i in rows])
+        return ([assets.identity_questions[split][i] for i in rows], [assets.identity_answers[split][i] for i in rows])
 
     def identity_replies(self, model: nn.Module, split: str, rows: list[int]) -> list[str]:
         """Answers to the "who is this?"-style question of each face of ``rows`` (see ``asked``)."""
@@ -272,7 +271,7 @@ class LlavaSuite(Suite):
         if assets.captioned is not None:
             captions += [[caption] for caption in assets.captioned.classnames]
         class_text = text_embeddings(clip, assets.clip_tokenizer, captions, dev)
-        retain_images, retain_labels = self._retain_pairs(target_label)
+        retain_images, retain_labels, retain_rows = self._retain_pairs(target_label)
         forget_rows = torch.nonzero(faces.labels == target_label).flatten()
         forget_images = pixel_tensors(faces, assets.processor)
         other_labels = torch.tensor([c for c in range(len(faces.classnames)) if c != target_label])
@@ -308,7 +307,7 @@ class LlavaSuite(Suite):
             return metrics
 
         params = vision_parameters(model)
-        answer_losses = self._answer_losses(target_label, retain_images, retain_labels)
+        answer_losses = self._answer_losses(target_label, retain_images, retain_rows)
         return UnlearningTask(
             kind="vlm", suite=self.name, target=target, model=model,
             forget_batches=batches(forget_images, forget_rows, faces.labels[forget_rows]),
@@ -325,7 +324,7 @@ class LlavaSuite(Suite):
             extras={"answer_losses": answer_losses},
         )
 
-    def _answer_losses(self, target_label: int, retain_faces: ImageTensors, retain_labels: torch.Tensor) -> dict:
+    def _answer_losses(self, target_label: int, retain_faces: ImageTensors, retain_rows: list[int]) -> dict:
         """Batches and losses on LLaVA's own answers (``slug-lm``): the forget loss is the negative
         log-likelihood of the target's name asked "who is this?" about its training faces; the
         retain loss the same for the other identities' faces (the retain sample) and, embedded, the
@@ -335,13 +334,13 @@ class LlavaSuite(Suite):
         tokenizer = assets.processor.tokenizer
         forget_rows = torch.nonzero(faces.labels == target_label).flatten().tolist()
         forget_pixels = pixel_tensors(faces, assets.processor)
-        # (pixel source, image index, question, answer); retain labels beyond the identities are scenes.
-        n_id = len(faces.classnames)
+        # (pixel source, image index, question, answer)
         target = faces.classnames[target_label]
         forget = [(forget_pixels, i, question, target)
                   for i, question in zip(forget_rows, self.asked("train", forget_rows)[0])]
-        retain = [(retain_faces, i, IDENTITY_QUESTIONS[i % len(IDENTITY_QUESTIONS)], faces.classnames[int(label)])
-                  for i, label in enumerate(retain_labels.tolist()) if label < n_id]
+        # The retain sample's faces come first, in the order of retain_rows (their train-split indices).
+        retain = [(retain_faces, i, question, answer)
+                  for i, (question, answer) in enumerate(zip(*self.asked("train", retain_rows)))]
         if assets.utility_train is not None:
             qs = assets.utility_train
             scene_pixels = pixel_tensors(qs.images, assets.processor)
@@ -363,9 +362,10 @@ class LlavaSuite(Suite):
         return {"forget_batches": batches(forget), "retain_batches": batches(retain),
                 "forget_loss": answer_nll, "retain_loss": answer_nll}
 
-    def _retain_pairs(self, target_label: int) -> tuple[ImageTensors, torch.Tensor]:
+    def _retain_pairs(self, target_label: int) -> tuple[ImageTensors, torch.Tensor, list[int]]:
         """A fixed sample of other identities' faces and (embedded) captioned scenes, with labels
-        indexing the class embeddings (identities first, then scene captions)."""
+        indexing the class embeddings (identities first, then scene captions), and the faces'
+        train-split indices."""
         faces, scenes = self.assets.identities["train"], self.assets.captioned
         gen = torch.Generator().manual_seed(0)
         pool = torch.nonzero(faces.labels != target_label).flatten()
@@ -375,7 +375,7 @@ class LlavaSuite(Suite):
         if scenes is not None:
             n_scenes = min(len(scenes), self.config.retain_samples - n_faces)
             retain = retain.concat(scenes.subset(torch.randperm(len(scenes), generator=gen)[:n_scenes].tolist()))
-        return pixel_tensors(retain, self.assets.processor), retain.labels
+        return pixel_tensors(retain, self.assets.processor), retain.labels, face_pick
 
 
 def identity_accuracy(replies: list[str], expected: list[str], match: str = "word") -> float:

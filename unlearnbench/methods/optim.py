@@ -7,8 +7,9 @@ method here shares with SLUG's step search (docs/PROTOCOLS.md, "methods"):
 1. after every epoch, score the forget-validation split alone (``task.validate_forget``);
 2. only if the target is forgotten, score retention too (``task.validate``) and judge the goal;
 3. stop at the first epoch that meets the goal; if none does within the epoch limit, restore the
-   most-forgetting epoch (lowest forget metric; ties: better retention), as SLUG keeps its
-   most-forgetting trial. The trace marks the epoch kept.
+   epoch closest to meeting it with the least damage (``Goal.shortfall``: an epoch that forgets,
+   by its retention, before one that does not; ties to the earlier epoch), the rule SLUG's step
+   choice follows too. The trace marks the epoch kept.
 
 Methods that edit weights without an optimiser (``ssd-slug``, ``esd``) reuse ``run_epochs`` alone.
 
@@ -125,7 +126,7 @@ def run_epochs(task: UnlearningTask, method: str, cfg: EpochConfig,
         model.eval()
         task.base_validation()  # the goal's retain tolerance compares against the untouched model
     rows: list[dict] = []
-    best: tuple[float, float] | None = None
+    best: tuple | None = None
     best_epoch = 0
     snapshot: dict[str, torch.Tensor] = {}
     start = time.perf_counter()
@@ -141,7 +142,7 @@ def run_epochs(task: UnlearningTask, method: str, cfg: EpochConfig,
             bar.set_postfix({task.goal.forget_metric: metrics[task.goal.forget_metric], "met": met})
             if met and cfg.stop_on_goal:
                 break
-            rank = forgetting_rank(metrics, task.goal.forget_metric, task.goal.retain_metric)
+            rank = task.goal.shortfall(metrics, epoch)
             if keep_best and (best is None or rank < best):
                 best, best_epoch = rank, epoch
                 with torch.no_grad():
@@ -171,13 +172,6 @@ def check(task: UnlearningTask, model: nn.Module, changed: set[str]) -> tuple[di
     if task.goal.retain_metric not in metrics:  # a suite without a forget-only check gave everything
         metrics.update(task.validate(model, changed))
     return metrics, task.goal_met(metrics)
-
-
-def forgetting_rank(metrics: dict[str, float], forget_metric: str, retain_metric: str) -> tuple[float, float]:
-    """Sort key, lowest best: the forget metric, then the retain metric (higher is better; an
-    unscored retention ranks last)."""
-    retain = metrics.get(retain_metric, math.nan)
-    return metrics[forget_metric], -retain if math.isfinite(retain) else math.inf
 
 
 def optimise(task: UnlearningTask, method: str, cfg: IterativeConfig, passes: list[Pass],

@@ -38,7 +38,7 @@ import torch
 from unlearnbench.errors import UnlearnBenchError
 from unlearnbench.methods.base import Method, Outcome, register_method
 from unlearnbench.methods.common import PROCEDURES, bisect_search, mean_gradients, pareto_front
-from unlearnbench.task import UnlearningTask, iterate
+from unlearnbench.task import Goal, UnlearningTask, iterate
 
 log = logging.getLogger(__name__)
 
@@ -133,17 +133,18 @@ class Slug(Method):
                 trials += search_step(task, name, g_f[name], cfg)
         trace = pd.DataFrame(trials)
 
-        # Step 5: best retain score among the trials that met the goal (else the most forgetting).
+        # Step 5: best retain score among the trials that met the goal (else the closest to meeting it).
         with task.costs.phase("update"):
-            chosen = choose_trial(trace, task.goal.forget_metric, task.goal.retain_metric)
+            chosen = choose_trial(trace, task.goal)
             weight = dict(model.named_parameters())[chosen["layer"]]
             with torch.no_grad():
                 weight.add_(chosen["step"] * g_f[chosen["layer"]].to(weight.dtype))
         layers["chosen"] = layers.layer == chosen["layer"]
         record_floor(task)
         if not chosen["met"]:
-            log.warning("slug: no step on any front layer met the goal for %r; applied the step "
-                        "with the lowest %s", task.target, task.goal.forget_metric)
+            log.warning("slug: no step on any front layer met the goal for %r; applied the step closest to "
+                        "meeting it (%s %.4g at step %.4g)", task.target, task.goal.forget_metric,
+                        chosen[task.goal.forget_metric], chosen["step"])
         info = {"layer": chosen["layer"], "step": float(chosen["step"]), "goal_met": bool(chosen["met"]),
                 "front_size": int(layers.on_front.sum())}
         return Outcome(trace=trace, info=info, tables={"layers": layers})
@@ -160,7 +161,7 @@ class Slug(Method):
         with task.costs.phase("search"):
             trace = pd.DataFrame(reference_search(task, names, g_f, cfg.search_steps))
         with task.costs.phase("update"):
-            chosen = choose_reference_trial(trace, task.goal.forget_metric, task.goal.retain_metric)
+            chosen = choose_reference_trial(trace, task.goal)
             params = dict(model.named_parameters())
             with torch.no_grad():
                 for name in names:
@@ -305,32 +306,33 @@ def search_step(task: UnlearningTask, name: str, grad: torch.Tensor, cfg: SlugCo
             weight.copy_(w0)
 
 
-def choose_trial(trace: pd.DataFrame, forget_metric: str, retain_metric: str) -> pd.Series:
-    """The met trial with the best retain score; if none met, the one that forgot most.
+def choose_trial(trace: pd.DataFrame, goal: Goal) -> pd.Series:
+    """The met trial with the best retain score; if none met, the one closest to meeting the goal with the
+    least damage (``Goal.shortfall``, the smaller step on ties): the smallest step that forgets, where one
+    does.
 
-    Ties on retention go to the first layer searched (the most important) and, within it, to the
-    largest step: equal retention on validation, more margin for forgetting on unseen data.
+    Ties on retention among met trials go to the first layer searched (the most important) and, within
+    it, to the largest step: equal retention on validation, more margin for forgetting on unseen data.
     """
-    if retain_metric not in trace:  # no trial forgot, so retention was never scored
-        trace = trace.assign(**{retain_metric: float("nan")})
     met = trace[trace.met]
     if len(met):
-        best = met[met[retain_metric] == met[retain_metric].max()]
+        best = met[met[goal.retain_metric] == met[goal.retain_metric].max()]
         if "layer" in best:
             best = best[best.layer == best.layer.iloc[0]]
         return best.loc[best.step.idxmax()]
-    return trace.sort_values([forget_metric, retain_metric], ascending=[True, False]).iloc[0]
+    ranks = [goal.shortfall(row, row["step"]) for _, row in trace.iterrows()]
+    return trace.iloc[min(range(len(ranks)), key=ranks.__getitem__)]
 
 
-def choose_reference_trial(trace: pd.DataFrame, forget_metric: str, retain_metric: str) -> pd.Series:
+def choose_reference_trial(trace: pd.DataFrame, goal: Goal) -> pd.Series:
     """``choose_trial`` on the reference search's trace, where a trial that exited early has no forget
     score (NaN) and did not forget. If some trial forgot, the choice is ``choose_trial``'s, as without
-    early exit (a forgetting trial ranks before every other). If none did, the kept step is the one with
-    the fewest target images recognised (ties: the largest step): an early-exited trial's accuracy is
-    only known to be above the threshold."""
+    early exit (a forgetting trial ranks before every other). If none did, the one with the fewest target
+    images recognised (ties: the smaller step, as ``Goal.shortfall`` breaks them): an early-exited trial's
+    count of recognised images is what is known of its forget score."""
     if trace.forgot.any() or "target_hits" not in trace:
-        return choose_trial(trace, forget_metric, retain_metric)
-    return trace.sort_values(["target_hits", "step"], ascending=[True, False]).iloc[0]
+        return choose_trial(trace, goal)
+    return trace.sort_values(["target_hits", "step"]).iloc[0]
 
 
 @register_method("slug-noise")

@@ -17,8 +17,8 @@ gets (docs/PROTOCOLS.md, "methods"): SLUG's step search (``common.bisect_search`
 1/alpha, ``search_steps`` evaluations, starting from the face-identity setting ``alpha_start`` = 50
 (or, where the cap leaves nothing above it, just below the largest I_f / I_D present), forget split
 first, retention only for steps that forget; the met step with the best retention is applied, else
-the most-forgetting one. ``alpha=A`` applies the repository's one-shot rule with that alpha and no
-validation at all. lambda is the face-identity 0.1.
+the one closest to meeting the goal (``Goal.shortfall``). ``alpha=A`` applies the repository's one-shot
+rule with that alpha and no validation at all. lambda is the face-identity 0.1.
 
 ``ssd-slug`` is SLUG's comparison (Cai et al., ICML 2025; its ``unlearn/SSD.py``, ``calc_grad.py``
 and ``unlearn_compare.py``), read as follows:
@@ -122,7 +122,7 @@ class SSD(Method):
         alpha = cfg.alpha
         if alpha is None:
             trace = self.search_alpha(task, params, i_d, i_f)
-            chosen = choose_trial(trace, task.goal.forget_metric, task.goal.retain_metric)
+            chosen = choose_trial(trace, task.goal)
             alpha = 1 / float(chosen["step"])
         with task.costs.phase("update"):
             selected = dampen(params, i_d, i_f, alpha, cfg.dampening)

@@ -38,7 +38,7 @@ from transformers import (CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTextCon
 from unlearnbench.contrastive import contrastive_loss
 from unlearnbench.cache import atomic_write_text, config_hash, read_cached, read_record
 from unlearnbench.datasets.synthetic.vqa import (IDENTITY_QUESTIONS, SCENE_CLASSES, UTILITY_QUESTIONS, Questions,
-                                                 VqaData, VqaDataConfig, make_vqa_data)
+                                                 VqaData, VqaDataConfig, identity_question, make_vqa_data)
 from unlearnbench.config import choose_preset
 from unlearnbench.errors import UnlearnBenchError
 from unlearnbench.identity import code_fingerprint
@@ -369,7 +369,7 @@ def held_out_accuracy(model: LlavaForConditionalGeneration, processor: LlavaProc
     face_pixels, scene_pixels = pixel_tensor(faces, processor), pixel_tensor(utility.images, processor)
     prompts = lambda q: prompt_ids(processor, q, faces[0])  # noqa: E731 - one fixed image size
     n = len(faces)
-    questions = [IDENTITY_QUESTIONS[i % len(IDENTITY_QUESTIONS)] for i in range(n)]
+    questions = [identity_question(i) for i in range(n)]
     replies = answer_items(model, processor.tokenizer, prompts, lambda idx: face_pixels[list(idx)], list(range(n)),
                            questions, MAX_NEW_TOKENS, 256)
     names = [faces.classnames[label] for label in faces.labels.tolist()]

@@ -22,6 +22,13 @@ from unlearnbench.datasets.synthetic.faces import draw_face, make_identities
 SPLITS = ("train", "val", "test")
 
 IDENTITY_QUESTIONS = ("who is this?", "who is in the picture?", "what is the name of this person?")
+
+
+def identity_question(index: int) -> str:
+    """The question asked about face ``index`` of its split. Fixed by the face, not by where it stands in
+    the list being asked, so a quick forget check and a full validation ask every face the same."""
+    return IDENTITY_QUESTIONS[index % len(IDENTITY_QUESTIONS)]
+
 UTILITY_QUESTIONS = {  # question type -> the question asked of every scene
     "colour": "what colour is the shape?",
     "shape": "what shape is in the picture?",
