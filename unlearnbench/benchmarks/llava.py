@@ -124,7 +124,9 @@ def pixel_tensors(images: ImageSet, processor) -> ImageTensors:
 class LlavaSuite(Suite):
     """LLaVA VQA identity unlearning: FA (target named), TA_ID (others named), TA_VQA (other questions)."""
 
-    version = 1
+    # 2: each face's question fixed by its index in its split (was: its position in the list asked), and
+    # 30 validation faces per embedded identity (was 10).
+    version = 2
     kind = "vlm"
     Config = LlavaSuiteConfig
     metrics = (Metric("FA", "forget-test", False), Metric("TA_ID", "identities-test", True),
