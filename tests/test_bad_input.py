@@ -103,7 +103,8 @@ def test_unwritable_folders_fail_before_training(capsys, earlier_run, no_trainin
     # A path below a regular file fails for root too, where permission bits would not.
     a_file = next(p for p in earlier_run.rglob("table.md"))
     path = a_file / below if below else a_file
-    argv = [*MICRO, "--methods", "noop", "--out", str(earlier_run), flag, str(path)]
+    argv = [*MICRO, "--set", "embedded_weights=trained", "--methods", "noop", "--out", str(earlier_run), flag,
+            str(path)]
     run_bad(capsys, earlier_run, argv, f"{flag} {path}", expected)
 
 
@@ -166,10 +167,12 @@ def test_slug_rejects_a_forced_layer_before_the_gradient_pass(micro_suite, monke
 @pytest.mark.parametrize("damage", ["truncated model.safetensors", "garbled train.json",
                                     "train.json without metrics"])
 def test_damaged_cached_model_is_retrained_with_a_warning(micro_suite, tmp_path, monkeypatch, caplog, damage):
+    from unlearnbench.cache import config_hash
+
     cfg = tiny_clip.preset("micro")
-    cached = tiny_clip.load_or_train(cfg).path  # trained once for the session by micro_suite
-    folder = tmp_path / "models" / cached.name
-    shutil.copytree(cached, folder)
+    shipped = tiny_clip.load_or_train(cfg).path  # the micro CLIP ships; a cache folder holds the same files
+    folder = tmp_path / "models" / f"{cfg.model}-{config_hash(tiny_clip.training_settings(cfg))}"
+    shutil.copytree(shipped, folder)
     monkeypatch.setenv(CACHE_ENV, str(tmp_path))
     if damage == "truncated model.safetensors":
         damaged = folder / "model.safetensors"
@@ -185,14 +188,14 @@ def test_damaged_cached_model_is_retrained_with_a_warning(micro_suite, tmp_path,
 
     monkeypatch.setattr(tiny_clip, "train", train)
     with caplog.at_level(logging.WARNING, logger="unlearnbench"):
-        first = tiny_clip.load_or_train(cfg)
+        first = tiny_clip.load_or_train(cfg, weights="trained")
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and warnings[0].startswith(f"{damaged} is unreadable (")
     assert warnings[0].endswith("); retraining")
     assert len(trainings) == 1 and first.metrics == {"identity_top1": 0.25}
 
     caplog.clear()
-    again = tiny_clip.load_or_train(cfg)  # the retrained files were written back and now load
+    again = tiny_clip.load_or_train(cfg, weights="trained")  # the retrained files were written back and now load
     assert len(trainings) == 1 and again.metrics == {"identity_top1": 0.25}
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
@@ -201,7 +204,8 @@ def test_sigterm_is_handled_like_ctrl_c(tmp_path):
     cache = tmp_path / "cache"  # private and empty: the run has to train, so it is still running when signalled
     env = {**os.environ, CACHE_ENV: str(cache), "OMP_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen([sys.executable, str(REPO / "bench.py"), *MICRO, "--methods", "noop",
+    proc = subprocess.Popen([sys.executable, str(REPO / "bench.py"), *MICRO, "--set", "embedded_weights=trained",
+                             "--methods", "noop",
                              "--out", str(tmp_path / "runs")],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
