@@ -151,6 +151,7 @@ def run_spec(args: argparse.Namespace):
 
 
 SEED_RANGE = (0, 2**63 - 1)  # records store seeds as int64
+RUN_ID_BYTES = 255  # NAME_MAX of ext4, xfs, btrfs, APFS and NTFS: the longest name of one folder
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:
@@ -184,7 +185,9 @@ def check_run_arguments(args: argparse.Namespace) -> None:
     elif args.address is not None:
         raise UnlearnBenchError("--address is the address of a Ray cluster; give it with --executor ray")
     if args.targets is not None:
-        names = [t.strip() for t in args.targets.split(",")]
+        from unlearnbench.benchmarks.base import target_names
+
+        names = target_names(args.targets)
         if not any(names):
             raise UnlearnBenchError(f"--targets {args.targets!r} names no target; give target names "
                                     "(comma-separated) or k for the suite's first k, or leave it out for the first")
@@ -197,15 +200,28 @@ def check_run_arguments(args: argparse.Namespace) -> None:
                                or any(c in run_id for c in ("/", "\\", os.sep, "\0"))):
         raise UnlearnBenchError(f"--run-id {run_id!r}: give a plain folder name, without '/' or '\\' and not "
                                 "starting with '.'; the run is written to --out/RUN_ID")
+    if run_id is not None and len(os.fsencode(run_id)) > RUN_ID_BYTES:
+        raise UnlearnBenchError(f"--run-id {run_id[:20]}... is {len(os.fsencode(run_id))} bytes long; a folder name "
+                                f"can have at most {RUN_ID_BYTES} (most filesystems), so give a shorter one")
 
 
 def check_output_folders(args: argparse.Namespace) -> None:
     """--out and the cache must be writable; checked after the names, before any training."""
-    from unlearnbench.cache import CACHE_ENV, cache_root, check_writable_folder
+    from unlearnbench.cache import cache_root, check_writable_folder
 
     check_writable_folder(Path(args.out), "--out")
-    cache_flag = "--cache-dir" if args.cache_dir else (f"${CACHE_ENV}" if os.environ.get(CACHE_ENV) else "cache")
-    check_writable_folder(cache_root(), cache_flag)
+    if args.run_id is not None and (Path(args.out) / args.run_id).exists():  # an earlier run's folder, resumed
+        from unlearnbench.runner import check_run_folder
+
+        check_run_folder(Path(args.out) / args.run_id)
+    check_writable_folder(cache_root(), cache_flag(args))
+
+
+def cache_flag(args: argparse.Namespace) -> str:
+    """How the user named the cache folder, for messages."""
+    from unlearnbench.cache import CACHE_ENV
+
+    return "--cache-dir" if args.cache_dir else (f"${CACHE_ENV}" if os.environ.get(CACHE_ENV) else "cache")
 
 
 def check_ci(level: float | None) -> None:
@@ -402,8 +418,10 @@ def cmd_costs(args: argparse.Namespace) -> int:
 def cmd_train_embedded(args: argparse.Namespace) -> int:
     import json
 
+    from unlearnbench.cache import cache_root, check_writable_folder
     from unlearnbench.models.shipped import CARD, train_embedded
 
+    check_writable_folder(cache_root(), cache_flag(args))  # before minutes of training (--ship: train_embedded)
     for folder in train_embedded(args.suite, args.preset, reuse=args.reuse, ship_them=args.ship):
         card = json.loads((folder / CARD).read_text())
         size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())

@@ -33,7 +33,8 @@ from PIL import Image
 
 from unlearnbench import records as rec
 from unlearnbench.benchmarks.base import Suite, build_suite
-from unlearnbench.cache import atomic_write, atomic_write_text, cache_dir, config_hash, read_cached
+from unlearnbench.cache import (atomic_write, atomic_write_text, cache_dir, check_writable_folder, config_hash,
+                                read_cached)
 from unlearnbench.costs import OtherLoad
 from unlearnbench.errors import UnlearnBenchError
 from unlearnbench.identity import code_fingerprint, digest, model_fingerprint
@@ -118,6 +119,8 @@ def run(spec: RunSpec, suite: Suite | None = None) -> RunResult:
              [m.name for m in methods], targets, list(spec.seeds), executor.name)
 
     check_methods(suite, methods, targets[0])  # before the run folder is touched
+    if run_dir.exists():  # resumed: a folder that cannot take files fails now, not after the first unit
+        check_run_folder(run_dir)
     with run_lock(run_dir), executor:
         remove_leftover_temp_files(run_dir)
         model_fp = model_fingerprint(suite.base_model())
@@ -176,14 +179,33 @@ def check_methods(suite: Suite, methods: list[Method], target: str) -> None:
             method.check(task)
 
 
+# The folders of a run folder that a run writes into (reports write plots/).
+RUN_FOLDERS = ("units", "artifacts", "patches", "samples", "answers", "plots")
+
+
+def check_run_folder(run_dir: Path) -> None:
+    """An existing run folder, its lock file and the folders units are written to must take files."""
+    for folder in (run_dir, *(run_dir / name for name in RUN_FOLDERS if (run_dir / name).exists())):
+        check_writable_folder(folder, "run folder")
+    lock = run_dir / ".lock"
+    if lock.exists() and not lock.is_file():
+        raise UnlearnBenchError(f"run folder {run_dir}: its lock file {lock} is not a file; remove it, or give this "
+                                "run another --run-id")
+
+
 @contextmanager
 def run_lock(run_dir: Path) -> Iterator[None]:
     """Hold ``run_dir/.lock`` for the whole run, so two processes never compute the same units."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if fcntl is None:
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(run_dir / ".lock", "a+") if fcntl is not None else None
+    except OSError as err:
+        raise UnlearnBenchError(f"run folder {run_dir} cannot be written ({err.strerror or err}); make it writable, "
+                                "or give --out / --run-id a folder you can write in") from None
+    if handle is None:
         yield
         return
-    with open(run_dir / ".lock", "a+") as handle:
+    with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

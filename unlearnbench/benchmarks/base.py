@@ -7,6 +7,7 @@ reports know their direction and units.
 
 from __future__ import annotations
 
+import csv
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
@@ -101,12 +102,25 @@ class Suite(ABC):
                 raise UnlearnBenchError(
                     f"--targets {k}: suite {self.name!r} has {len(available)} targets (1..{len(available)})")
             return available[:k]
-        names = [t.strip() for t in spec.split(",") if t.strip()]
+        names = [t for t in target_names(spec) if t]
         for target in names:
             if target not in available:
+                # "Smith, John" given unquoted arrives as "Smith" and "John"
+                split = [t for t in available if "," in t and target in (p.strip() for p in t.split(","))]
+                hint = (f"; a name with a comma is quoted as in CSV: --targets '\"{split[0]}\"'" if split else "")
                 raise UnlearnBenchError(
-                    f"unknown target {target!r} for suite {self.name!r}; targets: {', '.join(available)}")
+                    f"unknown target {target!r} for suite {self.name!r}{hint}; targets: {', '.join(available)}")
         return names
+
+
+def target_names(spec: str) -> list[str]:
+    """``--targets`` as CSV: comma-separated names, a name that holds a comma in double quotes
+    (``"Smith, John",Anne``); each stripped."""
+    try:
+        return [name.strip() for name in next(csv.reader([spec], skipinitialspace=True, strict=True), [])]
+    except csv.Error as err:
+        raise UnlearnBenchError(f"--targets {spec!r}: {err}; quote a name that holds a comma as in CSV: "
+                                "'\"Smith, John\",Anne'") from None
 
 
 SUITES: Registry[type[Suite]] = Registry("suite")
