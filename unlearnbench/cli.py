@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import signal
 import sys
@@ -47,16 +48,25 @@ def build_parser() -> argparse.ArgumentParser:
                     help="import a module that registers your own methods or suites (repeatable)")
 
     compare = sub.add_parser("compare", parents=[common], help="compare two runs metric by metric; gate on regressions",
-                             description="Compare NEW against BASE per (method, settings, metric) over the units both "
-                             "ran: means, difference, direction, Welch's t-test p-value; writes compare.md.")
+                             description="Compare NEW against BASE per (method, metric) over the (target, seed) units "
+                             "both ran: means, difference, direction, Welch's t-test p-value; writes compare.md. The "
+                             "gate also fails on NaN or missing values, units of BASE missing in NEW and changed "
+                             "settings.")
     compare.add_argument("base", metavar="BASE", help="the reference run: a run folder or its records.parquet")
     compare.add_argument("new", metavar="NEW", help="the run to check, likewise")
     compare.add_argument("--tolerance", action="append", metavar="METRIC=POINTS",
                          help="how far METRIC may move the wrong way before it counts as a regression (repeatable); "
                          "defaults: 1 point for accuracy metrics, 0 for goal_met, timings and counts not gated")
     compare.add_argument("--fail-on-regression", action="store_true",
-                         help="exit with status 1 if any metric regressed beyond its tolerance")
+                         help="exit with status 1 if any metric regressed beyond its tolerance or is NaN or missing "
+                         "in NEW, a method, target or seed of BASE is missing in NEW, or settings changed")
+    compare.add_argument("--allow-config-change", action="store_true",
+                         help="a method's or the suite's changed settings are shown but do not fail the gate; the "
+                         "metrics of the changed methods are gated as usual")
     compare.add_argument("--out", help="folder for compare.md; default: NEW's run folder")
+    compare.add_argument("--plugin", action="append", metavar="MODULE",
+                         help="import the module (or .py file) that registers the runs' suite, if it is your own, so "
+                         "its metrics' directions come from its code (repeatable)")
 
     report = sub.add_parser("report", parents=[common], help="rebuild a stored run's report.html, tables and plots",
                             description="Rebuild report.html, table.md, table.tex and the plots of a finished run "
@@ -322,8 +332,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from unlearnbench.cache import atomic_write_text
-    from unlearnbench.reports.compare import (StoredRun, compare_runs, comparison_table, differences, regressions,
-                                              summary_line)
+    from unlearnbench.reports.compare import StoredRun, compare, comparison_table, summary_line
     from unlearnbench.reports.tables import to_markdown, to_terminal
 
     tolerances = {}
@@ -332,18 +341,20 @@ def cmd_compare(args: argparse.Namespace) -> int:
             tolerances[metric] = float(text)
         except ValueError:
             raise UnlearnBenchError(f"--tolerance {metric}={text}: give a number of points, e.g. {metric}=2") from None
-        if not tolerances[metric] >= 0:
+        if not math.isfinite(tolerances[metric]):
+            raise UnlearnBenchError(f"--tolerance {metric}={text}: give a finite number of points, e.g. {metric}=2")
+        if tolerances[metric] < 0:
             raise UnlearnBenchError(f"--tolerance {metric}={text}: a tolerance cannot be negative")
     base, new = StoredRun.load(args.base, "BASE"), StoredRun.load(args.new, "NEW")
-    result = compare_runs(base, new, tolerances)
-    notes = differences(base, new)
+    comparison = compare(base, new, tolerances, args.allow_config_change)
     out = Path(args.out) if args.out else new.path
     title = f"# compare: NEW `{new.path}` against BASE `{base.path}`\n\n"
-    text = "\n".join([summary_line(result), *notes])
-    atomic_write_text(out / "compare.md", title + to_markdown(comparison_table(result)) + "\n" + text + "\n")
-    print(to_terminal(comparison_table(result, gated_only=True)))
+    text = "\n".join([summary_line(comparison), *(f"FAIL: {f}" for f in comparison.failures), *comparison.notes])
+    table = comparison_table(comparison.rows)
+    atomic_write_text(out / "compare.md", title + to_markdown(table) + "\n" + text + "\n")
+    print(to_terminal(comparison_table(comparison.rows, gated_only=True)))
     print(f"\n{text}\nwrote {out / 'compare.md'} (every metric, timings and counts included)")
-    return 1 if args.fail_on_regression and not regressions(result).empty else 0
+    return 1 if args.fail_on_regression and comparison.failed else 0
 
 
 def stored_run(path: str):
@@ -493,8 +504,8 @@ def main(argv: list[str] | None = None) -> int:
                 "costs": cmd_costs, "train-embedded": cmd_train_embedded}
     previous = handle_sigterm()
     try:
-        if args.command != "compare":  # a comparison reads stored runs alone, never suite or method code
-            load_plugins(getattr(args, "plugin", None))
+        # compare too: its metrics' directions and tolerances come from the suites' declarations
+        load_plugins(getattr(args, "plugin", None))
         return commands[args.command or "run"](args)
     except UnlearnBenchError as err:
         print(f"error: {err}", file=sys.stderr)
