@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("ls", parents=[common], help="list methods and suites, or one's settings: ls slug")
     ls.add_argument("name", nargs="?", help="a method or suite: show its settings, defaults and help")
     ls.add_argument("--plugin", action="append", metavar="MODULE",
-                    help="import a module that registers your own methods or suites (repeatable)")
+                    help="import a module or .py file that registers your own methods or suites (repeatable)")
 
     compare = sub.add_parser("compare", parents=[common], help="compare two runs metric by metric; gate on regressions",
                              description="Compare NEW against BASE per (method, metric) over the (target, seed) units "
@@ -125,7 +125,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method-set", action="append", metavar="METHOD.KEY=VALUE",
                         help="override a method setting, e.g. --method-set slug.search_steps=5 (repeatable)")
     parser.add_argument("--plugin", action="append", metavar="MODULE",
-                        help="import a module that registers your own methods or suites (repeatable)")
+                        help="import a module (examples.my_method) or .py file (examples/my_method.py) that registers "
+                        "your own methods or suites (repeatable; docs/PLUGINS.md)")
     parser.add_argument("--ci", type=float, metavar="LEVEL",
                         help="show the t confidence interval of the mean at LEVEL (e.g. 0.95) instead of ± std")
     parser.add_argument("--out", default="runs", help="folder for run outputs; default: runs/")
@@ -477,20 +478,6 @@ def describe_registered(name: str) -> str:
     return "\n".join(lines)
 
 
-def load_plugins(modules: list[str] | None) -> None:
-    """Import the built-in methods and suites, then the user's modules (which register their own)."""
-    import importlib
-
-    import unlearnbench.benchmarks  # noqa: F401
-    import unlearnbench.methods  # noqa: F401
-
-    for module in modules or []:
-        try:
-            importlib.import_module(module)
-        except ImportError as err:
-            raise UnlearnBenchError(f"--plugin {module}: cannot import it ({err})") from None
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
@@ -504,6 +491,8 @@ def main(argv: list[str] | None = None) -> int:
                 "costs": cmd_costs, "train-embedded": cmd_train_embedded}
     previous = handle_sigterm()
     try:
+        from unlearnbench.plugins import load_plugins
+
         # compare too: its metrics' directions and tolerances come from the suites' declarations
         load_plugins(getattr(args, "plugin", None))
         return commands[args.command or "run"](args)

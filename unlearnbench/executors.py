@@ -126,6 +126,10 @@ class RayExecutor(Executor):
         # Workers read the same cache as this process (trained embedded models, generated data); their
         # progress bars stay off (one bar here counts finished units), their warnings reach this terminal.
         self.env = {CACHE_ENV: str(cache_root().resolve()), "TQDM_DISABLE": "1"}
+        from unlearnbench.plugins import PATHS
+
+        if PATHS:  # plugins given as files or found in the current folder import in the workers too
+            self.env["PYTHONPATH"] = os.pathsep.join([*PATHS, *filter(None, [os.environ.get("PYTHONPATH")])])
         self.remote = ray.remote(run_job)
 
     def submit(self, job, suite, method, done: Done) -> None:
