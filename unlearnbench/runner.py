@@ -37,7 +37,7 @@ from unlearnbench.cache import (atomic_write, atomic_write_text, cache_dir, chec
                                 read_cached)
 from unlearnbench.costs import OtherLoad
 from unlearnbench.errors import UnlearnBenchError
-from unlearnbench.identity import code_fingerprint, digest, model_fingerprint
+from unlearnbench.identity import code_fingerprint, digest, files_fingerprint, library_versions, model_fingerprint
 from unlearnbench.methods.base import METHODS, Method, build_method
 from unlearnbench.patch import Patch, patch_metadata, restored_weights, stored_payload_bytes
 from unlearnbench.passes import PassCounter, model_components
@@ -126,6 +126,7 @@ def run(spec: RunSpec, suite: Suite | None = None) -> RunResult:
         model_fp = model_fingerprint(suite.base_model())
         code_fps = {m.name: code_fingerprint(type(m), type(suite)) for m in methods}
         suite_code_fp = code_fingerprint(type(suite))
+        libraries, inputs = library_versions(), input_fingerprints(suite)
         # One slot per unit in (target, method, seed) order, filled as units are reused or finish
         # (in completion order on a parallel executor), so records never depend on the executor.
         slots: dict[str, tuple[pd.DataFrame, dict[str, pd.DataFrame], dict]] = {}
@@ -135,14 +136,14 @@ def run(spec: RunSpec, suite: Suite | None = None) -> RunResult:
             slots[unit.name] = unit.store(output)  # written atomically here, by this process, as each finishes
 
         for target in targets:
-            before = base_evaluation(suite, target, model_fp, suite_code_fp)
+            before = base_evaluation(suite, target, model_fp, suite_code_fp, inputs)
             for method in methods:
                 for seed in spec.seeds:
                     unit = Unit(suite, method, target, seed, run_dir, {
                         "suite": suite.name, "suite_version": suite.version, "suite_config": asdict(suite.config),
                         "model_fingerprint": model_fp, "target": target, "method": method.name,
                         "method_config": asdict(method.config), "seed": seed,
-                        "code_fingerprint": code_fps[method.name]})
+                        "code_fingerprint": code_fps[method.name], "libraries": libraries, "inputs": inputs})
                     slots[unit.name] = None
                     stored = unit.reuse()
                     if unit.stale:
@@ -375,10 +376,22 @@ def goal_status(task: UnlearningTask, validation: dict[str, float]) -> dict[str,
 
 def changed_fields(old: dict, new: dict, method: str) -> str:
     """Which parts of a unit's identity differ, in words."""
-    words = {"code_fingerprint": f"code of {method}, its suite or the harness", "model_fingerprint": "base model",
-             "suite_config": "suite settings", "method_config": f"{method} settings", "suite_version": "suite version"}
+    def entries(key: str) -> tuple[dict, dict, list[str]]:  # a dict-valued part: both sides, the keys that differ
+        before, now = old.get(key) or {}, new.get(key) or {}
+        return before, now, [k for k in dict.fromkeys([*before, *now]) if before.get(k) != now.get(k)]
+
+    def in_words(key: str) -> str:
+        if key == "libraries":
+            before, now, keys = entries(key)
+            return f"library versions ({', '.join(f'{k} {before.get(k)} -> {now.get(k)}' for k in keys)})"
+        if key == "inputs":
+            return f"files read from {', '.join(entries(key)[2])} (replaced or modified)"
+        return {"code_fingerprint": f"code of {method}, its suite or the harness", "model_fingerprint": "base model",
+                "suite_config": "suite settings", "method_config": f"{method} settings",
+                "suite_version": "suite version"}.get(key, key)
+
     fields = [key for key in new if old.get(key) != new[key]]
-    return ", ".join(words.get(key, key) for key in fields) + " changed" if fields else "written by an older version"
+    return ", ".join(in_words(key) for key in fields) + " changed" if fields else "written by an older version"
 
 
 def save_samples(before: np.ndarray, after: np.ndarray, path: Path) -> None:
@@ -406,13 +419,22 @@ def check_finite(model: torch.nn.Module, method: str, target: str) -> None:
             f"unlearning {target!r}; its loss diverged — lower its learning rate or step size")
 
 
-def base_evaluation(suite: Suite, target: str, model_fp: str, code_fp: str | None = None) -> dict[str, float]:
+def input_fingerprints(suite: Suite) -> dict[str, str | None]:
+    """Each file or folder the suite reads from its settings (real data, weights), by setting: what part
+    of a result's identity says the data and weights are the same files as before."""
+    return {setting: files_fingerprint(path) for setting, path in suite.input_paths().items()}
+
+
+def base_evaluation(suite: Suite, target: str, model_fp: str, code_fp: str | None = None,
+                    inputs: dict[str, str | None] | None = None) -> dict[str, float]:
     """Test metrics of the base model for ``target``, cached across runs under the same identity rule
-    as units: suite config, model weights (``model_fp``), target and suite code (``code_fp``, the
-    suite's code fingerprint; computed here when not given)."""
+    as units: suite config, model weights (``model_fp``), target, suite code (``code_fp``, the suite's
+    code fingerprint), library versions and the files the suite reads (``inputs``; both computed here
+    when not given)."""
     code_fp = code_fp or code_fingerprint(type(suite))
+    inputs = input_fingerprints(suite) if inputs is None else inputs
     key = digest({"suite": suite.name, "version": suite.version, "config": asdict(suite.config), "model": model_fp,
-                  "target": target, "code": code_fp})
+                  "target": target, "code": code_fp, "libraries": library_versions(), "inputs": inputs})
     path = cache_dir() / "evals" / f"{suite.name}-{key}.json"
     values = read_cached(path, read_metric_values, "recomputing it")
     if values is not None:
@@ -439,11 +461,12 @@ def default_run_id(suite: Suite, methods: list[Method], targets: list[str], seed
 def make_manifest(spec: RunSpec, suite: Suite, methods: list[Method], targets: list[str], run_id: str,
                   model_fp: str, units: dict[str, dict]) -> dict:
     packages = {}
-    for dist in ("unlearnbench", "torch", "open_clip_torch", "diffusers", "transformers", "numpy", "pandas"):
+    for dist in ("unlearnbench", "pandas"):
         try:
             packages[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             packages[dist] = None
+    packages.update(library_versions())
     return {
         "run_id": run_id,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -8,7 +8,9 @@ reports know their direction and units.
 from __future__ import annotations
 
 import csv
+import dataclasses
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -81,6 +83,17 @@ class Suite(ABC):
         """Models outside the unlearned one that score its outputs during a run (e.g. the classifiers of
         generated images), by component name: their passes are counted with the model's."""
         return {}
+
+    def input_paths(self) -> dict[str, Path]:
+        """The files and folders the suite reads, by setting: every setting whose default is None (``data``,
+        ``weights``, ``model_path``, ...) set to a path that exists. Their files are part of every result's
+        identity (runner.input_fingerprints), so data or weights replaced in place are recomputed."""
+        paths = {}
+        for setting in dataclasses.fields(self.config):
+            value = getattr(self.config, setting.name)
+            if setting.default is None and isinstance(value, str) and value and Path(value).expanduser().exists():
+                paths[setting.name] = Path(value).expanduser().resolve()
+        return paths
 
     def sample_grid(self, model: nn.Module, target: str) -> np.ndarray | None:
         """Generated samples to show a person (uint8 H x W x 3), for generative suites; else None."""
