@@ -108,6 +108,15 @@ def test_a_settings_change_fails_the_gate_with_the_diff(tmp_path, capsys):
     assert main(["compare", str(base), str(same), "--fail-on-regression", "--allow-config-change"]) == 0
     assert main(["compare", str(base), str(same), "--fail-on-regression"]) == 1  # the change alone fails
 
+    # lr left at none in BASE's manifest (written before manifests showed resolved values), shown as the value it
+    # resolved to in NEW's: the same setting, not a change
+    given = stored_run(tmp_path / "given", {"sga": {"FA": [0], "TA": [59.5]}}, settings={"sga": {"lr": None}})
+    resolved = stored_run(tmp_path / "resolved", {"sga": {"FA": [0], "TA": [59.5]}}, settings={"sga": {"lr": 0.05}})
+    manifest = json.loads((resolved / "manifest.json").read_text())
+    manifest["methods"]["sga"]["resolved"] = ["lr"]
+    (resolved / "manifest.json").write_text(json.dumps(manifest))
+    assert main(["compare", str(given), str(resolved), "--fail-on-regression"]) == 0
+
 
 def test_suite_settings_changes_fail_the_gate(runs, capsys):
     manifest = json.loads((runs[1] / "manifest.json").read_text())

@@ -362,6 +362,7 @@ def _compute_unit(suite: Suite, method: Method, job: UnitJob) -> UnitOutput:
                  if len(v)}
     info = {"target": target, "method": method.name, "config_hash": job.keys["config_hash"], "seed": seed,
             "code_fingerprint": job.identity["code_fingerprint"], "goal": asdict(task.goal),
+            "resolved": dict(task.resolved),  # settings left at none and the values the task gave them
             "computed": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     return UnitOutput(frame, artifacts, info, job.identity)
 
@@ -467,13 +468,15 @@ def make_manifest(spec: RunSpec, suite: Suite, methods: list[Method], targets: l
         except metadata.PackageNotFoundError:
             packages[dist] = None
     packages.update(library_versions())
+    suite_resolved = suite.resolved_settings()
     return {
         "run_id": run_id,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "suite": {"name": suite.name, "version": suite.version, "model": suite.model_id(),
-                  "model_fingerprint": model_fp, "config": asdict(suite.config)},
+                  "model_fingerprint": model_fp, "config": {**asdict(suite.config), **suite_resolved},
+                  "resolved": sorted(suite_resolved)},
         "metrics": metric_metadata(suite.metrics),
-        "methods": {m.name: {"config": asdict(m.config), "config_hash": config_hash(m.config)} for m in methods},
+        "methods": {m.name: method_entry(m, units) for m in methods},
         "targets": targets,
         "seeds": list(spec.seeds),
         "executor": spec.executor,
@@ -486,11 +489,23 @@ def make_manifest(spec: RunSpec, suite: Suite, methods: list[Method], targets: l
     }
 
 
-def git_revision() -> str | None:
+def method_entry(method: Method, units: dict[str, dict]) -> dict:
+    """A method's settings as its units used them: a setting left at none shows the value the task resolved
+    it to (``resolved`` names those), beside the hash of the settings as given."""
+    resolved = {}
+    for info in units.values():
+        if info["method"] == method.name:
+            resolved.update(info.get("resolved", {}))
+    return {"config": {**asdict(method.config), **resolved}, "config_hash": config_hash(method.config),
+            "resolved": sorted(resolved)}
+
+
+def git_revision(folder: Path = Path(__file__).parent) -> str | None:
+    """HEAD of the clone ``folder`` is in, with ``-dirty`` when a tracked file is modified or an untracked
+    file is not ignored (.gitignore ignores virtual environments: .venv/, venv/)."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                             text=True, timeout=5)
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=Path(__file__).parent,
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=folder,
                                capture_output=True, text=True, timeout=5).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None

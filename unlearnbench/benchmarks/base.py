@@ -55,6 +55,13 @@ class Suite(ABC):
     def reference_lr(self) -> float:
         return self.config.reference_lr or self.reference_lrs[self.config.config]
 
+    def resolved_settings(self) -> dict[str, Any]:
+        """Settings left at None that the suite resolves to a value (its reference learning rate; a suite
+        adds its own), shown with that value in the manifest and the report."""
+        if getattr(self.config, "reference_lr", 0) is None and hasattr(type(self), "reference_lrs"):
+            return {"reference_lr": self.reference_lr()}
+        return {}
+
     @classmethod
     def summary(cls) -> str:
         return (cls.__doc__ or "").strip().splitlines()[0]

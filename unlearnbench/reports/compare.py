@@ -70,10 +70,6 @@ class StoredRun:
                                     "unlearnbench); rerun it with this version")
         return cls(folder, records, manifest)
 
-    def configs(self) -> dict[str, dict]:
-        """Each method's settings as the run used them, by method name."""
-        return {name: m["config"] for name, m in self.manifest["methods"].items()}
-
 
 def unit_values(records: pd.DataFrame) -> pd.DataFrame:
     """One value per (method, metric, target, seed); the base model as ``original``."""
@@ -195,20 +191,26 @@ def describe(meta: dict) -> str:
 
 
 def settings_changes(base: StoredRun, new: StoredRun) -> list[str]:
-    """The suite's and each shared method's settings that differ, as ``key old -> new``."""
+    """The suite's and each shared method's settings that differ, as ``key old -> new``. A setting left at
+    none in one run and shown with the value it resolved to in the other (``resolved``: a manifest written
+    since the manifest shows resolved values) is the same setting."""
+    absent = object()
+
     def diff(old: dict, now: dict) -> str:
-        absent = object()
-        keys = list(dict.fromkeys([*old, *now]))
-        return ", ".join(f"{k} {text(old.get(k, absent))} -> {text(now.get(k, absent))}" for k in keys
-                         if old.get(k, absent) != now.get(k, absent))
+        before, after = old["config"], now["config"]
+        resolved = {*old.get("resolved", ()), *now.get("resolved", ())}
+        changed = [k for k in dict.fromkeys([*before, *after])
+                   if before.get(k, absent) != after.get(k, absent)
+                   and not (k in resolved and None in (before.get(k), after.get(k)))]
+        return ", ".join(f"{k} {text(before.get(k, absent))} -> {text(after.get(k, absent))}" for k in changed)
 
     def text(value: object) -> str:
-        return "(no such setting)" if type(value) is object else as_text(value)
+        return "(no such setting)" if value is absent else as_text(value)
 
     changes = []
-    if suite := diff(base.manifest["suite"]["config"], new.manifest["suite"]["config"]):
+    if suite := diff(base.manifest["suite"], new.manifest["suite"]):
         changes.append(f"suite settings changed: {suite}")
-    old, now = base.configs(), new.configs()
+    old, now = base.manifest["methods"], new.manifest["methods"]
     for method in [m for m in old if m in now]:
         if method_diff := diff(old[method], now[method]):
             changes.append(f"settings of {method} changed: {method_diff}")
