@@ -4,7 +4,7 @@
 # repository root; OUT (default: a temporary folder) keeps the two runs.
 set -euo pipefail
 OUT=${OUT:-$(mktemp -d)}
-micro=(--set embedded=micro --set retain_samples=128 --plugin examples.my_method --methods mine,slug --out "$OUT")
+micro=(--set embedded=micro --set retain_samples=128 --plugin examples/my_method.py --methods mine,slug --out "$OUT")
 python bench.py "${micro[@]}" --run-id example-base
 python bench.py "${micro[@]}" --run-id example-new
 python bench.py compare "$OUT/example-base" "$OUT/example-new" --fail-on-regression

@@ -78,6 +78,17 @@ NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has
     pytest.param(["--run-id", ".hidden"], ["--run-id '.hidden'", "not starting with '.'"], id="run-id-dot"),
     pytest.param(["--methods", "slug", "--method-set", "slug.layer=visual.nope"],
                  ["slug.layer='visual.nope' is not a candidate", "visual.proj", "in all)"], id="slug-layer"),
+    pytest.param(["--set", "batch_size=none"], ["batch_size='none'", "takes a int and has no 'none'"],
+                 id="batch-size-none"),
+    pytest.param(["--methods", "slug", "--method-set", "slug.search_steps=null"],
+                 ["search_steps='null'", "has no 'none'"], id="search-steps-null"),
+    pytest.param(["--set", "forget_threshold=nan"], ["forget_threshold='nan' is not a finite number"],
+                 id="threshold-nan"),
+    pytest.param(["--set", "forget_threshold=-inf"], ["forget_threshold='-inf' is not a finite number"],
+                 id="threshold-inf"),
+    pytest.param(["--run-id", "r" * 300], ["--run-id rrrr", "is 300 bytes long", "at most 255"], id="run-id-long"),
+    pytest.param(["--targets", '"Anyone'], ["--targets '\"Anyone'", "quote a name that holds a comma"],
+                 id="targets-open-quote"),
 ])
 def test_bad_run_input(capsys, earlier_run, argv, expected):
     run_bad(capsys, earlier_run, [*MICRO, "--methods", "noop", "--out", str(earlier_run), *argv], *expected)
@@ -103,8 +114,102 @@ def test_unwritable_folders_fail_before_training(capsys, earlier_run, no_trainin
     # A path below a regular file fails for root too, where permission bits would not.
     a_file = next(p for p in earlier_run.rglob("table.md"))
     path = a_file / below if below else a_file
-    argv = [*MICRO, "--methods", "noop", "--out", str(earlier_run), flag, str(path)]
+    argv = [*MICRO, "--set", "embedded_weights=trained", "--methods", "noop", "--out", str(earlier_run), flag,
+            str(path)]
     run_bad(capsys, earlier_run, argv, f"{flag} {path}", expected)
+
+
+def test_train_embedded_into_an_unwritable_cache_fails_before_training(capsys, earlier_run, no_training):
+    a_file = next(p for p in earlier_run.rglob("table.md"))
+    argv = ["train-embedded", "--suite", "clip", "--preset", "micro", "--cache-dir", str(a_file / "cache")]
+    run_bad(capsys, earlier_run, argv, f"--cache-dir {a_file / 'cache'} cannot be written (Not a directory)")
+
+
+def test_ship_into_an_unwritable_package_fails_before_training(capsys, earlier_run, no_training, monkeypatch):
+    from unlearnbench.models import shipped
+
+    a_file = next(p for p in earlier_run.rglob("table.md"))
+    monkeypatch.setattr(shipped, "WEIGHTS_DIR", a_file / "weights")  # the package's folder, unwritable
+    argv = ["train-embedded", "--suite", "clip", "--preset", "micro", "--ship"]
+    run_bad(capsys, earlier_run, argv, f"--ship: the shipped models' folder {a_file / 'weights'} cannot be written")
+    run_bad(capsys, earlier_run, ["train-embedded", "--suite", "llava", "--preset", "micro", "--ship"],
+            "--ship with --suite llava --preset micro: that model does not ship (presets that ship for llava: tiny)")
+
+
+@pytest.fixture
+def earlier_copy(earlier_run, tmp_path):
+    """A copy of the earlier run's --out folder, to damage without touching the shared one."""
+    out = tmp_path / "runs"
+    shutil.copytree(earlier_run, out)
+    return out, next(p.parent for p in out.rglob("manifest.json"))
+
+
+def test_a_run_folder_whose_lock_cannot_be_opened_is_one_line(capsys, earlier_copy):
+    out, run_dir = earlier_copy
+    (run_dir / ".lock").unlink(missing_ok=True)
+    (run_dir / ".lock").mkdir()  # open() fails on it as on a read-only folder, also for root
+    argv = [*MICRO, "--methods", "noop", "--out", str(out), "--run-id", run_dir.name]
+    run_bad(capsys, out, argv, f"run folder {run_dir}: its lock file {run_dir / '.lock'} is not a file")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_run_folder_is_one_line(capsys, earlier_copy):
+    out, run_dir = earlier_copy
+    for folder in (run_dir, *(p for p in run_dir.rglob("*") if p.is_dir())):
+        folder.chmod(0o555)
+    try:
+        argv = [*MICRO, "--methods", "noop", "--out", str(out), "--run-id", run_dir.name]
+        run_bad(capsys, out, argv, f"run folder {run_dir} cannot be written (Permission denied)")
+    finally:
+        for folder in (run_dir, *(p for p in run_dir.rglob("*") if p.is_dir())):
+            folder.chmod(0o755)
+
+
+def test_a_full_disk_is_one_line_and_keeps_what_was_finished(capsys, micro_suite, earlier_copy, monkeypatch):
+    """The disk fills up while ga's patch is written: one line, the earlier run and this run's finished noop unit
+    stay, no temporary file is left behind."""
+    import resource
+
+    from unlearnbench import patch
+
+    out, earlier = earlier_copy
+    kept = snapshot(earlier)
+    real_save = patch.save_file
+
+    def full_disk(tensors, filename, metadata=None):  # writes past 64 KB fail as on a full disk
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, hard))
+        try:
+            real_save(tensors, filename, metadata=metadata)
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+            signal.signal(signal.SIGXFSZ, previous)
+
+    monkeypatch.setattr(patch, "save_file", full_disk)
+    code = main([*MICRO, "--methods", "noop,ga", "--method-set", "ga.epochs=1", "--out", str(out), "--run-id", "full"])
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]  # after ga's progress bar
+    assert code == 2 and "Traceback" not in err and err.count("error: ") == 1, err
+    assert last.startswith(f"error: cannot write {out / 'full' / 'patches'}") and "(File too large); free space" in last
+    assert snapshot(earlier) == kept
+    stored = [p.name for p in (out / "full" / "units").iterdir()]
+    assert len(stored) == 1 and "__noop-" in stored[0]  # the noop unit, finished before ga, is kept
+    assert not list((out / "full").rglob("*.tmp"))
+
+
+def test_a_search_that_never_forgets_is_reported(capsys, micro_suite, tmp_path):
+    """SLUG with a step too small to forget anything: the run and `bench.py report` render it (no retention was
+    ever scored) instead of failing on the missing column."""
+    argv = [*MICRO, "--methods", "slug", "--method-set", "slug.initial_scale=1e-9", "--method-set",
+            "slug.search_steps=1", "--method-set", "slug.max_front_layers=1", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    run_dir = next(p.parent for p in tmp_path.rglob("manifest.json"))
+    assert "slug †" in capsys.readouterr().out  # missed the goal
+    search = next((run_dir / "plots").glob("*__slug_search.png"))
+    search.unlink()
+    assert main(["report", str(run_dir)]) == 0
+    assert search.is_file() and "SLUG&#39;s step search per front layer" in (run_dir / "report.html").read_text()
 
 
 @pytest.fixture(scope="module")
@@ -149,6 +254,39 @@ def test_bad_weights_file_is_named(capsys, earlier_run, real_root, tmp_path, dam
             "expected an open_clip checkpoint of ub-clip-micro")
 
 
+def test_a_model_whose_vocabulary_does_not_fit_its_tokenizer_is_named(capsys, earlier_run, real_root, tmp_path):
+    """ub-clip-micro reads a 254-word vocabulary; as a real open_clip model it gets the 49,408-token BPE tokenizer."""
+    torch.manual_seed(0)
+    weights = tmp_path / "micro.pt"
+    torch.save(tiny_clip.create_model("ub-clip-micro").state_dict(), weights)
+    argv = ["--config", "real", "--data", str(real_root), "--weights", str(weights), "--set", "model=ub-clip-micro",
+            "--set", "batch_size=4", "--set", "retain_samples=16", "--methods", "noop", "--out", str(earlier_run)]
+    run_bad(capsys, earlier_run, argv, "model 'ub-clip-micro' has a vocabulary of 254 tokens",
+            "(SimpleTokenizer, 49408 tokens) emits ids up to 49407")
+
+
+@pytest.fixture(scope="module")
+def bpe_weights(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("bpe") / "ub-clip-bpe.pt"
+    torch.save(tiny_clip.create_model("ub-clip-bpe").state_dict(), path)
+    return path
+
+
+def test_a_target_whose_name_has_a_comma_is_named_in_quotes(capsys, earlier_run, real_root, bpe_weights, tmp_path):
+    import json
+
+    target = "Person 23, Jr."  # fixtures_real.make_celeba_tree names its identities "Person <id>, Jr."
+    argv = ["--config", "real", "--data", str(real_root), "--weights", str(bpe_weights), "--set", "model=ub-clip-bpe",
+            "--set", "batch_size=4", "--set", "retain_samples=16", "--methods", "noop"]
+    run_bad(capsys, earlier_run, [*argv, "--out", str(earlier_run), "--targets", target],
+            f"unknown target '{target.split(',')[0]}'",
+            f"a name with a comma is quoted as in CSV: --targets '\"{target}\"'")
+    assert main([*argv, "--out", str(tmp_path), "--targets", f'"{target}"']) == 0
+    manifest = json.loads(next(tmp_path.rglob("manifest.json")).read_text())
+    assert manifest["targets"] == [target]
+
+
 def test_slug_rejects_a_forced_layer_before_the_gradient_pass(micro_suite, monkeypatch):
     def no_gradients(*args):
         raise AssertionError("the gradient pass ran before the check")
@@ -166,10 +304,12 @@ def test_slug_rejects_a_forced_layer_before_the_gradient_pass(micro_suite, monke
 @pytest.mark.parametrize("damage", ["truncated model.safetensors", "garbled train.json",
                                     "train.json without metrics"])
 def test_damaged_cached_model_is_retrained_with_a_warning(micro_suite, tmp_path, monkeypatch, caplog, damage):
+    from unlearnbench.cache import config_hash
+
     cfg = tiny_clip.preset("micro")
-    cached = tiny_clip.load_or_train(cfg).path  # trained once for the session by micro_suite
-    folder = tmp_path / "models" / cached.name
-    shutil.copytree(cached, folder)
+    shipped = tiny_clip.load_or_train(cfg).path  # the micro CLIP ships; a cache folder holds the same files
+    folder = tmp_path / "models" / f"{cfg.model}-{config_hash(tiny_clip.training_settings(cfg))}"
+    shutil.copytree(shipped, folder)
     monkeypatch.setenv(CACHE_ENV, str(tmp_path))
     if damage == "truncated model.safetensors":
         damaged = folder / "model.safetensors"
@@ -185,14 +325,14 @@ def test_damaged_cached_model_is_retrained_with_a_warning(micro_suite, tmp_path,
 
     monkeypatch.setattr(tiny_clip, "train", train)
     with caplog.at_level(logging.WARNING, logger="unlearnbench"):
-        first = tiny_clip.load_or_train(cfg)
+        first = tiny_clip.load_or_train(cfg, weights="trained")
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and warnings[0].startswith(f"{damaged} is unreadable (")
     assert warnings[0].endswith("); retraining")
     assert len(trainings) == 1 and first.metrics == {"identity_top1": 0.25}
 
     caplog.clear()
-    again = tiny_clip.load_or_train(cfg)  # the retrained files were written back and now load
+    again = tiny_clip.load_or_train(cfg, weights="trained")  # the retrained files were written back and now load
     assert len(trainings) == 1 and again.metrics == {"identity_top1": 0.25}
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
@@ -201,7 +341,8 @@ def test_sigterm_is_handled_like_ctrl_c(tmp_path):
     cache = tmp_path / "cache"  # private and empty: the run has to train, so it is still running when signalled
     env = {**os.environ, CACHE_ENV: str(cache), "OMP_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen([sys.executable, str(REPO / "bench.py"), *MICRO, "--methods", "noop",
+    proc = subprocess.Popen([sys.executable, str(REPO / "bench.py"), *MICRO, "--set", "embedded_weights=trained",
+                             "--methods", "noop",
                              "--out", str(tmp_path / "runs")],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120

@@ -31,7 +31,7 @@ def test_ls_lists_methods_and_suites(capsys):
     (["--method-set", "slug.nope=1"], "has no setting 'nope'"),
     (["--seeds", "a,b"], "--seeds expects comma-separated integers"),
     (["--config", "real"], "needs the data root: --data PATH"),
-    (["--plugin", "no_such_module_xyz"], "--plugin no_such_module_xyz: cannot import"),
+    (["--plugin", "no_such_module_xyz"], "--plugin no_such_module_xyz: no module 'no_such_module_xyz'"),
     (["--methods", "slug,esd"], "method 'esd' does not support suite 'clip' (task kind 'clip'); methods that do:"),
     (["--suite", "unlearncanvas", "--methods", "ssd"], "method 'ssd' does not support suite 'unlearncanvas'"),
     (["--suite", "unlearncanvas", "--set", "target_kind=colour"], "target_kind='colour'"),
@@ -139,3 +139,50 @@ def test_a_bad_plugin_is_one_line(capsys, monkeypatch, tmp_path, body, expected)
         assert code == 2 and expected in err and "Traceback" not in err
         assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "runs").exists()
+
+
+FILE_PLUGIN = '''
+from dataclasses import dataclass
+
+from unlearnbench.methods.base import Method, Outcome, register_method
+
+
+@dataclass(frozen=True)
+class C:
+    strength: float = 0.5  # how hard it pushes
+
+
+@register_method("{name}")
+class FilePlugin(Method):
+    """A plugin method read from a file."""
+
+    Config = C
+    kinds = frozenset({{"clip"}})
+
+    def unlearn(self, task):
+        return Outcome()
+'''
+
+
+def test_plugin_is_a_py_file_or_a_module_in_the_current_folder(capsys, monkeypatch, tmp_path):
+    from unlearnbench.methods.base import METHODS
+
+    monkeypatch.setattr(METHODS, "_entries", dict(METHODS._entries))
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    folder = tmp_path / "elsewhere"
+    folder.mkdir()
+    plugin = folder / f"ub_file_plugin_{tmp_path.name}.py"
+    plugin.write_text(FILE_PLUGIN.format(name="from-file"))
+    code, out, err = run_cli(capsys, "ls", "--plugin", str(plugin), "from-file")
+    assert code == 0 and "method from-file [clip]: A plugin method read from a file." in out, err
+
+    monkeypatch.chdir(tmp_path)  # a module in the current folder, named as a module
+    (tmp_path / f"ub_cwd_plugin_{tmp_path.name}.py").write_text(FILE_PLUGIN.format(name="from-cwd"))
+    code, out, err = run_cli(capsys, "ls", "--plugin", f"ub_cwd_plugin_{tmp_path.name}", "from-cwd")
+    assert code == 0 and "strength" in out, err
+
+    code, _, err = run_cli(capsys, "ls", "--plugin", "no_such_plugin_xyz")
+    assert code == 2 and "no module 'no_such_plugin_xyz' on the Python path or in the current folder" in err
+    assert "or the path of its .py file (e.g. examples/my_method.py)" in err
+    code, _, err = run_cli(capsys, "ls", "--plugin", "missing/plugin.py")
+    assert code == 2 and "--plugin missing/plugin.py: no such file" in err and "Traceback" not in err

@@ -217,3 +217,106 @@ def test_goal_status_is_recorded_and_marked(micro_suite, tmp_path):
     stored = rec.read_metadata(next((result.run_dir / "units").glob("*slug*.parquet")))
     assert stored["identity"]["method_config"]["search_steps"] == 4
     assert stored["identity"]["model_fingerprint"] == manifest["suite"]["model_fingerprint"]
+
+
+HELPER_PLUGIN = '''
+"""A test plugin whose step size lives in a helper module beside it (outside the package)."""
+from dataclasses import dataclass
+
+import torch
+
+from ub_test_helper import scale
+from unlearnbench.methods.base import Method, Outcome, register_method
+
+
+@dataclass(frozen=True)
+class NudgeConfig:
+    steps: int = 1  # gradient steps
+
+
+@register_method("nudge-plugin")
+class Nudge(Method):
+    """Sign-gradient ascent on visual.proj with the helper's step (a test plugin)."""
+
+    Config = NudgeConfig
+    kinds = frozenset({"clip"})
+
+    def unlearn(self, task):
+        weight = dict(task.model.named_parameters())["visual.proj"]
+        with task.costs.phase("update"):
+            for _, batch in zip(range(self.config.steps), task.forget_batches()):
+                (grad,) = torch.autograd.grad(task.forget_loss(task.model, batch), [weight])
+                with torch.no_grad():
+                    weight.add_(scale() * grad.sign())
+                task.costs.count(backward=len(batch[0]))
+        return Outcome()
+'''
+
+
+def test_editing_a_plugins_helper_module_recomputes_its_units(micro_suite, tmp_path, monkeypatch):
+    (tmp_path / "ub_test_nudge.py").write_text(HELPER_PLUGIN)
+    helper = tmp_path / "ub_test_helper.py"
+    helper.write_text("def scale():\n    return 0.01\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(METHODS, "_entries", {k: v for k, v in METHODS._entries.items() if k != "nudge-plugin"})
+    for name in ("ub_test_nudge", "ub_test_helper"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    importlib.import_module("ub_test_nudge")
+    spec = RunSpec(suite="clip", methods=["nudge-plugin", "noop"], out_dir=tmp_path / "runs", run_id="helper")
+    assert run(spec, micro_suite).reused == 0
+
+    helper.write_text("def scale():\n    return 0.02\n")  # the plugin's file is unchanged
+    importlib.reload(sys.modules["ub_test_helper"])
+    again = run(spec, micro_suite)
+    assert again.reused == 1 and "code of nudge-plugin, its suite or the harness changed" in again.reuse_line()
+
+
+def test_upgrading_a_library_recomputes_units_and_base_evaluations(micro_suite, tmp_path, monkeypatch):
+    from unlearnbench import identity
+
+    spec = RunSpec(suite="clip", methods=["noop"], out_dir=tmp_path, run_id="upgrade")
+    first = run(spec, micro_suite)
+    assert first.manifest["packages"]["open_clip_torch"] == identity.metadata.version("open_clip_torch")
+    evaluations = []
+    real_evaluate, real_version = micro_suite.evaluate, identity.metadata.version
+    monkeypatch.setattr(micro_suite, "evaluate", lambda m, t: evaluations.append(t) or real_evaluate(m, t))
+    assert run(spec, micro_suite).reused == 1 and evaluations == []
+    monkeypatch.setattr(identity.metadata, "version", lambda dist: "99.0" if dist == "torch" else real_version(dist))
+    upgraded = run(spec, micro_suite)
+    assert upgraded.reused == 0
+    assert f"library versions (torch {torch.__version__.split('+')[0]}" in upgraded.reuse_line()
+    assert "-> 99.0)" in upgraded.reuse_line()
+    assert len(evaluations) == 2  # the base model's test metrics too (cached under the old versions), and the unit's
+
+
+def test_real_data_or_weights_replaced_in_place_recompute(tmp_path, capsys):
+    """The same paths with other files behind them: units and base evaluations are recomputed, and why is said."""
+    from fixtures_real import make_celeba_tree, make_imagenet_tree, tiny_jpeg
+
+    from unlearnbench.cli import main
+    from unlearnbench.models.tiny_clip import create_model
+
+    root = tmp_path / "data"
+    make_imagenet_tree(root / "imagenet", images_per_class=3)
+    make_celeba_tree(root / "celeba")
+    torch.manual_seed(0)
+    weights = tmp_path / "model.pt"
+    torch.save(create_model("ub-clip-bpe").state_dict(), weights)
+    argv = ["--config", "real", "--data", str(root), "--weights", str(weights), "--set", "model=ub-clip-bpe",
+            "--set", "batch_size=4", "--set", "retain_samples=16", "--methods", "noop", "--out", str(tmp_path / "runs"),
+            "--run-id", "real"]
+    assert main(argv) == 0
+    assert main(argv) == 0 and "reused 1 of 1 units" in capsys.readouterr().out
+    image = next((root / "celeba" / "img_align_celeba").glob("*.jpg"))
+    image.write_bytes(tiny_jpeg((200, 40, 40)))  # replaced in place, same name
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "reused 0 of 1 units" in out and "files read from data (replaced or modified) changed" in out
+    unit = next((tmp_path / "runs" / "real" / "units").glob("*.parquet"))
+    assert set(rec.read_metadata(unit)["identity"]["inputs"]) == {"data", "weights"}
+
+    torch.manual_seed(1)
+    torch.save(create_model("ub-clip-bpe").state_dict(), weights)  # other weights under the same file name
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "reused 0 of 1 units" in out and "files read from weights (replaced or modified)" in out

@@ -203,3 +203,31 @@ def test_no_docstring_and_duplicates_fail_at_registration_and_in_the_checks(regi
     Twin.name = "slug"
     with pytest.raises(MethodContractError, match="METHODS has no entry 'slug' for this class"):
         check_method(Twin)
+
+
+def test_micro_suites_read_shipped_models_or_say_what_they_train(tmp_path, monkeypatch, caplog):
+    """check_method on a clip method reads the micro CLIP shipped in the package (no silent minutes of training);
+    the kinds whose micro models are trained into the cache say so, naming the cache, before they do."""
+    import logging
+
+    from unlearnbench import testing
+    from unlearnbench.models import tiny_clip
+
+    def train(*args):
+        raise AssertionError("the micro CLIP was trained")
+
+    monkeypatch.setenv("UNLEARNBENCH_CACHE", str(tmp_path / "empty"))
+    monkeypatch.setattr(tiny_clip, "train", train)
+    testing._micro_suite.cache_clear()
+    try:
+        with caplog.at_level(logging.INFO, logger="unlearnbench.testing"):
+            clip = micro_suite("clip")
+            clip.base_model()  # loaded from models/weights/ub-clip-micro, nothing trained
+            assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+            micro_suite("vlm")  # built, not yet loaded: its models train on first use
+        said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert said == [f"unlearnbench.testing: the micro 'vlm' suite trains the micro LLaVA (its CLIP tower, then "
+                        f"the language model) into {tmp_path / 'empty'} unless it is there already (minutes on a "
+                        "CPU, once per cache)"]
+    finally:
+        testing._micro_suite.cache_clear()

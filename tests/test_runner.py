@@ -158,3 +158,41 @@ def test_run_report_marks_timings_taken_beside_other_work(first_run, tmp_path):
     quiet = {name: {**info, "other_cpu_percent": 0.0} for name, info in units.items()}
     alone = write_run_report(dataclasses.replace(loaded, manifest={**result.manifest, "units": quiet}), ClipSuite)
     assert "other processes used" not in alone.terminal + (folder / "table.md").read_text()
+
+
+def test_manifest_and_report_show_the_resolved_value_of_settings_left_at_none(micro_suite, tmp_path):
+    """ga's lr and the suite's reference_lr default to none; what ran was the suite's reference lr, and that is what
+    the manifest and the report show (the config hash stays the hash of the settings as given)."""
+    from unlearnbench.reports.run_report import write_run_report
+
+    spec = RunSpec(suite="clip", methods=["ga", "noop"], method_overrides={"ga": {"epochs": "1"}}, out_dir=tmp_path)
+    result = run(spec, micro_suite)
+    lr = micro_suite.reference_lr()
+    assert lr == 1e-4 and micro_suite.config.reference_lr is None
+    manifest = json.loads((result.run_dir / "manifest.json").read_text())
+    ga = manifest["methods"]["ga"]
+    assert ga["config"]["lr"] == lr and ga["resolved"] == ["lr"]
+    assert ga["config_hash"] == result.records[result.records.method == "ga"].config_hash.iloc[0]
+    assert manifest["suite"]["config"]["reference_lr"] == lr and manifest["suite"]["resolved"] == ["reference_lr"]
+    assert manifest["methods"]["noop"]["resolved"] == []
+    write_run_report(result, ClipSuite)
+    html = (result.run_dir / "report.html").read_text()
+    assert "lr=0.0001" in html and "lr=none" not in html and "reference_lr: none" not in html
+
+
+def test_an_ignored_virtual_environment_does_not_mark_a_run_dirty(tmp_path):
+    """A clean clone with a .venv/ inside (where `pip install -e .` usually goes) is not -dirty; an edit is."""
+    import subprocess
+    from pathlib import Path
+
+    from unlearnbench.runner import git_revision
+
+    repo = Path(__file__).resolve().parents[1]
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "--quiet", "--depth", "1", f"file://{repo}", str(clone)], check=True)
+    (clone / ".venv" / "lib").mkdir(parents=True)
+    (clone / ".venv" / "lib" / "site.py").write_text("x = 1\n")
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=clone, capture_output=True, text=True).stdout.strip()
+    assert git_revision(clone / "unlearnbench") == head
+    (clone / "README.md").write_text("edited\n")
+    assert git_revision(clone / "unlearnbench") == f"{head}-dirty"

@@ -113,8 +113,9 @@ def test_train_embedded_trains_into_the_cache_and_ships_with_a_verifiable_card(t
     trained = tiny_clip.load_or_train(tiny_clip.preset("micro"), weights="trained")
     card = json.loads((trained.path / CARD).read_text())
     assert card["trained"]["threads"] == torch.get_num_threads() and card["config"]["model"] == "ub-clip-micro"
-    assert main(["train-embedded", "--suite", "clip", "--preset", "micro", "--ship"]) == 2  # only tiny ships
+    assert main(["train-embedded", "--suite", "llava", "--preset", "micro", "--ship"]) == 2  # it does not ship
     monkeypatch.setattr(shipped, "WEIGHTS_DIR", tmp_path / "weights")
-    target = ship(trained.path, "ub-clip-micro")
+    assert main(["train-embedded", "--suite", "clip", "--preset", "micro", "--reuse", "--ship"]) == 0
     key = config_hash(tiny_clip.training_settings(tiny_clip.preset("micro")))
-    assert verified_folder("ub-clip-micro", key) == target
+    assert verified_folder("ub-clip-micro", key) == tmp_path / "weights" / "ub-clip-micro"
+    assert ship(trained.path, "ub-clip-micro") == tmp_path / "weights" / "ub-clip-micro"

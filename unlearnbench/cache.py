@@ -4,6 +4,7 @@ from a damaged file by recomputing it."""
 
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import json
@@ -62,23 +63,42 @@ def file_mode() -> int:
     return 0o666 & ~mask
 
 
+# Errors of the filesystem, not of the code: a full disk, a quota, a read-only or forbidden folder.
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG, errno.EIO,
+                errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG}
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it into place.
 
     The temporary file is created private (mkstemp's 0600); it gets the mode any other new file
     would have before the rename, so outputs and cache files can be shared as the umask allows.
+    A filesystem that refuses the write (full, read-only) is an UnlearnBenchError naming the file;
+    the temporary file goes and whatever was written before stays.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
         write(Path(tmp))
         os.chmod(tmp, file_mode())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as err:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.errno in WRITE_ERRNOS:
+            raise write_error(path, err) from None
         raise
+
+
+def write_error(path: Path, err: OSError) -> UnlearnBenchError:
+    full = err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+    fix = ("free space (or give --out / --cache-dir on another disk)" if full
+           else "make it writable (or give --out / --cache-dir elsewhere)")
+    return UnlearnBenchError(f"cannot write {path} ({err.strerror or err}); {fix} and rerun: units already "
+                             "finished are kept and reused")
 
 
 def atomic_folder(path: Path, write: Callable[[Path], None]) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import signal
 import sys
@@ -44,19 +45,28 @@ def build_parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("ls", parents=[common], help="list methods and suites, or one's settings: ls slug")
     ls.add_argument("name", nargs="?", help="a method or suite: show its settings, defaults and help")
     ls.add_argument("--plugin", action="append", metavar="MODULE",
-                    help="import a module that registers your own methods or suites (repeatable)")
+                    help="import a module or .py file that registers your own methods or suites (repeatable)")
 
     compare = sub.add_parser("compare", parents=[common], help="compare two runs metric by metric; gate on regressions",
-                             description="Compare NEW against BASE per (method, settings, metric) over the units both "
-                             "ran: means, difference, direction, Welch's t-test p-value; writes compare.md.")
+                             description="Compare NEW against BASE per (method, metric) over the (target, seed) units "
+                             "both ran: means, difference, direction, Welch's t-test p-value; writes compare.md. The "
+                             "gate also fails on NaN or missing values, units of BASE missing in NEW and changed "
+                             "settings.")
     compare.add_argument("base", metavar="BASE", help="the reference run: a run folder or its records.parquet")
     compare.add_argument("new", metavar="NEW", help="the run to check, likewise")
     compare.add_argument("--tolerance", action="append", metavar="METRIC=POINTS",
                          help="how far METRIC may move the wrong way before it counts as a regression (repeatable); "
                          "defaults: 1 point for accuracy metrics, 0 for goal_met, timings and counts not gated")
     compare.add_argument("--fail-on-regression", action="store_true",
-                         help="exit with status 1 if any metric regressed beyond its tolerance")
+                         help="exit with status 1 if any metric regressed beyond its tolerance or is NaN or missing "
+                         "in NEW, a method, target or seed of BASE is missing in NEW, or settings changed")
+    compare.add_argument("--allow-config-change", action="store_true",
+                         help="a method's or the suite's changed settings are shown but do not fail the gate; the "
+                         "metrics of the changed methods are gated as usual")
     compare.add_argument("--out", help="folder for compare.md; default: NEW's run folder")
+    compare.add_argument("--plugin", action="append", metavar="MODULE",
+                         help="import the module (or .py file) that registers the runs' suite, if it is your own, so "
+                         "its metrics' directions come from its code (repeatable)")
 
     report = sub.add_parser("report", parents=[common], help="rebuild a stored run's report.html, tables and plots",
                             description="Rebuild report.html, table.md, table.tex and the plots of a finished run "
@@ -115,7 +125,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method-set", action="append", metavar="METHOD.KEY=VALUE",
                         help="override a method setting, e.g. --method-set slug.search_steps=5 (repeatable)")
     parser.add_argument("--plugin", action="append", metavar="MODULE",
-                        help="import a module that registers your own methods or suites (repeatable)")
+                        help="import a module (examples.my_method) or .py file (examples/my_method.py) that registers "
+                        "your own methods or suites (repeatable; docs/PLUGINS.md)")
     parser.add_argument("--ci", type=float, metavar="LEVEL",
                         help="show the t confidence interval of the mean at LEVEL (e.g. 0.95) instead of ± std")
     parser.add_argument("--out", default="runs", help="folder for run outputs; default: runs/")
@@ -151,6 +162,7 @@ def run_spec(args: argparse.Namespace):
 
 
 SEED_RANGE = (0, 2**63 - 1)  # records store seeds as int64
+RUN_ID_BYTES = 255  # NAME_MAX of ext4, xfs, btrfs, APFS and NTFS: the longest name of one folder
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:
@@ -184,7 +196,9 @@ def check_run_arguments(args: argparse.Namespace) -> None:
     elif args.address is not None:
         raise UnlearnBenchError("--address is the address of a Ray cluster; give it with --executor ray")
     if args.targets is not None:
-        names = [t.strip() for t in args.targets.split(",")]
+        from unlearnbench.benchmarks.base import target_names
+
+        names = target_names(args.targets)
         if not any(names):
             raise UnlearnBenchError(f"--targets {args.targets!r} names no target; give target names "
                                     "(comma-separated) or k for the suite's first k, or leave it out for the first")
@@ -197,15 +211,28 @@ def check_run_arguments(args: argparse.Namespace) -> None:
                                or any(c in run_id for c in ("/", "\\", os.sep, "\0"))):
         raise UnlearnBenchError(f"--run-id {run_id!r}: give a plain folder name, without '/' or '\\' and not "
                                 "starting with '.'; the run is written to --out/RUN_ID")
+    if run_id is not None and len(os.fsencode(run_id)) > RUN_ID_BYTES:
+        raise UnlearnBenchError(f"--run-id {run_id[:20]}... is {len(os.fsencode(run_id))} bytes long; a folder name "
+                                f"can have at most {RUN_ID_BYTES} (most filesystems), so give a shorter one")
 
 
 def check_output_folders(args: argparse.Namespace) -> None:
     """--out and the cache must be writable; checked after the names, before any training."""
-    from unlearnbench.cache import CACHE_ENV, cache_root, check_writable_folder
+    from unlearnbench.cache import cache_root, check_writable_folder
 
     check_writable_folder(Path(args.out), "--out")
-    cache_flag = "--cache-dir" if args.cache_dir else (f"${CACHE_ENV}" if os.environ.get(CACHE_ENV) else "cache")
-    check_writable_folder(cache_root(), cache_flag)
+    if args.run_id is not None and (Path(args.out) / args.run_id).exists():  # an earlier run's folder, resumed
+        from unlearnbench.runner import check_run_folder
+
+        check_run_folder(Path(args.out) / args.run_id)
+    check_writable_folder(cache_root(), cache_flag(args))
+
+
+def cache_flag(args: argparse.Namespace) -> str:
+    """How the user named the cache folder, for messages."""
+    from unlearnbench.cache import CACHE_ENV
+
+    return "--cache-dir" if args.cache_dir else (f"${CACHE_ENV}" if os.environ.get(CACHE_ENV) else "cache")
 
 
 def check_ci(level: float | None) -> None:
@@ -306,8 +333,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from unlearnbench.cache import atomic_write_text
-    from unlearnbench.reports.compare import (StoredRun, compare_runs, comparison_table, differences, regressions,
-                                              summary_line)
+    from unlearnbench.reports.compare import StoredRun, compare, comparison_table, summary_line
     from unlearnbench.reports.tables import to_markdown, to_terminal
 
     tolerances = {}
@@ -316,18 +342,20 @@ def cmd_compare(args: argparse.Namespace) -> int:
             tolerances[metric] = float(text)
         except ValueError:
             raise UnlearnBenchError(f"--tolerance {metric}={text}: give a number of points, e.g. {metric}=2") from None
-        if not tolerances[metric] >= 0:
+        if not math.isfinite(tolerances[metric]):
+            raise UnlearnBenchError(f"--tolerance {metric}={text}: give a finite number of points, e.g. {metric}=2")
+        if tolerances[metric] < 0:
             raise UnlearnBenchError(f"--tolerance {metric}={text}: a tolerance cannot be negative")
     base, new = StoredRun.load(args.base, "BASE"), StoredRun.load(args.new, "NEW")
-    result = compare_runs(base, new, tolerances)
-    notes = differences(base, new)
+    comparison = compare(base, new, tolerances, args.allow_config_change)
     out = Path(args.out) if args.out else new.path
     title = f"# compare: NEW `{new.path}` against BASE `{base.path}`\n\n"
-    text = "\n".join([summary_line(result), *notes])
-    atomic_write_text(out / "compare.md", title + to_markdown(comparison_table(result)) + "\n" + text + "\n")
-    print(to_terminal(comparison_table(result, gated_only=True)))
+    text = "\n".join([summary_line(comparison), *(f"FAIL: {f}" for f in comparison.failures), *comparison.notes])
+    table = comparison_table(comparison.rows)
+    atomic_write_text(out / "compare.md", title + to_markdown(table) + "\n" + text + "\n")
+    print(to_terminal(comparison_table(comparison.rows, gated_only=True)))
     print(f"\n{text}\nwrote {out / 'compare.md'} (every metric, timings and counts included)")
-    return 1 if args.fail_on_regression and not regressions(result).empty else 0
+    return 1 if args.fail_on_regression and comparison.failed else 0
 
 
 def stored_run(path: str):
@@ -402,8 +430,10 @@ def cmd_costs(args: argparse.Namespace) -> int:
 def cmd_train_embedded(args: argparse.Namespace) -> int:
     import json
 
+    from unlearnbench.cache import cache_root, check_writable_folder
     from unlearnbench.models.shipped import CARD, train_embedded
 
+    check_writable_folder(cache_root(), cache_flag(args))  # before minutes of training (--ship: train_embedded)
     for folder in train_embedded(args.suite, args.preset, reuse=args.reuse, ship_them=args.ship):
         card = json.loads((folder / CARD).read_text())
         size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
@@ -448,20 +478,6 @@ def describe_registered(name: str) -> str:
     return "\n".join(lines)
 
 
-def load_plugins(modules: list[str] | None) -> None:
-    """Import the built-in methods and suites, then the user's modules (which register their own)."""
-    import importlib
-
-    import unlearnbench.benchmarks  # noqa: F401
-    import unlearnbench.methods  # noqa: F401
-
-    for module in modules or []:
-        try:
-            importlib.import_module(module)
-        except ImportError as err:
-            raise UnlearnBenchError(f"--plugin {module}: cannot import it ({err})") from None
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
@@ -475,8 +491,10 @@ def main(argv: list[str] | None = None) -> int:
                 "costs": cmd_costs, "train-embedded": cmd_train_embedded}
     previous = handle_sigterm()
     try:
-        if args.command != "compare":  # a comparison reads stored runs alone, never suite or method code
-            load_plugins(getattr(args, "plugin", None))
+        from unlearnbench.plugins import load_plugins
+
+        # compare too: its metrics' directions and tolerances come from the suites' declarations
+        load_plugins(getattr(args, "plugin", None))
         return commands[args.command or "run"](args)
     except UnlearnBenchError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, TypeVar
 
 from unlearnbench.errors import UnlearnBenchError
@@ -23,19 +24,36 @@ def parse_assignments(items: list[str] | None, flag: str) -> dict[str, str]:
 
 def apply_overrides(config: C, overrides: dict[str, str], owner: str) -> C:
     """A copy of ``config`` with the string ``overrides`` parsed to each field's type."""
-    known = {f.name for f in dataclasses.fields(config)}
+    fields = {f.name: f for f in dataclasses.fields(config)}
     parsed: dict[str, Any] = {}
     for key, text in overrides.items():
-        if key not in known:
+        if key not in fields:
             raise UnlearnBenchError(
-                f"{owner} has no setting {key!r}; its settings are: {', '.join(sorted(known))}")
-        parsed[key] = _coerce(text, getattr(config, key), f"{owner}.{key}")
+                f"{owner} has no setting {key!r}; its settings are: {', '.join(sorted(fields))}")
+        current = getattr(config, key)
+        parsed[key] = _coerce(text, current, f"{owner}.{key}", optional(fields[key], current))
     return dataclasses.replace(config, **parsed)
 
 
-def _coerce(text: str, current: Any, where: str) -> Any:
+def optional(field: dataclasses.Field, current: Any) -> bool:
+    """Whether a setting may be None: its value is, or its annotation says so (``int | None``)."""
+    return current is None or "None" in str(field.type) or "Optional" in str(field.type)
+
+
+def _coerce(text: str, current: Any, where: str, may_be_none: bool = True) -> Any:
     if text.lower() in ("none", "null"):
+        if not may_be_none:
+            raise UnlearnBenchError(f"{where}={text!r}: this setting takes a {type(current).__name__} and has no "
+                                    "'none' (only settings whose default is none accept it)")
         return None
+    value = _parse(text, current, where)
+    # NaN and infinity compare false with everything (a threshold would never be met) and are not JSON.
+    if any(isinstance(v, float) and not math.isfinite(v) for v in (value if isinstance(value, tuple) else (value,))):
+        raise UnlearnBenchError(f"{where}={text!r} is not a finite number; give one like 0.5")
+    return value
+
+
+def _parse(text: str, current: Any, where: str) -> Any:
     try:
         if isinstance(current, bool):
             if text.lower() not in ("true", "false", "1", "0"):

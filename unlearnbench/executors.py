@@ -126,6 +126,10 @@ class RayExecutor(Executor):
         # Workers read the same cache as this process (trained embedded models, generated data); their
         # progress bars stay off (one bar here counts finished units), their warnings reach this terminal.
         self.env = {CACHE_ENV: str(cache_root().resolve()), "TQDM_DISABLE": "1"}
+        from unlearnbench.plugins import PATHS
+
+        if PATHS:  # plugins given as files or found in the current folder import in the workers too
+            self.env["PYTHONPATH"] = os.pathsep.join([*PATHS, *filter(None, [os.environ.get("PYTHONPATH")])])
         self.remote = ray.remote(run_job)
 
     def submit(self, job, suite, method, done: Done) -> None:
@@ -172,7 +176,7 @@ def run_job(job, threads: int):
     """A Ray task: compute one unit in a worker process and return its UnitOutput to the driver."""
     import torch
 
-    from unlearnbench.identity import code_fingerprint
+    from unlearnbench.identity import code_fingerprint, library_versions
     from unlearnbench.methods.base import build_method
     from unlearnbench.runner import compute_unit
 
@@ -185,11 +189,11 @@ def run_job(job, threads: int):
     suite = worker_suite(job)
     method = build_method(job.method, job.method_overrides)
     check_same(f"{job.method} settings", asdict(method.config), job.identity["method_config"])
-    code = code_fingerprint(type(method), type(suite))
-    if code != job.identity["code_fingerprint"]:
-        # The code changed on disk after bench.py started (or differs on this node): the unit is stored
-        # under the fingerprint of the code it ran through, so a rerun recomputes it if that is not current.
-        job = replace(job, identity={**job.identity, "code_fingerprint": code})
+    code, libraries = code_fingerprint(type(method), type(suite)), library_versions()
+    if code != job.identity["code_fingerprint"] or libraries != job.identity["libraries"]:
+        # The code changed on disk after bench.py started (or code or libraries differ on this node): the unit
+        # is stored under what it ran through, so a rerun recomputes it if that is not current.
+        job = replace(job, identity={**job.identity, "code_fingerprint": code, "libraries": libraries})
     return compute_unit(suite, method, job)
 
 

@@ -4,9 +4,14 @@ of it is identical.
 - ``model_fingerprint``: a hash of the weights themselves (names, dtypes, shapes, bytes), never a
   path: two checkpoints that are both called ``model.pt`` are two models.
 - ``code_fingerprint``: a hash of the parsed source of the modules a result runs through: the
-  method's module, the suite's module, the runner, and every ``unlearnbench`` module they import
-  (followed transitively), plus the package version. It hashes the syntax tree, so a comment or a
-  reformatted line does not invalidate results, while any change to code does.
+  method's module, the suite's module, the runner, and every module they import that is not part of
+  the standard library or an installed library (``unlearnbench``'s own, a plugin's helper modules
+  beside it), followed transitively, plus the package version. It hashes the syntax tree, so a comment
+  or a reformatted line does not invalidate results, while any change to code does.
+- ``library_versions``: the versions of the installed libraries that compute results (torch,
+  open_clip, diffusers, transformers, timm, numpy, ...): an upgrade recomputes.
+- ``files_fingerprint``: the files a suite reads from paths in its settings (real data, ``--weights``):
+  every file's relative name, size and modification time, so data replaced in place recomputes.
 - ``digest``: the key of a JSON-able identity (suite config, target, method config, seed, ...).
 """
 
@@ -15,10 +20,15 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
+import importlib.util
 import inspect
 import json
+import os
+import site
 import sys
+import sysconfig
 from collections.abc import Iterable
+from importlib import metadata
 from pathlib import Path
 
 import torch
@@ -30,6 +40,9 @@ PACKAGE = "unlearnbench"
 PACKAGE_ROOT = Path(unlearnbench.__file__).resolve().parent
 # Modules that only format or dispatch results; a change to them cannot change a number.
 NOT_RESULT_CODE = (f"{PACKAGE}.reports", f"{PACKAGE}.cli")
+# The installed distributions whose code computes results (their versions are part of every identity).
+RESULT_LIBRARIES = ("torch", "open_clip_torch", "diffusers", "transformers", "timm", "numpy", "scipy", "scikit-learn",
+                    "safetensors", "pillow", "torchmetrics", "lm_eval", "accelerate")
 
 
 def digest(payload: object, length: int = 16) -> str:
@@ -64,8 +77,9 @@ def module_of(obj: object) -> str:
 
 
 def module_closure(roots: Iterable[str]) -> dict[str, Path]:
-    """Every module reachable from ``roots`` through imports of ``unlearnbench`` modules: name -> file.
-    A root outside the package (a plugin) counts with its own file."""
+    """Every module reachable from ``roots`` through imports of modules outside the standard library and
+    the installed libraries (``unlearnbench``'s own, a plugin and the helper modules it imports): name ->
+    file. Library code counts through ``library_versions`` instead."""
     found: dict[str, Path] = {}
     todo = list(roots)
     while todo:
@@ -76,12 +90,13 @@ def module_closure(roots: Iterable[str]) -> dict[str, Path]:
         if path is None:
             continue
         found[name] = path
-        todo.extend(imported_package_modules(str(path), name))
+        todo.extend(_imports(str(path), *_stamp(str(path)), name))
     return found
 
 
 def module_file(name: str) -> Path | None:
-    """The source file of module ``name``; None for names that are not modules (imported classes)."""
+    """The source file of module ``name`` if it is project code; None for library and standard-library
+    modules, compiled modules, and names that are not modules (imported classes and functions)."""
     if name == PACKAGE:
         return PACKAGE_ROOT / "__init__.py"
     if name.startswith(PACKAGE + "."):
@@ -90,16 +105,89 @@ def module_file(name: str) -> Path | None:
             if candidate.is_file():
                 return candidate
         return None
+    top = name.partition(".")[0]
+    if not top or top in sys.stdlib_module_names or top in sys.builtin_module_names or _is_library(top):
+        return None
     module = sys.modules.get(name)
-    source = getattr(module, "__file__", None)
-    return Path(source) if source and source.endswith(".py") else None
+    source = getattr(module, "__file__", None) if module is not None else _spec_origin(name)
+    if not source or not source.endswith(".py"):
+        return None
+    path = Path(source).resolve()
+    return None if _under_library_paths(path) else path
 
 
-def imported_package_modules(path: str, module: str) -> list[str]:
-    """Names of the ``unlearnbench`` modules (and imported names, filtered later) ``path`` imports,
-    at top level or inside functions."""
-    return [name for name in _imports(path, *_stamp(path), module)
-            if name == PACKAGE or name.startswith(PACKAGE + ".")]
+def _spec_origin(name: str) -> str | None:
+    """Where ``name`` would be imported from, without importing anything new (a submodule only once its
+    parent is imported: finding it would import the parent)."""
+    parent = name.rpartition(".")[0]
+    if parent and parent not in sys.modules:
+        return None
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError, AttributeError):
+        return None
+    return spec.origin if spec is not None else None
+
+
+@functools.lru_cache(maxsize=1024)
+def _is_library(top: str) -> bool:
+    """A top-level module that lives in site-packages (or the standard library's folders)."""
+    module = sys.modules.get(top)
+    source = getattr(module, "__file__", None) if module is not None else _spec_origin(top)
+    return bool(source) and _under_library_paths(Path(source).resolve())
+
+
+@functools.cache
+def _library_paths() -> tuple[Path, ...]:
+    paths = {sysconfig.get_paths()[key] for key in ("stdlib", "platstdlib", "purelib", "platlib")}
+    paths.update(getattr(site, "getsitepackages", list)())
+    paths.add(site.getusersitepackages())
+    return tuple(Path(p).resolve() for p in paths if p)
+
+
+def _under_library_paths(path: Path) -> bool:
+    return not path.is_relative_to(PACKAGE_ROOT) and any(path.is_relative_to(p) for p in _library_paths())
+
+
+def library_versions() -> dict[str, str | None]:
+    """The installed version of each library in RESULT_LIBRARIES (None: not installed)."""
+    versions = {}
+    for dist in RESULT_LIBRARIES:
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = None
+    return versions
+
+
+def files_fingerprint(path: Path) -> str | None:
+    """A hash of the names (relative to ``path``), sizes and modification times of the file ``path`` or
+    of every file below the folder ``path`` (symbolic links followed, each folder once); None if it does
+    not exist. Reading metadata only keeps it to about a second for a data set of 200,000 files."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    sha = hashlib.sha256()
+    if path.is_file():
+        stat = path.stat()
+        sha.update(f"{path.name}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+        return sha.hexdigest()[:16]
+    seen = set()
+    for folder, dirs, files in os.walk(path, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:  # a link back up the tree
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs.sort()
+        for name in sorted(files):
+            file = os.path.join(folder, name)
+            try:
+                stat = os.stat(file)
+            except OSError:  # a dangling link
+                continue
+            sha.update(f"{os.path.relpath(file, path)}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    return sha.hexdigest()[:16]
 
 
 def syntax_hash(path: Path) -> str:

@@ -8,13 +8,15 @@ Storage is measured from the written file: the tensor payload, which the header 
 from __future__ import annotations
 
 import json
+import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
@@ -60,7 +62,17 @@ class Patch:
 
     def save(self, path: Path) -> None:
         tensors = {name: t.detach().contiguous().cpu() for name, t in self.tensors.items()}
-        atomic_write(Path(path), lambda tmp: save_file(tensors, str(tmp), metadata=self.metadata))
+
+        def write(tmp: Path) -> None:
+            try:
+                save_file(tensors, str(tmp), metadata=self.metadata)
+            except SafetensorError as err:  # its I/O errors (a full disk) as the OSError atomic_write reports
+                code = re.search(r"os error (\d+)", str(err))
+                if code is None:
+                    raise
+                raise OSError(int(code[1]), os.strerror(int(code[1])), str(tmp)) from None
+
+        atomic_write(Path(path), write)
 
     @classmethod
     def load(cls, path: Path) -> Patch:

@@ -33,10 +33,11 @@ from PIL import Image
 
 from unlearnbench import records as rec
 from unlearnbench.benchmarks.base import Suite, build_suite
-from unlearnbench.cache import atomic_write, atomic_write_text, cache_dir, config_hash, read_cached
+from unlearnbench.cache import (atomic_write, atomic_write_text, cache_dir, check_writable_folder, config_hash,
+                                read_cached)
 from unlearnbench.costs import OtherLoad
 from unlearnbench.errors import UnlearnBenchError
-from unlearnbench.identity import code_fingerprint, digest, model_fingerprint
+from unlearnbench.identity import code_fingerprint, digest, files_fingerprint, library_versions, model_fingerprint
 from unlearnbench.methods.base import METHODS, Method, build_method
 from unlearnbench.patch import Patch, patch_metadata, restored_weights, stored_payload_bytes
 from unlearnbench.passes import PassCounter, model_components
@@ -118,11 +119,14 @@ def run(spec: RunSpec, suite: Suite | None = None) -> RunResult:
              [m.name for m in methods], targets, list(spec.seeds), executor.name)
 
     check_methods(suite, methods, targets[0])  # before the run folder is touched
+    if run_dir.exists():  # resumed: a folder that cannot take files fails now, not after the first unit
+        check_run_folder(run_dir)
     with run_lock(run_dir), executor:
         remove_leftover_temp_files(run_dir)
         model_fp = model_fingerprint(suite.base_model())
         code_fps = {m.name: code_fingerprint(type(m), type(suite)) for m in methods}
         suite_code_fp = code_fingerprint(type(suite))
+        libraries, inputs = library_versions(), input_fingerprints(suite)
         # One slot per unit in (target, method, seed) order, filled as units are reused or finish
         # (in completion order on a parallel executor), so records never depend on the executor.
         slots: dict[str, tuple[pd.DataFrame, dict[str, pd.DataFrame], dict]] = {}
@@ -132,14 +136,14 @@ def run(spec: RunSpec, suite: Suite | None = None) -> RunResult:
             slots[unit.name] = unit.store(output)  # written atomically here, by this process, as each finishes
 
         for target in targets:
-            before = base_evaluation(suite, target, model_fp, suite_code_fp)
+            before = base_evaluation(suite, target, model_fp, suite_code_fp, inputs)
             for method in methods:
                 for seed in spec.seeds:
                     unit = Unit(suite, method, target, seed, run_dir, {
                         "suite": suite.name, "suite_version": suite.version, "suite_config": asdict(suite.config),
                         "model_fingerprint": model_fp, "target": target, "method": method.name,
                         "method_config": asdict(method.config), "seed": seed,
-                        "code_fingerprint": code_fps[method.name]})
+                        "code_fingerprint": code_fps[method.name], "libraries": libraries, "inputs": inputs})
                     slots[unit.name] = None
                     stored = unit.reuse()
                     if unit.stale:
@@ -176,14 +180,33 @@ def check_methods(suite: Suite, methods: list[Method], target: str) -> None:
             method.check(task)
 
 
+# The folders of a run folder that a run writes into (reports write plots/).
+RUN_FOLDERS = ("units", "artifacts", "patches", "samples", "answers", "plots")
+
+
+def check_run_folder(run_dir: Path) -> None:
+    """An existing run folder, its lock file and the folders units are written to must take files."""
+    for folder in (run_dir, *(run_dir / name for name in RUN_FOLDERS if (run_dir / name).exists())):
+        check_writable_folder(folder, "run folder")
+    lock = run_dir / ".lock"
+    if lock.exists() and not lock.is_file():
+        raise UnlearnBenchError(f"run folder {run_dir}: its lock file {lock} is not a file; remove it, or give this "
+                                "run another --run-id")
+
+
 @contextmanager
 def run_lock(run_dir: Path) -> Iterator[None]:
     """Hold ``run_dir/.lock`` for the whole run, so two processes never compute the same units."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if fcntl is None:
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(run_dir / ".lock", "a+") if fcntl is not None else None
+    except OSError as err:
+        raise UnlearnBenchError(f"run folder {run_dir} cannot be written ({err.strerror or err}); make it writable, "
+                                "or give --out / --run-id a folder you can write in") from None
+    if handle is None:
         yield
         return
-    with open(run_dir / ".lock", "a+") as handle:
+    with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -339,6 +362,7 @@ def _compute_unit(suite: Suite, method: Method, job: UnitJob) -> UnitOutput:
                  if len(v)}
     info = {"target": target, "method": method.name, "config_hash": job.keys["config_hash"], "seed": seed,
             "code_fingerprint": job.identity["code_fingerprint"], "goal": asdict(task.goal),
+            "resolved": dict(task.resolved),  # settings left at none and the values the task gave them
             "computed": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     return UnitOutput(frame, artifacts, info, job.identity)
 
@@ -353,10 +377,22 @@ def goal_status(task: UnlearningTask, validation: dict[str, float]) -> dict[str,
 
 def changed_fields(old: dict, new: dict, method: str) -> str:
     """Which parts of a unit's identity differ, in words."""
-    words = {"code_fingerprint": f"code of {method}, its suite or the harness", "model_fingerprint": "base model",
-             "suite_config": "suite settings", "method_config": f"{method} settings", "suite_version": "suite version"}
+    def entries(key: str) -> tuple[dict, dict, list[str]]:  # a dict-valued part: both sides, the keys that differ
+        before, now = old.get(key) or {}, new.get(key) or {}
+        return before, now, [k for k in dict.fromkeys([*before, *now]) if before.get(k) != now.get(k)]
+
+    def in_words(key: str) -> str:
+        if key == "libraries":
+            before, now, keys = entries(key)
+            return f"library versions ({', '.join(f'{k} {before.get(k)} -> {now.get(k)}' for k in keys)})"
+        if key == "inputs":
+            return f"files read from {', '.join(entries(key)[2])} (replaced or modified)"
+        return {"code_fingerprint": f"code of {method}, its suite or the harness", "model_fingerprint": "base model",
+                "suite_config": "suite settings", "method_config": f"{method} settings",
+                "suite_version": "suite version"}.get(key, key)
+
     fields = [key for key in new if old.get(key) != new[key]]
-    return ", ".join(words.get(key, key) for key in fields) + " changed" if fields else "written by an older version"
+    return ", ".join(in_words(key) for key in fields) + " changed" if fields else "written by an older version"
 
 
 def save_samples(before: np.ndarray, after: np.ndarray, path: Path) -> None:
@@ -384,13 +420,22 @@ def check_finite(model: torch.nn.Module, method: str, target: str) -> None:
             f"unlearning {target!r}; its loss diverged — lower its learning rate or step size")
 
 
-def base_evaluation(suite: Suite, target: str, model_fp: str, code_fp: str | None = None) -> dict[str, float]:
+def input_fingerprints(suite: Suite) -> dict[str, str | None]:
+    """Each file or folder the suite reads from its settings (real data, weights), by setting: what part
+    of a result's identity says the data and weights are the same files as before."""
+    return {setting: files_fingerprint(path) for setting, path in suite.input_paths().items()}
+
+
+def base_evaluation(suite: Suite, target: str, model_fp: str, code_fp: str | None = None,
+                    inputs: dict[str, str | None] | None = None) -> dict[str, float]:
     """Test metrics of the base model for ``target``, cached across runs under the same identity rule
-    as units: suite config, model weights (``model_fp``), target and suite code (``code_fp``, the
-    suite's code fingerprint; computed here when not given)."""
+    as units: suite config, model weights (``model_fp``), target, suite code (``code_fp``, the suite's
+    code fingerprint), library versions and the files the suite reads (``inputs``; both computed here
+    when not given)."""
     code_fp = code_fp or code_fingerprint(type(suite))
+    inputs = input_fingerprints(suite) if inputs is None else inputs
     key = digest({"suite": suite.name, "version": suite.version, "config": asdict(suite.config), "model": model_fp,
-                  "target": target, "code": code_fp})
+                  "target": target, "code": code_fp, "libraries": library_versions(), "inputs": inputs})
     path = cache_dir() / "evals" / f"{suite.name}-{key}.json"
     values = read_cached(path, read_metric_values, "recomputing it")
     if values is not None:
@@ -417,18 +462,21 @@ def default_run_id(suite: Suite, methods: list[Method], targets: list[str], seed
 def make_manifest(spec: RunSpec, suite: Suite, methods: list[Method], targets: list[str], run_id: str,
                   model_fp: str, units: dict[str, dict]) -> dict:
     packages = {}
-    for dist in ("unlearnbench", "torch", "open_clip_torch", "diffusers", "transformers", "numpy", "pandas"):
+    for dist in ("unlearnbench", "pandas"):
         try:
             packages[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             packages[dist] = None
+    packages.update(library_versions())
+    suite_resolved = suite.resolved_settings()
     return {
         "run_id": run_id,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "suite": {"name": suite.name, "version": suite.version, "model": suite.model_id(),
-                  "model_fingerprint": model_fp, "config": asdict(suite.config)},
+                  "model_fingerprint": model_fp, "config": {**asdict(suite.config), **suite_resolved},
+                  "resolved": sorted(suite_resolved)},
         "metrics": metric_metadata(suite.metrics),
-        "methods": {m.name: {"config": asdict(m.config), "config_hash": config_hash(m.config)} for m in methods},
+        "methods": {m.name: method_entry(m, units) for m in methods},
         "targets": targets,
         "seeds": list(spec.seeds),
         "executor": spec.executor,
@@ -441,11 +489,23 @@ def make_manifest(spec: RunSpec, suite: Suite, methods: list[Method], targets: l
     }
 
 
-def git_revision() -> str | None:
+def method_entry(method: Method, units: dict[str, dict]) -> dict:
+    """A method's settings as its units used them: a setting left at none shows the value the task resolved
+    it to (``resolved`` names those), beside the hash of the settings as given."""
+    resolved = {}
+    for info in units.values():
+        if info["method"] == method.name:
+            resolved.update(info.get("resolved", {}))
+    return {"config": {**asdict(method.config), **resolved}, "config_hash": config_hash(method.config),
+            "resolved": sorted(resolved)}
+
+
+def git_revision(folder: Path = Path(__file__).parent) -> str | None:
+    """HEAD of the clone ``folder`` is in, with ``-dirty`` when a tracked file is modified or an untracked
+    file is not ignored (.gitignore ignores virtual environments: .venv/, venv/)."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                             text=True, timeout=5)
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=Path(__file__).parent,
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=folder,
                                capture_output=True, text=True, timeout=5).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None

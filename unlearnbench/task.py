@@ -99,6 +99,9 @@ class UnlearningTask:
     reference_lr: float | None = None
     extras: dict[str, Any] = field(default_factory=dict)  # kind-specific parts (e.g. a scheduler)
     costs: CostMeter = field(default_factory=CostMeter)
+    # Settings a method left at None and the values the task gave them (learning_rate's "lr"), so the
+    # manifest and the report show what ran.
+    resolved: dict[str, Any] = field(default_factory=dict)
     _base_validation: dict[str, float] | None = None
 
     @property
@@ -113,13 +116,16 @@ class UnlearningTask:
         self.costs.count(forward=len(batch[0]))
         return self.retain_loss_fn(model, batch)
 
-    def learning_rate(self, configured: float | None, method: str) -> float:
-        """A method's configured learning rate, else this task's reference one."""
-        lr = configured if configured is not None else self.reference_lr
-        if lr is None:
+    def learning_rate(self, configured: float | None, method: str, setting: str = "lr") -> float:
+        """A method's configured learning rate (its setting ``setting``), else this task's reference one,
+        which is then recorded in ``resolved``."""
+        if configured is not None:
+            return configured
+        if self.reference_lr is None:
             raise UnlearnBenchError(f"{method}: no learning rate: suite {self.suite!r} gives no reference_lr; "
-                                    f"set one with --method-set {method}.lr=VALUE")
-        return lr
+                                    f"set one with --method-set {method}.{setting}=VALUE")
+        self.resolved[setting] = self.reference_lr
+        return self.reference_lr
 
     def random_label_loss(self, model: nn.Module, batch: Batch, generator: torch.Generator) -> torch.Tensor:
         if self.random_label_loss_fn is None:

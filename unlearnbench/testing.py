@@ -21,8 +21,10 @@ own suite with ``suites=``): ``Method.check`` accepts the default task, the meth
 under one torch seed give bit-identical weights, only ``task.editable`` tensors change, weights stay
 finite with their shapes and dtypes, its costs are recorded, it reaches the task's goal (a method
 with ``aims_to_forget = False`` must instead change nothing or lower the retain loss), and a run
-that fails part-way leaves the base model exactly as it was. Micro suites train in seconds into the
-cache (``$UNLEARNBENCH_CACHE``) and are built once per process.
+that fails part-way leaves the base model exactly as it was. The micro suites are built once per
+process: the micro CLIP ships in the package (nothing trains); the micro LLaVA and text-to-image
+models are trained into the cache (``$UNLEARNBENCH_CACHE``) the first time, which is logged as a
+warning before it starts (``FIRST_USE``).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import contextlib
 import dataclasses
 import functools
 import json
+import logging
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
@@ -46,6 +49,18 @@ from unlearnbench.task import UnlearningTask
 
 __all__ = ["Check", "MethodContractError", "check_method", "method_checks", "micro_suite",
            "parametrize_with_checks"]
+
+log = logging.getLogger(__name__)
+
+# What building each kind's micro suite does to the machine, said before it happens (a check that trains
+# a model for minutes without a word looks hung). None: it reads shipped models only.
+FIRST_USE = {
+    "clip": None,  # models/weights/ub-clip-micro
+    "diffusion": "trains the micro text-to-image model, its text encoder's CLIP and the style and object "
+                 "classifiers into {cache} unless they are there already (minutes on a CPU, once per cache)",
+    "vlm": "trains the micro LLaVA (its CLIP tower, then the language model) into {cache} unless it is there "
+           "already (minutes on a CPU, once per cache)",
+}
 
 
 class MethodContractError(AssertionError):
@@ -90,6 +105,12 @@ def _micro_suite(kind: str) -> Suite:
     }
     if kind not in builders:
         raise KeyError(kind)
+    if FIRST_USE[kind]:
+        from unlearnbench.cache import cache_root
+
+        log.warning("unlearnbench.testing: the micro %r suite %s", kind, FIRST_USE[kind].format(cache=cache_root()))
+    else:
+        log.info("unlearnbench.testing: the micro %r suite reads the models shipped in the package", kind)
     return builders[kind]()
 
 

@@ -7,7 +7,10 @@ reports know their direction and units.
 
 from __future__ import annotations
 
+import csv
+import dataclasses
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -52,6 +55,13 @@ class Suite(ABC):
     def reference_lr(self) -> float:
         return self.config.reference_lr or self.reference_lrs[self.config.config]
 
+    def resolved_settings(self) -> dict[str, Any]:
+        """Settings left at None that the suite resolves to a value (its reference learning rate; a suite
+        adds its own), shown with that value in the manifest and the report."""
+        if getattr(self.config, "reference_lr", 0) is None and hasattr(type(self), "reference_lrs"):
+            return {"reference_lr": self.reference_lr()}
+        return {}
+
     @classmethod
     def summary(cls) -> str:
         return (cls.__doc__ or "").strip().splitlines()[0]
@@ -81,6 +91,17 @@ class Suite(ABC):
         generated images), by component name: their passes are counted with the model's."""
         return {}
 
+    def input_paths(self) -> dict[str, Path]:
+        """The files and folders the suite reads, by setting: every setting whose default is None (``data``,
+        ``weights``, ``model_path``, ...) set to a path that exists. Their files are part of every result's
+        identity (runner.input_fingerprints), so data or weights replaced in place are recomputed."""
+        paths = {}
+        for setting in dataclasses.fields(self.config):
+            value = getattr(self.config, setting.name)
+            if setting.default is None and isinstance(value, str) and value and Path(value).expanduser().exists():
+                paths[setting.name] = Path(value).expanduser().resolve()
+        return paths
+
     def sample_grid(self, model: nn.Module, target: str) -> np.ndarray | None:
         """Generated samples to show a person (uint8 H x W x 3), for generative suites; else None."""
         return None
@@ -101,12 +122,25 @@ class Suite(ABC):
                 raise UnlearnBenchError(
                     f"--targets {k}: suite {self.name!r} has {len(available)} targets (1..{len(available)})")
             return available[:k]
-        names = [t.strip() for t in spec.split(",") if t.strip()]
+        names = [t for t in target_names(spec) if t]
         for target in names:
             if target not in available:
+                # "Smith, John" given unquoted arrives as "Smith" and "John"
+                split = [t for t in available if "," in t and target in (p.strip() for p in t.split(","))]
+                hint = (f"; a name with a comma is quoted as in CSV: --targets '\"{split[0]}\"'" if split else "")
                 raise UnlearnBenchError(
-                    f"unknown target {target!r} for suite {self.name!r}; targets: {', '.join(available)}")
+                    f"unknown target {target!r} for suite {self.name!r}{hint}; targets: {', '.join(available)}")
         return names
+
+
+def target_names(spec: str) -> list[str]:
+    """``--targets`` as CSV: comma-separated names, a name that holds a comma in double quotes
+    (``"Smith, John",Anne``); each stripped."""
+    try:
+        return [name.strip() for name in next(csv.reader([spec], skipinitialspace=True, strict=True), [])]
+    except csv.Error as err:
+        raise UnlearnBenchError(f"--targets {spec!r}: {err}; quote a name that holds a comma as in CSV: "
+                                "'\"Smith, John\",Anne'") from None
 
 
 SUITES: Registry[type[Suite]] = Registry("suite")

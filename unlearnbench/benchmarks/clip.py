@@ -425,7 +425,21 @@ def load_real_assets(cfg: ClipSuiteConfig) -> ClipAssets:
     if cfg.forget_pairs is not None:
         data.forget_pairs = forget_shards(Path(cfg.forget_pairs))
     model, preprocess, model_id = load_open_clip(cfg.model, cfg.pretrained, cfg.weights, cfg.device)
-    return ClipAssets(model, open_clip.get_tokenizer(cfg.model), data, preprocess, model_id)
+    tokenizer = open_clip.get_tokenizer(cfg.model)
+    check_vocabulary(model, tokenizer, cfg.model)
+    return ClipAssets(model, tokenizer, data, preprocess, model_id)
+
+
+def check_vocabulary(model: nn.Module, tokenizer, name: str) -> None:
+    """The tokenizer open_clip pairs with ``name`` must emit ids the model's token table has; else every
+    caption would fail deep in the text tower (an index error) once the run has started."""
+    table = getattr(getattr(model, "token_embedding", None), "num_embeddings", None)
+    emits = getattr(tokenizer, "vocab_size", None)
+    if table is not None and emits is not None and emits > table:
+        raise UnlearnBenchError(
+            f"clip: model {name!r} has a vocabulary of {table} tokens, but the tokenizer open_clip gives it "
+            f"({type(tokenizer).__name__}, {emits} tokens) emits ids up to {emits - 1}; give an open_clip model whose "
+            "config's text_cfg.vocab_size fits its tokenizer (the released ones do: ViT-B-32, ViT-L-14, ...)")
 
 
 def heldout_data(root: Path, imagenet_fraction: float) -> ClipData:

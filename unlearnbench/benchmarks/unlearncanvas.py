@@ -24,6 +24,7 @@ import functools
 import hashlib
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -161,6 +162,15 @@ class UnlearnCanvasSuite(Suite):
         assets.model.requires_grad_(True)
         return assets
 
+    def sample_batch_size(self) -> int:
+        return self.config.sample_batch_size or (256 if self.embedded else 8)
+
+    def resolved_settings(self) -> dict[str, Any]:
+        resolved = {"steps": self.assets.steps, "guidance": self.assets.guidance,
+                    "sample_batch_size": self.sample_batch_size()}
+        return {**super().resolved_settings(),
+                **{key: value for key, value in resolved.items() if getattr(self.config, key) is None}}
+
     def model_id(self) -> str:
         return self.assets.model_id
 
@@ -188,7 +198,7 @@ class UnlearnCanvasSuite(Suite):
         pairs = [(p, s) for p in prompts for s in seeds]
         missing = [(p, s) for p, s in pairs if (p, s, steps, guidance) not in cache]
         if missing:
-            batch = self.config.sample_batch_size or (256 if self.embedded else 8)
+            batch = self.sample_batch_size()
             # Each embedded UNet step stands for REAL_STEPS / steps steps of the real protocol (pass counts).
             with real_scale({"unet": REAL_STEPS / steps} if self.embedded else {}):
                 images = model.sample([p for p, _ in missing], [s for _, s in missing], steps=steps,

@@ -7,9 +7,10 @@ the code that trained them, the machine, thread count and time it took. A run re
 only after every sha256 matches, and names the file and the fix when one does not.
 
 ``weights="shipped"`` (the suites' default) reads the shipped folder for the configurations that ship
-(each suite's ``tiny`` preset) and trains any other configuration into the cache; ``weights="trained"``
-always uses the cache, training there on first use (``bench.py train-embedded``). ``bench.py
-train-embedded --suite S --ship`` copies freshly trained models over the shipped ones.
+(each suite's ``tiny`` preset, and the ``micro`` CLIP the contract checks and tests use: SHIPPED) and
+trains any other configuration into the cache; ``weights="trained"`` always uses the cache, training
+there on first use (``bench.py train-embedded``). ``bench.py train-embedded --suite S [--preset P]
+--ship`` copies freshly trained models over the shipped ones.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ from unlearnbench.errors import UnlearnBenchError
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 CARD = "card.json"
 SOURCES = ("shipped", "trained")
+# Each shipped model: the suite and preset whose training writes it (bench.py train-embedded).
+SHIPPED = {"ub-clip-tiny": ("clip", "tiny"), "ub-clip-micro": ("clip", "micro"), "tiny-llava": ("llava", "tiny"),
+           "canvas-classifiers": ("unlearncanvas", "tiny"), "canvas-t2i": ("unlearncanvas", "tiny")}
 
 
 def check_source(weights: str) -> str:
@@ -58,8 +62,7 @@ def start_training(folder: Path) -> None:
     code cannot build (an architecture change without re-shipping)."""
     if is_shipped(folder):
         raise UnlearnBenchError(f"shipped model {folder.name} in {folder} matches its card but this code cannot load "
-                                f"it; regenerate it with python bench.py train-embedded --suite "
-                                f"{suite_of(folder.name)} --ship")
+                                f"it; regenerate it with {train_command(folder.name)} --ship")
     (folder / CARD).unlink(missing_ok=True)
 
 
@@ -67,14 +70,14 @@ def verified_folder(name: str, config_key: str) -> Path:
     """``weights/<name>``, after checking that its card matches ``config_key`` and every file its sha256."""
     folder = WEIGHTS_DIR / name
     retrain = (f"reinstall unlearnbench (in a clone: git checkout -- {folder_in_repo(folder)}), or train the model "
-               f"on this machine and use it: python bench.py train-embedded --suite {suite_of(name)}, then "
+               f"on this machine and use it: {train_command(name)}, then "
                f"--set embedded_weights=trained")
     card = read_card(folder, retrain)
     if card.get("config_key") != config_key:
         raise UnlearnBenchError(
             f"shipped model {name} was trained from other settings than this code's (card {card.get('config_key')}, "
-            f"code {config_key}): the training code changed without re-shipping it. Regenerate it with python "
-            f"bench.py train-embedded --suite {suite_of(name)} --ship, or use --set embedded_weights=trained")
+            f"code {config_key}): the training code changed without re-shipping it. Regenerate it with "
+            f"{train_command(name)} --ship, or use --set embedded_weights=trained")
     for file, expected in card["files"].items():
         path = folder / file
         if not path.is_file():
@@ -147,8 +150,26 @@ def folder_in_repo(folder: Path) -> str:
     return str(folder.relative_to(root)) if folder.is_relative_to(root) else str(folder)
 
 
-def suite_of(name: str) -> str:
-    return {"ub-clip-tiny": "clip", "tiny-llava": "llava"}.get(name, "unlearncanvas")
+def train_command(name: str) -> str:
+    """The command that trains the shipped model ``name``."""
+    suite, preset = SHIPPED.get(name, ("unlearncanvas", "tiny"))
+    return f"python bench.py train-embedded --suite {suite}" + (f" --preset {preset}" if preset != "tiny" else "")
+
+
+def ship_folders(suite: str, preset: str) -> list[Path]:
+    """The shipped folders ``train-embedded --suite suite --preset preset --ship`` replaces, after checking
+    that this configuration ships and that the package's weights folder takes files: before any training."""
+    from unlearnbench.cache import check_writable_folder
+
+    names = [name for name, (s, p) in SHIPPED.items() if (s, p) == (suite, preset)]
+    if not names:
+        ships = sorted({p for s, p in SHIPPED.values() if s == suite})
+        raise UnlearnBenchError(f"--ship with --suite {suite} --preset {preset}: that model does not ship (presets "
+                                f"that ship for {suite}: {', '.join(ships) or 'none'})")
+    folders = [WEIGHTS_DIR / name for name in names]
+    for folder in (WEIGHTS_DIR, *(f for f in folders if f.exists())):
+        check_writable_folder(folder, "--ship: the shipped models' folder")
+    return folders
 
 
 def train_embedded(suite: str, preset: str = "tiny", reuse: bool = False, ship_them: bool = False) -> list[Path]:
@@ -157,30 +178,31 @@ def train_embedded(suite: str, preset: str = "tiny", reuse: bool = False, ship_t
     Returns the folders written."""
     from unlearnbench.models import tiny_clip, tiny_diffusion, tiny_llava
 
+    if suite not in ("clip", "llava", "unlearncanvas"):
+        raise UnlearnBenchError(f"--suite {suite!r} has no embedded models; give clip, llava or unlearncanvas")
+    if ship_them:
+        ship_folders(suite, preset)  # before hours of training, not after
     if suite == "clip":
         trained = tiny_clip.load_or_train(tiny_clip.preset(preset), weights="trained", retrain=not reuse)
-        folders = {"ub-clip-tiny": trained.path}
+        folders = {trained.config.model: trained.path}
     elif suite == "llava":
         trained = tiny_llava.load_or_train(tiny_llava.preset(preset), weights="trained", retrain=not reuse)
         folders = {"tiny-llava": trained.path}
     elif suite == "unlearncanvas":
         trained = tiny_diffusion.load_or_train(tiny_diffusion.preset(preset), weights="trained", retrain=not reuse)
         folders = {"canvas-classifiers": trained.classifiers.path, "canvas-t2i": trained.path}
-    else:
-        raise UnlearnBenchError(f"--suite {suite!r} has no embedded models; give clip, llava or unlearncanvas")
     if not ship_them:
         return list(folders.values())
-    if preset != "tiny":
-        raise UnlearnBenchError(f"only the tiny preset ships; --ship with --preset {preset!r} would replace it")
     return [ship(folder, name) for name, folder in folders.items()]
 
 
 def shipped_settings() -> dict[str, dict]:
-    """Each shipped model's name and the settings this code would train it from (each suite's tiny preset)."""
+    """Each shipped model's name and the settings this code would train it from (SHIPPED)."""
     from unlearnbench.models import canvas_classifier, tiny_clip, tiny_diffusion, tiny_llava
 
     canvas = tiny_diffusion.PRESETS["tiny"]
     return {"ub-clip-tiny": tiny_clip.training_settings(tiny_clip.PRESETS["tiny"]),
+            "ub-clip-micro": tiny_clip.training_settings(tiny_clip.PRESETS["micro"]),
             "tiny-llava": tiny_llava.training_settings(tiny_llava.PRESETS["tiny"]),
             "canvas-classifiers": canvas_classifier.training_settings(canvas.data, canvas.classifier),
             "canvas-t2i": tiny_diffusion.training_settings(canvas)}

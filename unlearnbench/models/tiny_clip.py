@@ -7,7 +7,7 @@ BPE tokens the token table of a 64-wide model was 94% of its parameters (ViT-B-3
 method that works on "all parameters" (SalUn's saliency mask, SSD's Fisher statistics) saw mostly it.
 Training is contrastive with one change for a data set of few classes: images that share a class are
 positives of each other, not negatives (a class-aware InfoNCE), which is what lets 60 identities and
-20 objects train in minutes on 2 cores. The ``tiny`` model ships in ``weights/`` (see ``shipped``);
+20 objects train in minutes on 2 cores. The ``tiny`` and ``micro`` models ship in ``weights/`` (see ``shipped``);
 others are cached by the hash of their training config; training reports the held-out zero-shot bars.
 """
 
@@ -154,10 +154,10 @@ def training_settings(cfg: TinyClipTrainConfig) -> dict:
 
 def load_or_train(cfg: TinyClipTrainConfig, device: torch.device | str = "cpu", weights: str = "shipped",
                   retrain: bool = False) -> TrainedClip:
-    """The trained model for ``cfg``: shipped (``weights="shipped"`` and the ``tiny`` preset), else from the
-    cache, training it there first if absent (or ``retrain``)."""
+    """The trained model for ``cfg``: shipped (``weights="shipped"`` and the ``tiny`` or ``micro`` preset),
+    else from the cache, training it there first if absent (or ``retrain``)."""
     settings = training_settings(cfg)
-    folder = model_folder(cfg.model, settings, weights, ships=cfg == PRESETS["tiny"])
+    folder = model_folder(cfg.model, settings, weights, ships=cfg in (PRESETS["tiny"], PRESETS["micro"]))
     data = make_clip_data(cfg.data)
     files, info, vocab = folder / "model.safetensors", folder / "train.json", folder / "tokenizer"
 

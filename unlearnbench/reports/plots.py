@@ -109,15 +109,21 @@ def slug_search(trace: pd.DataFrame, forget_metric: str, retain_metric: str, pat
         chosen = layer == chosen_layer
         for ax, metric in zip(axes, (forget_metric, retain_metric)):
             scored = trials.dropna(subset=[metric]) if metric in trials else trials.iloc[:0]
+            if scored.empty:  # retention is scored only for steps that forget: none may have
+                continue
             ax.plot(scored.step, scored[metric], color=f"C{i % 10}", lw=2.2 if chosen else 1, marker="",
                     label=short_layer(layer) + (" (chosen)" if chosen else ""))
             met = scored.met.astype(bool)
             ax.scatter(scored.step[met], scored[metric][met], color=f"C{i % 10}", s=22, zorder=3)
             ax.scatter(scored.step[~met], scored[metric][~met], color="none", edgecolor=f"C{i % 10}", s=22, zorder=3)
     for ax, metric, good in zip(axes, (forget_metric, retain_metric), ("more forgotten", "better kept")):
-        ax.set(xscale="log", xlabel="step size λ", title=f"{metric} on validation",
+        ax.set(xscale="log" if ax.has_data() else "linear", xlabel="step size λ", title=f"{metric} on validation",
                ylabel=axis_label(metric, directions.get(metric, good == "better kept"), good))
-    axes[1].legend(fontsize=7, loc="best", title="filled: met the goal", title_fontsize=7)
+        if not ax.has_data():
+            ax.text(0.5, 0.5, "no step forgot the target:\nnothing scored", ha="center", va="center",
+                    transform=ax.transAxes)
+    next((ax for ax in axes[::-1] if ax.has_data()), axes[0]).legend(
+        fontsize=7, loc="best", title="filled: met the goal", title_fontsize=7)
     fig.suptitle(title or "SLUG step search")
     return save(fig, path)
 
