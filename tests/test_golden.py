@@ -39,15 +39,17 @@ def run_readme_command(suite: str, threads: int, folder: Path) -> Path:
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("suite", sorted(COMMANDS))
 def test_readme_command_reproduces_the_golden_records(suite, threads, tmp_path):
-    from unlearnbench.reports.compare import StoredRun, compare_runs
+    from unlearnbench.reports.compare import StoredRun, compare
 
     run = run_readme_command(suite, threads, tmp_path)
-    result = compare_runs(StoredRun.load(GOLDEN / suite, "golden"), StoredRun.load(run, "new"))
+    comparison = compare(StoredRun.load(GOLDEN / suite, "golden"), StoredRun.load(run, "new"))
+    result = comparison.rows
     gated = result[result.status != "not gated"]
     assert len(gated) >= 4, "the golden run and this one share too few gated metrics"
-    moved = result[result.status.isin(["regressed", "improved"])]
+    assert not comparison.failures, comparison.failures  # a unit missing, or settings changed
+    moved = result[result.status.isin(["regressed", "improved", "missing in NEW"])]
     shown = moved[["variant", "metric", "base", "new", "tolerance"]]
-    assert moved.empty, f"moved beyond tolerance:\n{shown.to_string()}"
+    assert moved.empty, f"moved beyond tolerance or missing:\n{shown.to_string()}"
 
 
 def regenerate() -> None:
