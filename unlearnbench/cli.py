@@ -402,7 +402,8 @@ def cmd_costs(args: argparse.Namespace) -> int:
 def cmd_train_embedded(args: argparse.Namespace) -> int:
     import json
 
-    from unlearnbench.models.shipped import CARD, train_embedded
+    from unlearnbench.models.embedded import train_embedded
+    from unlearnbench.models.shipped import CARD
 
     for folder in train_embedded(args.suite, args.preset, reuse=args.reuse, ship_them=args.ship):
         card = json.loads((folder / CARD).read_text())

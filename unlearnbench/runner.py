@@ -16,9 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import platform
-import re
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -26,27 +24,20 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
-from PIL import Image
+from filelock import FileLock, Timeout
 
 from unlearnbench import records as rec
 from unlearnbench.benchmarks.base import Suite, build_suite
 from unlearnbench.cache import atomic_write, atomic_write_text, cache_dir, config_hash, read_cached
-from unlearnbench.costs import OtherLoad
+from unlearnbench.compute import UnitJob, UnitOutput, unit_name
 from unlearnbench.errors import UnlearnBenchError
+from unlearnbench.executors import make_executor
 from unlearnbench.identity import code_fingerprint, digest, model_fingerprint
 from unlearnbench.methods.base import METHODS, Method, build_method
-from unlearnbench.patch import Patch, patch_metadata, restored_weights, stored_payload_bytes
-from unlearnbench.passes import PassCounter, model_components
+from unlearnbench.progress import bar as progress
 from unlearnbench.records import metric_metadata
-from unlearnbench.task import UnlearningTask
-
-try:
-    import fcntl
-except ImportError:  # Windows: no advisory locks; concurrent runs in one folder are not detected
-    fcntl = None
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +98,6 @@ def prepare(spec: RunSpec, suite: Suite | None = None) -> tuple[Suite, list[Meth
 
 def run(spec: RunSpec, suite: Suite | None = None) -> RunResult:
     """Run ``spec``; pass ``suite`` to reuse an already built (and loaded) suite."""
-    from unlearnbench.executors import make_executor
-
     suite, methods = prepare(spec, suite)
     executor = make_executor(spec, suite)  # e.g. Ray missing: fails before any work
     targets = suite.resolve_targets(spec.targets)
@@ -127,11 +116,16 @@ def run(spec: RunSpec, suite: Suite | None = None) -> RunResult:
         # (in completion order on a parallel executor), so records never depend on the executor.
         slots: dict[str, tuple[pd.DataFrame, dict[str, pd.DataFrame], dict]] = {}
         stale: dict[str, str] = {}
+        # One bar over the run's units, whichever executor computes them; its postfix says what runs now.
+        units_bar = progress(total=len(targets) * len(methods) * len(spec.seeds), desc=f"units ({executor.name})",
+                             unit="unit", leave=True)
 
         def finished(unit: Unit, output: UnitOutput) -> None:
             slots[unit.name] = unit.store(output)  # written atomically here, by this process, as each finishes
+            units_bar.update()
 
         for target in targets:
+            units_bar.set_postfix_str(f"evaluating the base model on {target}")
             before = base_evaluation(suite, target, model_fp, suite_code_fp)
             for method in methods:
                 for seed in spec.seeds:
@@ -146,6 +140,7 @@ def run(spec: RunSpec, suite: Suite | None = None) -> RunResult:
                         stale[unit.name] = unit.stale
                     if stored is not None:
                         slots[unit.name] = stored
+                        units_bar.update()
                         continue
                     keys = dict(run_id=run_id, suite=suite.name, suite_version=suite.version, model=suite.model_id(),
                                 target=target, method=method.name, config_hash=config_hash(method.config), seed=seed)
@@ -153,8 +148,11 @@ def run(spec: RunSpec, suite: Suite | None = None) -> RunResult:
                                   method_overrides=dict(spec.method_overrides.get(method.name, {})), target=target,
                                   seed=seed, run_dir=str(run_dir), identity=unit.identity, before=before, keys=keys,
                                   modules=(type(suite).__module__, type(method).__module__))
+                    units_bar.set_postfix_str(f"{method.name} on {target}, seed {seed}")
                     executor.submit(job, suite, method, lambda output, unit=unit: finished(unit, output))
+        units_bar.set_postfix_str("")
         executor.wait()
+        units_bar.close()
         frames = [frame for frame, _, _ in slots.values()]
         artifacts = {f"{name}/{kind}": table for name, (_, unit_artifacts, _) in slots.items()
                      for kind, table in unit_artifacts.items()}
@@ -178,22 +176,20 @@ def check_methods(suite: Suite, methods: list[Method], target: str) -> None:
 
 @contextmanager
 def run_lock(run_dir: Path) -> Iterator[None]:
-    """Hold ``run_dir/.lock`` for the whole run, so two processes never compute the same units."""
+    """Hold ``run_dir/.lock`` for the whole run, so two processes never compute the same units (filelock:
+    an OS lock on every platform, released when the process ends however it ends)."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    if fcntl is None:
+    lock = FileLock(run_dir / ".lock", timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise UnlearnBenchError(
+            f"run folder {run_dir} is in use by another bench.py process; wait for it to finish, "
+            "or give this run another --run-id") from None
+    try:
         yield
-        return
-    with open(run_dir / ".lock", "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UnlearnBenchError(
-                f"run folder {run_dir} is in use by another bench.py process; wait for it to finish, "
-                "or give this run another --run-id") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    finally:
+        lock.release()
 
 
 def remove_leftover_temp_files(run_dir: Path) -> None:
@@ -201,13 +197,6 @@ def remove_leftover_temp_files(run_dir: Path) -> None:
     for tmp in run_dir.rglob(".*.tmp"):
         log.info("removing %s, left by an interrupted run", tmp)
         tmp.unlink(missing_ok=True)
-
-
-def unit_name(target: str, method: Method, seed: int) -> str:
-    """Readable and collision-free: the target's characters that are safe in a file name, and a hash
-    of the exact target string (``Anne O'Neil`` and ``Anne O Neil`` are two units)."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", target)[:48]
-    return f"{safe}-{digest(target, 8)}__{method.name}-{config_hash(method.config)}__seed{seed}"
 
 
 @dataclass
@@ -265,123 +254,12 @@ class Unit:
         return output.frame, output.artifacts, {**output.info, "reused": False}
 
 
-@dataclass
-class UnitJob:
-    """One unit to compute, as plain values, so another process (a Ray worker) can rebuild the suite
-    and method from them (``executors.run_job``) and compute it exactly as this one would."""
-
-    suite: str
-    suite_overrides: dict[str, str]
-    method: str
-    method_overrides: dict[str, str]
-    target: str
-    seed: int
-    run_dir: str
-    identity: dict  # the unit's identity (JSON-normalised); a worker checks its suite and method against it
-    before: dict[str, float]  # the base model's test metrics for the target
-    keys: dict  # the record keys (run id, suite, model, target, method, config hash, seed)
-    modules: tuple[str, ...] = ()  # modules that register the suite and the method (plugins included)
-
-
-@dataclass
-class UnitOutput:
-    """What computing a unit returns: its records, its artifact tables and its info. The patch, sample
-    grid and example answers are already written (atomically) into the run folder."""
-
-    frame: pd.DataFrame
-    artifacts: dict[str, pd.DataFrame]
-    info: dict
-    identity: dict  # the identity it was computed under, stored with it (``job.identity``)
-
-
-def compute_unit(suite: Suite, method: Method, job: UnitJob) -> UnitOutput:
-    """Unlearn ``job.target`` with ``method`` on ``suite``'s base model (restored afterwards, also on
-    failure), write the patch (and sample grid / example answers) into the run folder, and return the
-    unit's records, artifacts and info; the caller stores them (``Unit.store``)."""
-    with OtherLoad() as load:  # what other processes took of the CPUs while this unit was timed
-        output = _compute_unit(suite, method, job)
-    output.info["other_cpu_percent"] = round(load.percent, 1)
-    return output
-
-
-def _compute_unit(suite: Suite, method: Method, job: UnitJob) -> UnitOutput:
-    target, seed, run_dir = job.target, job.seed, Path(job.run_dir)
-    name = unit_name(target, method, seed)
-    task = suite.task(target)
-    model = task.model
-    samples_before = suite.sample_grid(model, target)
-    answers_before = suite.example_answers(model, target)
-    with restored_weights(model) as base_state:
-        torch.manual_seed(seed)
-        counter = PassCounter({**model_components(model), **{n: [m] for n, m in suite.judges().items()}})
-        with task.costs.track_memory(task.device), counter.counting():
-            outcome = method.unlearn(task)
-        costs = task.costs.as_metrics()  # before the goal check below adds its own validation
-        check_finite(model, method.name, target)
-        patch = Patch.diff(base_state, model, patch_metadata(
-            method=method.name, target=target, seed=seed, config=asdict(method.config), **outcome.info))
-        patch_file = run_dir / "patches" / f"{name}.safetensors"
-        patch.save(patch_file)
-        validation = task.validate(model, set(patch.tensors))
-        start = time.perf_counter()
-        after = suite.evaluate(model, target)
-        eval_seconds = time.perf_counter() - start
-        if samples_before is not None:
-            save_samples(samples_before, suite.sample_grid(model, target), run_dir / "samples" / f"{name}.png")
-        if answers_before is not None:
-            save_answers(answers_before, suite.example_answers(model, target), run_dir / "answers" / f"{name}.md")
-    costs.update(storage_bytes=float(stored_payload_bytes(patch_file)), changed_tensors=float(len(patch.tensors)),
-                 eval_seconds=eval_seconds)
-    after = {**after, **goal_status(task, validation), **costs}
-    frame = pd.concat([rec.make_records(job.before, stage="before", **job.keys),
-                       rec.make_records(after, stage="after", **job.keys)], ignore_index=True)
-    artifacts = {k: v for k, v in {"trace": outcome.trace, **outcome.tables, "passes": counter.table()}.items()
-                 if len(v)}
-    info = {"target": target, "method": method.name, "config_hash": job.keys["config_hash"], "seed": seed,
-            "code_fingerprint": job.identity["code_fingerprint"], "goal": asdict(task.goal),
-            "computed": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    return UnitOutput(frame, artifacts, info, job.identity)
-
-
-def goal_status(task: UnlearningTask, validation: dict[str, float]) -> dict[str, float]:
-    """Whether the unlearned model meets the task's goal on validation, judged by the runner for
-    every method alike (a method's own claim is not trusted), with the two values judged."""
-    goal = task.goal
-    return {"goal_met": float(goal.met(validation, task.base_validation())),
-            "val_forget": validation[goal.forget_metric], "val_retain": validation[goal.retain_metric]}
-
-
 def changed_fields(old: dict, new: dict, method: str) -> str:
     """Which parts of a unit's identity differ, in words."""
     words = {"code_fingerprint": f"code of {method}, its suite or the harness", "model_fingerprint": "base model",
              "suite_config": "suite settings", "method_config": f"{method} settings", "suite_version": "suite version"}
     fields = [key for key in new if old.get(key) != new[key]]
     return ", ".join(words.get(key, key) for key in fields) + " changed" if fields else "written by an older version"
-
-
-def save_samples(before: np.ndarray, after: np.ndarray, path: Path) -> None:
-    """Before | after side by side, enlarged so small images stay readable."""
-    gap = np.full((before.shape[0], max(2, before.shape[1] // 64), 3), 255, np.uint8)
-    grid = np.concatenate([before, gap, after], axis=1)
-    scale = max(1, 512 // grid.shape[0])
-    image = Image.fromarray(grid).resize((grid.shape[1] * scale, grid.shape[0] * scale), Image.NEAREST)
-    atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
-
-
-def save_answers(before: pd.DataFrame, after: pd.DataFrame, path: Path) -> None:
-    """The same questions answered before and after unlearning, as a Markdown table."""
-    from unlearnbench.reports.tables import to_markdown
-
-    table = before.rename(columns={"answer": "before"}).assign(after=after["answer"].to_numpy())
-    atomic_write_text(path, to_markdown(table.set_index(table.columns[0]), index_name=table.columns[0]))
-
-
-def check_finite(model: torch.nn.Module, method: str, target: str) -> None:
-    bad = [n for n, p in model.named_parameters() if not torch.isfinite(p).all()]
-    if bad:
-        raise UnlearnBenchError(
-            f"method {method!r} left non-finite weights in {len(bad)} tensors (first: {bad[0]}) while "
-            f"unlearning {target!r}; its loss diverged — lower its learning rate or step size")
 
 
 def base_evaluation(suite: Suite, target: str, model_fp: str, code_fp: str | None = None) -> dict[str, float]:
@@ -427,7 +305,7 @@ def make_manifest(spec: RunSpec, suite: Suite, methods: list[Method], targets: l
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "suite": {"name": suite.name, "version": suite.version, "model": suite.model_id(),
                   "model_fingerprint": model_fp, "config": asdict(suite.config)},
-        "metrics": metric_metadata(suite.metrics),
+        "metrics": metric_metadata((*suite.metrics, *suite.validation_metrics)),
         "methods": {m.name: {"config": asdict(m.config), "config_hash": config_hash(m.config)} for m in methods},
         "targets": targets,
         "seeds": list(spec.seeds),

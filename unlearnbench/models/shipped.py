@@ -9,7 +9,8 @@ only after every sha256 matches, and names the file and the fix when one does no
 ``weights="shipped"`` (the suites' default) reads the shipped folder for the configurations that ship
 (each suite's ``tiny`` preset) and trains any other configuration into the cache; ``weights="trained"``
 always uses the cache, training there on first use (``bench.py train-embedded``). ``bench.py
-train-embedded --suite S --ship`` copies freshly trained models over the shipped ones.
+train-embedded --suite S --ship`` copies freshly trained models over the shipped ones (models/embedded.py:
+this module is what the model modules import, so it imports none of them).
 """
 
 from __future__ import annotations
@@ -149,38 +150,3 @@ def folder_in_repo(folder: Path) -> str:
 
 def suite_of(name: str) -> str:
     return {"ub-clip-tiny": "clip", "tiny-llava": "llava"}.get(name, "unlearncanvas")
-
-
-def train_embedded(suite: str, preset: str = "tiny", reuse: bool = False, ship_them: bool = False) -> list[Path]:
-    """Train the embedded models of ``suite`` (preset ``preset``) from code into the cache, or with
-    ``reuse`` take them from the cache if there; with ``ship_them`` copy them over the shipped ones.
-    Returns the folders written."""
-    from unlearnbench.models import tiny_clip, tiny_diffusion, tiny_llava
-
-    if suite == "clip":
-        trained = tiny_clip.load_or_train(tiny_clip.preset(preset), weights="trained", retrain=not reuse)
-        folders = {"ub-clip-tiny": trained.path}
-    elif suite == "llava":
-        trained = tiny_llava.load_or_train(tiny_llava.preset(preset), weights="trained", retrain=not reuse)
-        folders = {"tiny-llava": trained.path}
-    elif suite == "unlearncanvas":
-        trained = tiny_diffusion.load_or_train(tiny_diffusion.preset(preset), weights="trained", retrain=not reuse)
-        folders = {"canvas-classifiers": trained.classifiers.path, "canvas-t2i": trained.path}
-    else:
-        raise UnlearnBenchError(f"--suite {suite!r} has no embedded models; give clip, llava or unlearncanvas")
-    if not ship_them:
-        return list(folders.values())
-    if preset != "tiny":
-        raise UnlearnBenchError(f"only the tiny preset ships; --ship with --preset {preset!r} would replace it")
-    return [ship(folder, name) for name, folder in folders.items()]
-
-
-def shipped_settings() -> dict[str, dict]:
-    """Each shipped model's name and the settings this code would train it from (each suite's tiny preset)."""
-    from unlearnbench.models import canvas_classifier, tiny_clip, tiny_diffusion, tiny_llava
-
-    canvas = tiny_diffusion.PRESETS["tiny"]
-    return {"ub-clip-tiny": tiny_clip.training_settings(tiny_clip.PRESETS["tiny"]),
-            "tiny-llava": tiny_llava.training_settings(tiny_llava.PRESETS["tiny"]),
-            "canvas-classifiers": canvas_classifier.training_settings(canvas.data, canvas.classifier),
-            "canvas-t2i": tiny_diffusion.training_settings(canvas)}
