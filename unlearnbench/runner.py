@@ -13,6 +13,7 @@ its base weights after every unit, whatever happens.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import platform
@@ -54,6 +55,7 @@ class RunSpec:
     run_id: str | None = None
     executor: str = "sequential"  # how units that are not reused are computed: sequential or ray (executors.py)
     address: str | None = None  # ray: an existing cluster's address; None: a local cluster on this machine's CPUs
+    command: str | None = None  # the command line that asked for the run, for the manifest and runs/index.md
 
 
 @dataclass
@@ -86,7 +88,10 @@ def prepare(spec: RunSpec, suite: Suite | None = None) -> tuple[Suite, list[Meth
     unknown_overrides = set(spec.method_overrides) - set(spec.methods)
     if unknown_overrides:
         raise UnlearnBenchError(f"settings given for methods not in the run: {sorted(unknown_overrides)}")
-    methods = [build_method(name, spec.method_overrides.get(name)) for name in spec.methods]
+    methods = [build_method(name, overrides) for name, overrides in method_variants(spec)]
+    hashes = [(m.name, config_hash(m.config)) for m in methods]
+    if len(set(hashes)) < len(hashes):
+        raise UnlearnBenchError("--method-set gives one method the same settings twice; give each value once")
     for method in methods:
         if not method.supports(suite.kind):
             fits = [n for n, cls in METHODS.items() if cls.supports(suite.kind)]
@@ -96,9 +101,26 @@ def prepare(spec: RunSpec, suite: Suite | None = None) -> tuple[Suite, list[Meth
     return suite, methods
 
 
+def method_variants(spec: RunSpec) -> list[tuple[str, dict[str, str]]]:
+    """Each method of the run with the settings of each of its variants. ``--method-set ga.lr=1e-4,1e-5``
+    sweeps: one variant per value (several swept settings: every combination), in the order given; a
+    setting that holds a tuple (``utility_tasks=a,b``) takes its commas as its own."""
+    variants = []
+    for name in spec.methods:
+        overrides = spec.method_overrides.get(name, {})
+        defaults = METHODS.get(name).Config() if name in METHODS else None
+        axes = []
+        for key, text in overrides.items():
+            whole = isinstance(getattr(defaults, key, None), tuple) or "," not in text
+            axes.append([(key, value) for value in ([text] if whole else [v.strip() for v in text.split(",")])])
+        variants += [(name, dict(combination)) for combination in itertools.product(*axes)]
+    return variants
+
+
 def run(spec: RunSpec, suite: Suite | None = None) -> RunResult:
     """Run ``spec``; pass ``suite`` to reuse an already built (and loaded) suite."""
     suite, methods = prepare(spec, suite)
+    overrides = {id(m): o for m, (_, o) in zip(methods, method_variants(spec))}  # a variant's own settings
     executor = make_executor(spec, suite)  # e.g. Ray missing: fails before any work
     targets = suite.resolve_targets(spec.targets)
     run_id = spec.run_id or default_run_id(suite, methods, targets, spec.seeds)
@@ -145,7 +167,7 @@ def run(spec: RunSpec, suite: Suite | None = None) -> RunResult:
                     keys = dict(run_id=run_id, suite=suite.name, suite_version=suite.version, model=suite.model_id(),
                                 target=target, method=method.name, config_hash=config_hash(method.config), seed=seed)
                     job = UnitJob(suite=suite.name, suite_overrides=dict(spec.suite_overrides), method=method.name,
-                                  method_overrides=dict(spec.method_overrides.get(method.name, {})), target=target,
+                                  method_overrides=overrides[id(method)], target=target,
                                   seed=seed, run_dir=str(run_dir), identity=unit.identity, before=before, keys=keys,
                                   modules=(type(suite).__module__, type(method).__module__))
                     units_bar.set_postfix_str(f"{method.name} on {target}, seed {seed}")
@@ -294,6 +316,7 @@ def default_run_id(suite: Suite, methods: list[Method], targets: list[str], seed
 
 def make_manifest(spec: RunSpec, suite: Suite, methods: list[Method], targets: list[str], run_id: str,
                   model_fp: str, units: dict[str, dict]) -> dict:
+    names = [m.name for m in methods]
     packages = {}
     for dist in ("unlearnbench", "torch", "open_clip_torch", "diffusers", "transformers", "numpy", "pandas"):
         try:
@@ -306,10 +329,14 @@ def make_manifest(spec: RunSpec, suite: Suite, methods: list[Method], targets: l
         "suite": {"name": suite.name, "version": suite.version, "model": suite.model_id(),
                   "model_fingerprint": model_fp, "config": asdict(suite.config)},
         "metrics": metric_metadata((*suite.metrics, *suite.validation_metrics)),
-        "methods": {m.name: {"config": asdict(m.config), "config_hash": config_hash(m.config)} for m in methods},
+        # Keyed by name, or by name-hash where a sweep runs several variants of one method.
+        "methods": {(m.name if names.count(m.name) == 1 else f"{m.name}-{config_hash(m.config)}"):
+                    {"method": m.name, "config": asdict(m.config), "config_hash": config_hash(m.config)}
+                    for m in methods},
         "targets": targets,
         "seeds": list(spec.seeds),
         "executor": spec.executor,
+        "command": spec.command,
         "units": units,
         "git": git_revision(),
         "packages": packages,

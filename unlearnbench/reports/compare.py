@@ -59,7 +59,7 @@ class StoredRun:
         return cls(folder, records, manifest)
 
     def configs(self) -> dict[tuple[str, str], dict]:
-        return {(name, m["config_hash"]): m["config"] for name, m in self.manifest["methods"].items()}
+        return {(m.get("method", name), m["config_hash"]): m["config"] for name, m in self.manifest["methods"].items()}
 
 
 def unit_values(records: pd.DataFrame) -> pd.DataFrame:

@@ -205,13 +205,18 @@ def shown(table: pd.DataFrame, index_name: str) -> pd.DataFrame:
     return out.astype(str)
 
 
+def alignments(cells: pd.DataFrame) -> tuple[str, ...]:
+    """Numbers right (a column whose every cell starts like one: "85.00 ± 7.07", "16.00 KB"), text left."""
+    return tuple("right" if i and cells[c].str.match(r"^$|^[-+]?[\d.]").all() else "left"
+                 for i, c in enumerate(cells.columns))
+
+
 def to_markdown(table: pd.DataFrame, index_name: str = "method") -> str:
     cells = shown(table, index_name)
     # tabulate keeps '|' and line breaks as they are; either would break a row.
     cells = cells.apply(lambda column: column.str.replace("|", r"\|", regex=False).str.replace("\n", " ",
                                                                                                 regex=False))
-    align = ("left", *["right"] * (cells.shape[1] - 1))
-    return cells.to_markdown(index=False, colalign=align, disable_numparse=True) + "\n"
+    return cells.to_markdown(index=False, colalign=alignments(cells), disable_numparse=True) + "\n"
 
 
 # Symbols of our cells that LaTeX needs in math mode (pandas escapes LaTeX's own special characters).
@@ -239,4 +244,4 @@ def to_latex(table: pd.DataFrame, index_name: str = "method") -> str:
 def to_terminal(table: pd.DataFrame, index_name: str = "method") -> str:
     cells = shown(table, index_name)
     return tabulate(cells, headers="keys", showindex=False, tablefmt="simple", disable_numparse=True,
-                    colalign=("left", *["right"] * (cells.shape[1] - 1)))
+                    colalign=alignments(cells))
