@@ -8,6 +8,7 @@ cover no point. Points a test must find are drawn with ``gid="trials"`` or ``gid
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 
@@ -20,7 +21,6 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
-from matplotlib.transforms import blended_transform_factory  # noqa: E402
 
 from unlearnbench.cache import atomic_write  # noqa: E402
 from unlearnbench.reports.tables import MISSED, ORIGINAL, format_cell, human_bytes, labelled_values  # noqa: E402
@@ -122,7 +122,7 @@ def axis_label(metric: str, meta: dict | None, good: str, higher: bool, where: s
     head = f"{metric}{' ' + where if where else ''} {direction_arrow(better)} " \
            f"({'higher' if better else 'lower'} = {good})"
     about = meta.get("about") or ""
-    return head + ("\n" + textwrap.fill(about, 52) if about else "")
+    return head + ("\n" + textwrap.fill(about, 46) if about else "")
 
 
 def direction_arrow(higher_is_better: bool | None) -> str:
@@ -136,11 +136,13 @@ def step_search(trace: pd.DataFrame, forget_metric: str, retain_metric: str, pat
     """A step search (SLUG's per front layer, SSD's over 1/alpha): the forget and the retain validation score
     of every trial. Filled points met the goal, hollow ones did not; a trial that exited early (its forget
     score not computed) is an ×, at the share of the images it saw that were still recognised where the trace
-    says, else at the top; a trial whose retention was not scored (it did not forget) is an × on the retain
-    panel's floor. ``chosen``: (layer, step) of the step applied, starred; ``threshold``: the goal's line."""
-    fig, axes = plt.subplots(1, 2, figsize=(10.5, 3.9), layout="constrained")
+    says, else in a grey band above the scores; a trial whose retention was not scored (it did not forget) is
+    an × in a grey band below them. ``chosen``: (layer, step) of the step applied, starred; ``threshold``: the
+    goal's line."""
+    fig, axes = plt.subplots(1, 2, figsize=(11.5, 4.2), layout="constrained")
     groups = trace.groupby("layer", sort=False) if "layer" in trace else [(None, trace)]
     handles = []
+    unscored_points: dict[int, list[tuple[pd.Series, str]]] = {0: [], 1: []}  # panel -> (steps, colour)
     for i, (layer, trials) in enumerate(groups):
         trials = trials.sort_values("step")
         colour = f"C{i % 10}"
@@ -158,15 +160,15 @@ def step_search(trace: pd.DataFrame, forget_metric: str, retain_metric: str, pat
             if metric == forget_metric and {"target_hits", "target_images"} <= set(trials.columns):
                 seen = 100 * unscored.target_hits / unscored.target_images.clip(lower=1)
                 ax.scatter(unscored.step, seen, marker="x", color=colour, s=36, zorder=3, gid="trials")
-            else:  # on the axes' edge: top for a forget score never computed, floor for a retain score
-                edge = blended_transform_factory(ax.transData, ax.transAxes)
-                ax.scatter(unscored.step, [0.97 if metric == forget_metric else 0.03] * len(unscored), marker="x",
-                           color=colour, s=36, zorder=3, transform=edge, clip_on=False, gid="trials")
+            else:  # in a band of their own, once the scored points have set the axis
+                unscored_points[0 if metric == forget_metric else 1].append((unscored.step, colour))
             if is_chosen and metric in trials:
                 at = trials[np.isclose(trials.step, chosen[1]) & trials[metric].notna()]
                 ax.scatter(at.step, at[metric], marker="*", s=220, color="gold", edgecolor="k", zorder=5,
                            gid="chosen")
         handles.append(line)
+    for panel, points in unscored_points.items():
+        unscored_band(axes[panel], points, top=panel == 0)
     meta = metrics or {}
     for ax, metric, good, higher in zip(axes, (forget_metric, retain_metric), ("more forgotten", "better kept"),
                                         (False, True)):
@@ -176,8 +178,23 @@ def step_search(trace: pd.DataFrame, forget_metric: str, retain_metric: str, pat
         handles.append(axes[0].axhline(threshold, color="k", lw=0.8, ls="--", label=f"goal: ≤ {threshold:g}"))
     handles += marker_key(trace, forget_metric, retain_metric)
     fig.legend(handles=handles, fontsize=7, loc="outside right upper")
-    suptitle(fig, title or f"{method} step search", 10.5)
+    suptitle(fig, title or f"{method} step search", 11.5)
     return save(fig, path)
+
+
+def unscored_band(ax: plt.Axes, points: list[tuple[pd.Series, str]], top: bool = False) -> None:
+    """Trials (or epochs) with no score on this panel, as × in a grey band beyond the scored values (above them
+    for a forget score, below for a retain score), so no × can be read as a value; the legend says so."""
+    if not any(len(steps) for steps, _ in points):
+        return
+    low, high = ax.get_ylim()
+    span = (high - low) or 1.0
+    band = (high + 0.03 * span, high + 0.17 * span) if top else (low - 0.17 * span, low - 0.03 * span)
+    ax.axhspan(*band, color="0.9", zorder=0)
+    ax.set_ylim(min(low, band[0]), max(high, band[1]))
+    middle = (band[0] + band[1]) / 2
+    for steps, colour in points:
+        ax.scatter(steps, [middle] * len(steps), marker="x", color=colour, s=36, zorder=3, gid="trials")
 
 
 def marker_key(trace: pd.DataFrame, forget_metric: str, retain_metric: str) -> list:
@@ -190,10 +207,10 @@ def marker_key(trace: pd.DataFrame, forget_metric: str, retain_metric: str) -> l
     entries = [key("o", "k", "met the goal"), key("o", "none", "did not meet it")]
     if forget_metric in trace and trace[forget_metric].isna().any():
         early = ("exited early: × at the share\nof its images still recognised" if "target_hits" in trace
-                 else "exited early (× at the top)")
+                 else "exited early (× in the grey band)")
         entries.append(key("x", "k", early))
     if retain_metric not in trace or trace[retain_metric].isna().any():
-        entries.append(key("x", "k", "retention not scored\n(× on the floor)"))
+        entries.append(key("x", "k", "retention not scored\n(× in the grey band)"))
     entries.append(key("*", "gold", "applied"))
     return entries
 
@@ -201,11 +218,11 @@ def marker_key(trace: pd.DataFrame, forget_metric: str, retain_metric: str) -> l
 def epoch_trace(trace: pd.DataFrame, forget_metric: str, retain_metric: str, path: Path, title: str = "",
                 metrics: dict[str, dict] | None = None, threshold: float | None = None) -> Path:
     """An iterative method's epochs: forget and retain validation scores (retention is scored only for
-    epochs that forget: × on the floor elsewhere) and its training losses; the epoch kept is starred."""
+    epochs that forget: × in a grey band below elsewhere) and its training losses; the epoch kept is starred."""
     losses = [c for c in trace.columns if c.startswith("loss")]
     panels = [forget_metric, retain_metric, *(["losses"] if losses else [])]
-    width = 3.9 * len(panels) + 1.8
-    fig, axes = plt.subplots(1, len(panels), figsize=(width, 3.8), layout="constrained")
+    width = 4.3 * len(panels) + 1.8
+    fig, axes = plt.subplots(1, len(panels), figsize=(width, 4.0), layout="constrained", sharex=True)
     met = trace.met.astype(bool) if "met" in trace else pd.Series(False, index=trace.index)
     kept = trace.kept.astype(bool) if "kept" in trace else pd.Series(False, index=trace.index)
     meta = metrics or {}
@@ -217,11 +234,9 @@ def epoch_trace(trace: pd.DataFrame, forget_metric: str, retain_metric: str, pat
         ax.scatter(trace.epoch[scored & met], value[scored & met], color="C0", s=26, zorder=3, gid="trials")
         ax.scatter(trace.epoch[scored & ~met], value[scored & ~met], color="none", edgecolor="C0", s=26, zorder=3,
                    gid="trials")
-        floor = blended_transform_factory(ax.transData, ax.transAxes)
-        ax.scatter(trace.epoch[~scored], [0.97 if metric == forget_metric else 0.03] * int((~scored).sum()),
-                   marker="x", color="C0", s=36, transform=floor, clip_on=False, zorder=3, gid="trials")
         ax.scatter(trace.epoch[kept & scored], value[kept & scored], marker="*", s=220, color="gold", edgecolor="k",
                    zorder=5, gid="chosen")
+        unscored_band(ax, [(trace.epoch[~scored], "C0")], top=metric == forget_metric)
         ax.set(xlabel="epoch", ylabel=axis_label(metric, meta.get(metric), good, higher, where="on validation"))
         ax.xaxis.get_major_locator().set_params(integer=True)
     if threshold is not None:
@@ -272,8 +287,12 @@ def cost_bars(records: pd.DataFrame, path: Path) -> Path | None:
         scale, unit = byte_scale(sub.value.max()) if metric == "storage_bytes" else (1.0, "")
         sns.barplot(data=sub.assign(value=sub.value / scale), x="variant", y="value", order=order, errorbar="sd",
                     capsize=0.2, err_kws={"linewidth": 1}, color="C0", ax=ax)
-        means = sub.groupby("variant", sort=False).value.mean().reindex(order)
-        ax.bar_label(ax.containers[0], labels=[cost_text(m, metric) for m in means], padding=2, fontsize=7)
+        spread = sub.groupby("variant", sort=False).value.agg(["mean", "std"]).reindex(order)
+        # Each label above its bar's error line, so neither hides the other.
+        tops = (spread["mean"] + spread["std"].fillna(0)) / scale
+        for i, (top, mean) in enumerate(zip(tops, spread["mean"])):
+            ax.annotate(cost_text(mean, metric), (i, 0 if pd.isna(top) else top), xytext=(0, 3),
+                        textcoords="offset points", ha="center", va="bottom", fontsize=7)
         ax.set_yscale("linear")
         ax.set_ylim(bottom=0)
         ax.margins(y=0.18)  # room for the labels above the tallest bar
@@ -329,6 +348,11 @@ def suptitle(fig: plt.Figure, title: str, width_inches: float) -> None:
 
 
 def short_layer(name: str) -> str:
+    """``visual.transformer.resblocks.1.attn.out_proj.weight`` -> ``v1.out_proj``; a transformers layer
+    (``model.vision_tower.encoder.layers.0.self_attn.v_proj.weight``) -> ``v0.v_proj`` (``t`` in a text model)."""
+    block = re.search(r"layers\.(\d+)\.(?:self_attn|mlp)\.(\w+?)(?:\.weight)?$", name)
+    if block:
+        return f"{'v' if 'vision' in name else 't' if 'text' in name else 'L'}{block[1]}.{block[2]}"
     return (name.replace("visual.transformer.resblocks.", "v").replace("transformer.resblocks.", "t")
             .replace(".attn.", ".").replace(".mlp.", ".").replace("_weight", "").replace(".weight", ""))
 
