@@ -325,8 +325,9 @@ def sample_grid(before: np.ndarray, after: np.ndarray, rows: tuple[str, ...], co
     and column labelled, the target's row framed in red and its label marked."""
     height, width = before.shape[:2]
     cell_h, cell_w = height / len(rows), width / len(columns)
-    size = max(6.0, 0.5 * len(columns))
-    fig, axes = plt.subplots(1, 2, figsize=(2 * size + 2.4, size * height / width + 1.6), layout="constrained")
+    size = max(6.0, 0.5 * len(columns))  # each panel's width in inches, beside room for its row labels
+    fig_width = 2 * (size + 2.0)
+    fig, axes = plt.subplots(1, 2, figsize=(fig_width, size * height / width + 1.8), layout="constrained")
     for ax, image, name in zip(axes, (before, after), ("before unlearning", "after unlearning")):
         ax.imshow(image, interpolation="nearest")
         ax.set_xticks([(i + 0.5) * cell_w - 0.5 for i in range(len(columns))], columns, rotation=60, ha="right",
@@ -338,7 +339,7 @@ def sample_grid(before: np.ndarray, after: np.ndarray, rows: tuple[str, ...], co
             ax.add_patch(Rectangle((-0.5, marked * cell_h - 0.5), width, cell_h, fill=False, edgecolor="red", lw=2.2,
                                    gid="target"))
             ax.get_yticklabels()[marked].set(color="red", fontweight="bold")
-    suptitle(fig, title or "Samples before | after unlearning", 2 * size + 2.4)
+    suptitle(fig, title or "Samples before | after unlearning", fig_width)
     return save(fig, path)
 
 
