@@ -87,8 +87,12 @@ def table_view(table: pd.DataFrame, metrics: dict[str, dict]) -> dict:
 
 
 def cell_text(value: object) -> str:
-    """A number's cell with no break inside "16.00 KB" or "85.00", one allowed before "± 7.07"."""
-    return str(value).replace(" ", "\u00a0").replace("\u00a0±\u00a0", " ±\u00a0")
+    """A number's cell with no break inside "16.00 KB" or "85.00", one allowed before "± 7.07"; a layer's long
+    dotted name may break after its dots (a zero-width space), rather than widen the page."""
+    text = str(value)
+    if " " not in text and len(text) > 24:
+        return text.replace(".", ".\u200b")
+    return text.replace(" ", "\u00a0").replace("\u00a0±\u00a0", " ±\u00a0")
 
 
 def run_view(run: RunPart) -> dict:
