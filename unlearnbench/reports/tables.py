@@ -230,9 +230,12 @@ def latex_symbols(text: str) -> str:
 
 
 def latex_escape(text: str) -> str:
-    """Text (a table's note) for a LaTeX document, escaped as pandas escapes a table's cells."""
-    return latex_symbols(pd.DataFrame([[str(text)]]).style.hide(axis="index").hide(axis="columns")
-                         .format(escape="latex").to_latex().splitlines()[1].removesuffix(r" \\").strip())
+    """Text (a table's note, one or more lines) for a LaTeX document, escaped as pandas escapes a table's
+    cells: each line a one-column table's row, read back without the tabular around it."""
+    lines = str(text).split("\n")
+    rows = (pd.DataFrame({"line": lines}).style.hide(axis="index").hide(axis="columns").format(escape="latex")
+            .to_latex().splitlines()[1:-1])
+    return latex_symbols("\n".join(row.removesuffix(r" \\") for row in rows))
 
 
 def to_latex(table: pd.DataFrame, index_name: str = "method") -> str:
