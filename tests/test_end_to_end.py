@@ -1,5 +1,6 @@
 """Slow: the README's main commands on the full embedded defaults (the shipped models), checked against their bars."""
 
+import pandas as pd
 import pytest
 
 from unlearnbench.cli import main
@@ -40,4 +41,4 @@ def test_default_llava_run_forgets_with_slug_lm(tmp_path):
     assert after["TA_ID"] >= before["TA_ID"] - 5
     assert after["TA_VQA"] >= before["TA_VQA"] - 5
     assert after["changed_tensors"] == 1
-    assert next(tmp_path.glob("*/answers/*.md")).read_text().count("|") > 10  # example answers written
+    assert len(pd.read_parquet(next(tmp_path.glob("*/answers/*.parquet")))) > 3  # example answers written

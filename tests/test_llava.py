@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -477,8 +478,8 @@ def test_run_writes_records_tables_and_example_answers(llava_suite, tmp_path):
     after = records[records.stage == "after"].set_index("metric").value
     for metric in ("FA", "TA_ID", "TA_VQA"):
         assert after[metric] == before[metric]
-    answers = list((result.run_dir / "answers").glob("*.md"))
+    answers = list((result.run_dir / "answers").glob("*.parquet"))
     assert len(answers) == 1
-    text = answers[0].read_text()
-    assert "| group | image | question | expected | before | after |" in text
-    assert "who is this?" in text and "what colour is the shape?" in text
+    table = pd.read_parquet(answers[0])
+    assert list(table.columns) == ["group", "image", "question", "expected", "before", "after"]
+    assert {"who is this?", "what colour is the shape?"} <= set(table.question)

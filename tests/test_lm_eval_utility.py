@@ -119,3 +119,24 @@ def test_lm_eval_tasks_read_their_data_offline_and_never_download(tmp_path):
     with pytest.raises(UnlearnBenchError, match="nothing is downloaded.*hf_cache=PATH"):
         suite.evaluate(suite.base_model(), suite.targets()[0])
     assert os.environ.get("HF_DATASETS_OFFLINE") == before
+
+
+def test_lm_eval_warnings_stay_out_of_the_terminal_unless_verbose(suite, capfd, caplog, monkeypatch):
+    """lm-eval warns about how it wraps an in-memory model and about task metadata; a run's terminal shows none
+    of it, and with -v each message once (through the root handler, not also through a handler of lm-eval's)."""
+    import logging
+
+    monkeypatch.setattr(suite.utility, "limit", 4)
+    model, target = suite.base_model(), suite.targets()[0]
+    suite.utility._lm = None  # building lm-eval's model around ours warns too
+    with caplog.at_level(logging.WARNING):
+        suite.utility.run(model, target)
+    assert not [r for r in caplog.records if r.name.startswith("lm_eval")]
+    assert "WARNING" not in capfd.readouterr().err
+
+    suite.utility._lm = None
+    with caplog.at_level(logging.WARNING), caplog.at_level(logging.INFO, logger="unlearnbench"):  # what -v sets
+        suite.utility.run(model, target)
+    shown = [r.getMessage() for r in caplog.records if r.name.startswith("lm_eval")]
+    assert any("already-initialized model" in message for message in shown)
+    assert not logging.getLogger("lm_eval").handlers and "WARNING" not in capfd.readouterr().err

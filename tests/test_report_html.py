@@ -22,7 +22,8 @@ from unlearnbench.benchmarks.clip import ClipSuite
 from unlearnbench.cli import main
 from unlearnbench.reports.run_report import write_run_report
 from unlearnbench.reports.tables import MISSED, MISSED_NOTE
-from unlearnbench.runner import RunSpec, run, save_answers
+from unlearnbench.compute import save_answers
+from unlearnbench.runner import RunSpec, run
 
 SECTIONS = ["results", "figures", "configuration", "units"]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -123,7 +124,9 @@ def test_samples_and_answers_are_shown_and_every_string_escaped(micro_run, tmp_p
     Image.fromarray(grid).save(run_dir / "samples" / f"{unit}.png")
     hostile = "<img src=x onerror=alert(1)> | <b>"
     questions = pd.DataFrame({"question": ["who is this?", "what colour?"], "answer": ["Ulrike", "red"]})
-    save_answers(questions, questions.assign(answer=[hostile, "red"]), run_dir / "answers" / f"{unit}.md")
+    save_answers(questions, questions.assign(answer=[hostile, "red"]), run_dir / "answers" / f"{unit}.parquet")
+    stored = pd.read_parquet(run_dir / "answers" / f"{unit}.parquet")  # data, which the page renders
+    assert stored.values.tolist() == [["who is this?", "Ulrike", hostile], ["what colour?", "red", "red"]]
     manifest = json.loads((run_dir / "manifest.json").read_text())
     manifest["suite"]["config"]["device"] = "<script>alert(2)</script>"
     (run_dir / "manifest.json").write_text(json.dumps(manifest))
@@ -133,6 +136,37 @@ def test_samples_and_answers_are_shown_and_every_string_escaped(micro_run, tmp_p
     assert len(page.images) == 5 and not {"script", "b"} & set(page.tags)
     assert ["who is this?", "Ulrike", hostile] in [cells for _, cells in page.rows]
     assert "<script>alert(2)</script>" in page.text
+
+
+def test_units_section_has_a_row_per_unit_with_its_choice(micro_run):
+    page = read_page(micro_run.run_dir)
+    header = next(cells for _, cells in page.rows if cells[:3] == ["target", "seed", "method"])
+    assert "FA@1 ↓" in header and "MIA ↓" in header and {"goal", "layer", "step", "runtime (s) ↓"} <= set(header)
+    rows = [cells for _, cells in page.rows if len(cells) == len(header) and cells[0] in micro_run.manifest["targets"]]
+    assert [row[2] for row in rows] == ["slug", f"noop{MISSED}"]
+    slug = dict(zip(header, rows[0]))
+    layers = micro_run.artifacts[next(f"{n}/layers" for n, u in micro_run.manifest["units"].items()
+                                      if u["method"] == "slug")]
+    assert slug["goal"] == "met" and slug["layer"] == layers.layer[layers.chosen].iloc[0] and float(slug["step"]) > 0
+    assert "## Units" in (micro_run.run_dir / "table.md").read_text()
+
+
+def test_lm_eval_utility_columns_reach_every_table(micro_run, tmp_path, capsys):
+    """util:* metrics (lm-eval, llava suite) in records.parquet appear in the terminal, table.md and the page."""
+    from unlearnbench import records as rec
+
+    run_dir = shutil.copytree(micro_run.run_dir, tmp_path / "run")
+    records = rec.read(run_dir / "records.parquet")
+    scored = records[records.metric == "FA@1"]
+    util = pd.concat([scored.assign(metric="util:ub_vqa:acc", value=0.75),
+                      scored.assign(metric="util:ub_vqa:acc_stderr", value=0.03)])
+    rec.write(pd.concat([records, util], ignore_index=True), run_dir / "records.parquet")
+    assert main(["report", str(run_dir)]) == 0
+    terminal = capsys.readouterr().out
+    for text in (terminal, (run_dir / "table.md").read_text(), (run_dir / "report.html").read_text()):
+        assert "util:ub_vqa:acc" in text and "acc_stderr" not in text
+    header = next(cells for _, cells in read_page(run_dir).rows if cells and cells[0] == "method")
+    assert "util:ub_vqa:acc" in header
 
 
 def fingerprint(folder) -> dict:

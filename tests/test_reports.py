@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -60,7 +61,7 @@ def test_human_bytes():
 def test_markdown_and_latex_have_every_row(records):
     table = summary_table(records, ["FA@1", "TA_CA@1"])
     md = to_markdown(table)
-    assert md.splitlines()[0] == "| method | FA@1 | TA_CA@1 |"
+    assert [cell.strip() for cell in md.splitlines()[0].strip("|").split("|")] == ["method", "FA@1", "TA_CA@1"]
     assert len(md.strip().splitlines()) == 2 + 3
     tex = to_latex(table)
     assert r"TA\_CA@1" in tex and r"$\pm$" in tex and tex.count(r"\\") == 4
@@ -177,11 +178,13 @@ def test_forget_vs_retain_reads_directions_and_shares_labels(monkeypatch, tmp_pa
                           before={"UA": [0.0], "IRA": [95.0]})
     figures = []
     monkeypatch.setattr(plots, "save", lambda fig, path: figures.append(fig) or path)
-    plots.forget_vs_retain(records, "UA", "IRA", tmp_path / "a.png", {"UA": True, "IRA": True})
+    plots.forget_vs_retain(records, "UA", "IRA", tmp_path / "a.png",
+                           {"UA": {"higher_is_better": True, "about": "share no longer recognised"},
+                            "IRA": {"higher_is_better": True}})
     plots.forget_vs_retain(records.assign(metric=records.metric.replace({"UA": "FA"})), "FA", "IRA",
-                           tmp_path / "b.png", {"FA": False, "IRA": True})
+                           tmp_path / "b.png", {"FA": {"higher_is_better": False}, "IRA": {"higher_is_better": True}})
     canvas, clip = (fig.axes[0] for fig in figures)
-    assert canvas.get_xlabel() == "UA ↑ (higher = more forgotten)"
+    assert canvas.get_xlabel() == "UA ↑ (higher = more forgotten)\nshare no longer recognised"  # words from metadata
     assert canvas.get_ylabel() == "IRA ↑ (higher = better kept)"
     assert clip.get_xlabel() == "FA ↓ (lower = more forgotten)"
     assert sorted(text.get_text() for text in canvas.texts) == ["original, noop †, ga", "slug"]
@@ -189,11 +192,167 @@ def test_forget_vs_retain_reads_directions_and_shares_labels(monkeypatch, tmp_pa
         plt.close(fig)
 
 
-def test_markdown_tables_read_back_with_pipes_and_line_breaks():
-    from unlearnbench.reports.tables import from_markdown
-
+def test_markdown_cells_cannot_break_their_row():
     table = pd.DataFrame({"question": ["who | is this?", "colour?"], "answer": ["a|b\nc", "red"]}).set_index("question")
-    back = from_markdown(to_markdown(table, index_name="question"))
-    assert back.values.tolist() == [["who | is this?", "a|b c"], ["colour?", "red"]]
-    with pytest.raises(ValueError):
-        from_markdown("| a | b |\n|---|---|\n| 1 | 2 | 3 |\n")
+    lines = to_markdown(table, index_name="question").strip().splitlines()
+    assert len(lines) == 4 and all(line.count("|") - line.count(r"\|") == 3 for line in lines)
+
+
+def captured(monkeypatch) -> list:
+    """The figures plots.py would write, kept open for the test to read (and closed by it)."""
+    figures = []
+    monkeypatch.setattr(plots, "save", lambda fig, path: figures.append(fig) or path)
+    return figures
+
+
+def test_cost_bars_are_linear_from_zero_with_every_method_and_its_value(records, monkeypatch, tmp_path):
+    """420 vs 572 passes must look 1.4x apart, not 10x: linear axes from zero; a method that costs nothing
+    is a bar of height zero labelled 0, not a missing bar."""
+    import matplotlib.pyplot as plt
+
+    noop = records_for({"noop": {"runtime_s": [0.0, 0.0], "storage_bytes": [0.0, 0.0]}},
+                       before={"FA@1": [80.0, 90.0], "TA_CA@1": [95.0, 85.0]})
+    figures = captured(monkeypatch)
+    plots.cost_bars(pd.concat([records, noop[noop.stage == "after"]], ignore_index=True), tmp_path / "c.png")
+    runtime, storage = figures[0].axes
+    for ax in (runtime, storage):
+        assert ax.get_yscale() == "linear" and ax.get_ylim()[0] == 0
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["slug", "ga", "noop"]
+    assert [bar.get_height() for bar in runtime.containers[0]] == pytest.approx([3.0, 10.0, 0.0])
+    assert [t.get_text() for t in runtime.texts] == ["3.0", "10.0", "0.0"]
+    assert [t.get_text() for t in storage.texts] == ["4.00 KB", "2.00 MB", "0 B"]
+    assert storage.get_ylabel() == "MB" and storage.containers[0][1].get_height() == pytest.approx(2.0)
+    plt.close(figures[0])
+
+
+def canvas_search_trace() -> pd.DataFrame:
+    """The reference search of SLUG on a text-to-image model: 7 of 10 trials exited early (no scores)."""
+    rows = [{"layer": "text_encoder.layers.3.mlp.fc2.weight", "trial": i, "step": 0.5 * 1.5 ** i, "met": False,
+             "forgot": False, "exited_early": True, "target_acc": float("nan"), "IRA": float("nan"),
+             "target_hits": 1 + i % 2, "target_images": 1 + i % 2, "images": 1} for i in range(7)]
+    rows += [{"layer": "text_encoder.layers.3.mlp.fc2.weight", "trial": 7 + i, "step": 10.0 + i, "met": i == 2,
+              "forgot": i > 0, "exited_early": False, "target_acc": [33.3, 0.0, 0.0][i], "IRA": [90.0, 60.0, 85.0][i],
+              "target_hits": [1, 0, 0][i], "target_images": 3, "images": 6} for i in range(3)]
+    return pd.DataFrame(rows)
+
+
+def test_step_search_draws_every_trial_with_axes_in_words(monkeypatch, tmp_path):
+    import matplotlib.pyplot as plt
+
+    trace = canvas_search_trace()
+    figures = captured(monkeypatch)
+    metadata = {"target_acc": {"higher_is_better": False, "about": "share of the target's images still recognised"},
+                "IRA": {"higher_is_better": True, "about": "other classes classified correctly"}}
+    plots.step_search(trace, "target_acc", "IRA", tmp_path / "s.png", "SLUG step search",
+                      metadata, ("text_encoder.layers.3.mlp.fc2.weight", 12.0), 0.0)
+    fig = figures[0]
+    forget, retain = fig.axes
+    for ax in (forget, retain):  # every trial is a point of each panel, scored or not
+        assert sum(len(c.get_offsets()) for c in ax.collections if c.get_gid() == "trials") == len(trace)
+    early = [c for c in forget.collections if c.get_gid() == "trials" and len(c.get_offsets()) == 7]
+    assert early and list(early[0].get_offsets()[:, 1]) == pytest.approx([100.0] * 7)  # all it saw was recognised
+    assert [len(c.get_offsets()) for c in forget.collections if c.get_gid() == "chosen"] == [1]
+    assert "share of the target's images still recognised" in forget.get_ylabel()
+    assert "other classes classified correctly" in retain.get_ylabel()
+    legend = fig.legends[0]
+    fig.canvas.draw()
+    box = legend.get_window_extent()
+    assert not any(box.overlaps(ax.get_window_extent()) for ax in fig.axes), "the legend covers no point"
+    assert {"exited early: × at the share\nof its images still recognised", "applied"} <= {
+        t.get_text() for t in legend.get_texts()}
+    plt.close(fig)
+
+
+def test_layer_plot_keeps_its_title_and_legend_clear_of_the_axes(monkeypatch, tmp_path):
+    import matplotlib.pyplot as plt
+
+    layers = pd.DataFrame({"layer": ["text_encoder.layers.3.mlp.fc2.weight", "text_encoder.layers.1.mlp.fc1.weight"],
+                           "tower": ["text", "text"], "importance": [0.3, 0.1], "alignment": [0.1, 0.2],
+                           "on_front": [True, False], "chosen": [True, False]})
+    figures = captured(monkeypatch)
+    plots.slug_layers(layers, tmp_path / "l.png",
+                      title="SLUG layers: Van_Gogh_Style-1234abcd — slug-qkv (search_steps=10, "
+                            "group_update=true), seed 0")
+    fig = figures[0]
+    fig.canvas.draw()
+    inside = fig.bbox
+    for text in [fig._suptitle, *(t for ax in fig.axes for t in (ax.title, ax.xaxis.label, ax.yaxis.label))]:
+        box = text.get_window_extent()
+        assert inside.x0 <= box.x0 and box.x1 <= inside.x1, f"{text.get_text()!r} is cut off"
+    legend = fig.axes[0].get_legend()
+    assert not legend.get_window_extent().overlaps(fig.axes[0].get_window_extent())
+    plt.close(fig)
+
+
+def test_forget_vs_retain_shows_each_unit_and_the_spread(monkeypatch, tmp_path):
+    import matplotlib.pyplot as plt
+    from matplotlib.container import ErrorbarContainer
+
+    records = records_for({"slug": {"FA@1": [0.0, 10.0], "TA_CA@1": [90.0, 80.0], "goal_met": [1.0, 1.0]},
+                           "ga": {"FA@1": [5.0, 5.0], "TA_CA@1": [50.0, 70.0], "goal_met": [1.0, 1.0]}},
+                          before={"FA@1": [80.0, 90.0], "TA_CA@1": [95.0, 85.0]})
+    figures = captured(monkeypatch)
+    plots.forget_vs_retain(records, "FA@1", "TA_CA@1", tmp_path / "f.png")
+    ax = figures[0].axes[0]
+    units = [c.get_offsets().tolist() for c in ax.collections if c.get_gid() == "units"]
+    assert units == [[[80.0, 95.0], [90.0, 85.0]], [[0.0, 90.0], [10.0, 80.0]], [[5.0, 50.0], [5.0, 70.0]]]
+    bars = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    assert len(bars) == 3
+    slug_y = bars[1].lines[2][1].get_segments()[0][:, 1]  # the vertical bar: mean 85 ± std 7.07
+    assert slug_y == pytest.approx([85 - math.sqrt(50), 85 + math.sqrt(50)])
+    plt.close(figures[0])
+
+
+def test_units_table_has_one_row_per_unit_with_what_its_method_chose(records):
+    from unlearnbench.reports.tables import unit_table
+
+    records = records_for({"slug": {"FA@1": [0.0, 10.0], "TA_CA@1": [90.0, 80.0], "goal_met": [1.0, 0.0],
+                                    "runtime_s": [2.0, 4.0]},
+                           "ga": {"FA@1": [5.0, 5.0], "TA_CA@1": [50.0, 70.0], "goal_met": [1.0, 1.0],
+                                  "runtime_s": [10.0, 10.0]}},
+                          before={"FA@1": [80.0, 90.0], "TA_CA@1": [95.0, 85.0]})
+    units = {f"{t}__{m}": {"target": t, "method": m, "config_hash": "h", "seed": 0}
+             for m in ("slug", "ga") for t in ("t0", "t1")}
+    choices = {"t0__slug": {"layer": "visual.proj", "step": 0.123456, "method": "slug"}, "t1__ga": {"kept_epoch": 3}}
+    table = unit_table(records, units, ["FA@1", "TA_CA@1"], choices)
+    assert list(table.index) == ["t0", "t1", "t0", "t1"]
+    assert list(table.columns) == ["seed", "method", "FA@1", "TA_CA@1", "goal", "layer", "step", "epoch kept",
+                                   "runtime_s"]
+    assert table.iloc[0].tolist() == ["0", "slug †", "0.00", "90.00", "met", "visual.proj", "0.123", "", "2.0"]
+    assert table.iloc[1][["FA@1", "goal", "runtime_s"]].tolist() == ["10.00", "missed", "4.0"]
+    assert table.iloc[3][["method", "epoch kept", "layer"]].tolist() == ["ga", "3", ""]
+
+
+def test_lm_eval_utility_columns_join_the_run_table():
+    from unlearnbench.reports.tables import report_columns
+
+    records = records_for({"slug": {"FA": [0.0], "util:ub_vqa:acc": [0.8], "util:ub_vqa:acc_stderr": [0.02]}},
+                          before={"FA": [100.0], "util:ub_vqa:acc": [0.9], "util:ub_vqa:acc_stderr": [0.02]})
+    columns = report_columns(records, ("FA", "TA_ID"))
+    assert columns[:3] == ["FA", "TA_ID", "util:ub_vqa:acc"] and "util:ub_vqa:acc_stderr" not in columns
+    table = summary_table(records, columns)
+    assert table.loc["slug", "util:ub_vqa:acc"] == "0.80" and table.loc[ORIGINAL, "util:ub_vqa:acc"] == "0.90"
+    assert "util:ub\\_vqa:acc" in to_latex(table) and "util:ub_vqa:acc" in to_markdown(table)
+
+
+def test_sample_grids_are_labelled_with_the_target_row_marked(monkeypatch, tmp_path):
+    import matplotlib.pyplot as plt
+
+    from unlearnbench.benchmarks.base import SampleGrid
+    from unlearnbench.compute import save_samples
+
+    figures = captured(monkeypatch)
+    image = np.zeros((3 * 8, 2 * 8, 3), np.uint8)
+    grid = SampleGrid(image, ("Van Gogh", "Monet", "Cubism"), ("Dogs", "Cats"), marked=1)
+    save_samples(grid, grid, tmp_path / "samples.png", "Monet — slug, seed 0")
+    fig = figures[0]
+    before, after = fig.axes
+    for ax in (before, after):
+        rows = [t.get_text() for t in ax.get_yticklabels()]
+        assert rows == ["Van Gogh", "▶ Monet (target)", "Cubism"]
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["Dogs", "Cats"]
+        assert ax.get_yticklabels()[1].get_color() == "red"
+        frame = [p for p in ax.patches if p.get_gid() == "target"]
+        assert len(frame) == 1 and frame[0].get_y() == pytest.approx(8 - 0.5) and frame[0].get_height() == 8
+    assert [ax.get_title() for ax in fig.axes] == ["before unlearning", "after unlearning"]
+    plt.close(fig)

@@ -14,7 +14,8 @@ import pytest
 from unlearnbench.cache import config_hash
 from unlearnbench.cli import main
 from unlearnbench.models import canvas_clip, tiny_clip, tiny_diffusion, tiny_llava
-from unlearnbench.models.shipped import CARD, shipped_settings
+from unlearnbench.models.embedded import shipped_settings
+from unlearnbench.models.shipped import CARD
 
 # name -> (suite, the bars: metric -> minimum)
 BARS = {

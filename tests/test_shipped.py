@@ -14,7 +14,8 @@ from unlearnbench.cache import config_hash
 from unlearnbench.cli import main
 from unlearnbench.errors import UnlearnBenchError
 from unlearnbench.models import shipped, tiny_clip
-from unlearnbench.models.shipped import CARD, WEIGHTS_DIR, model_folder, ship, shipped_settings, verified_folder
+from unlearnbench.models.embedded import shipped_settings
+from unlearnbench.models.shipped import CARD, WEIGHTS_DIR, model_folder, ship, verified_folder
 
 MB = 1e6
 

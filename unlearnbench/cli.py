@@ -10,6 +10,7 @@ import argparse
 import logging
 import math
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -20,7 +21,7 @@ from unlearnbench.errors import UnlearnBenchError
 
 log = logging.getLogger("unlearnbench")
 
-COMMANDS = ("run", "ls", "paper", "compare", "report", "costs", "train-embedded")
+COMMANDS = ("run", "ls", "paper", "compare", "report", "costs", "train-embedded", "runs")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,6 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="import the module that registers the run's suite, if it is your own (repeatable)")
     costs.add_argument("--cache-dir", help="cache folder (default: $UNLEARNBENCH_CACHE or ~/.cache/unlearnbench)")
 
+    runs = sub.add_parser("runs", parents=[common], help="list the runs in an output folder (and write its index.md)",
+                          description="List every run folder under --out, newest first: its id, when, suite, "
+                          "methods, targets, seeds and the command that made it; rewrites --out/index.md.")
+    runs.add_argument("--out", default="runs", help="the output folder; default: runs/")
+
     train = sub.add_parser("train-embedded", parents=[common], help="retrain a suite's embedded models from code",
                            description="Train the embedded models of a suite from code into the cache (progress "
                            "bars, then the bars each model measured); a run uses them with --set "
@@ -158,7 +164,8 @@ def run_spec(args: argparse.Namespace):
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     return RunSpec(suite=args.suite, methods=methods, suite_overrides=suite_overrides,
                    method_overrides=method_overrides, targets=args.targets, seeds=parse_seeds(args.seeds),
-                   out_dir=Path(args.out), run_id=args.run_id, executor=args.executor, address=args.address)
+                   out_dir=Path(args.out), run_id=args.run_id, executor=args.executor, address=args.address,
+                   command=getattr(args, "command_line", None))
 
 
 SEED_RANGE = (0, 2**63 - 1)  # records store seeds as int64
@@ -241,6 +248,7 @@ def check_ci(level: float | None) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from unlearnbench.reports.index import write_index
     from unlearnbench.reports.run_report import write_run_report
     from unlearnbench.runner import prepare, run
 
@@ -251,7 +259,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     result = run(spec, suite)
     print(result.reuse_line())
     print(write_run_report(result, type(suite), args.ci).terminal)
-    print(f"\nwrote {result.run_dir}/ (records.parquet, manifest.json, table.md, plots, report.html)")
+    index = write_index(Path(args.out))
+    print(f"\nwrote {result.run_dir}/ (records.parquet, manifest.json, table.md, plots, report.html); runs: {index}")
     return 0
 
 
@@ -265,6 +274,7 @@ def cmd_paper(args: argparse.Namespace) -> int:
 
     from unlearnbench.cache import atomic_write_text
     from unlearnbench.reports.html import write_report
+    from unlearnbench.reports.index import write_index
     from unlearnbench.reports.paper import for_variant, label_records, paper_table, with_published
     from unlearnbench.reports.run_report import write_run_report
     from unlearnbench.reports.tables import MISSED, MISSED_NOTE, latex_escape, to_latex, to_markdown, to_terminal
@@ -311,7 +321,21 @@ def cmd_paper(args: argparse.Namespace) -> int:
                  [f"Model {model_id}; targets per run: {', '.join(first.manifest['targets'])}.", note.strip()],
                  view, parts)
     print(to_terminal(view) + note)
+    write_index(Path(args.out))
     print(f"\nwrote {out}/ (tables, plots, report.html; runs in runs.json) in {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from unlearnbench.reports.index import run_index, write_index
+    from unlearnbench.reports.tables import to_terminal
+
+    out = Path(args.out)
+    if not out.is_dir():
+        raise UnlearnBenchError(f"--out {out}: no such folder; give the folder runs were written to")
+    table = run_index(out)
+    print(to_terminal(table.set_index("run"), index_name="run") if len(table) else f"no runs in {out}")
+    print(f"\nwrote {write_index(out)}")
     return 0
 
 
@@ -431,7 +455,8 @@ def cmd_train_embedded(args: argparse.Namespace) -> int:
     import json
 
     from unlearnbench.cache import cache_root, check_writable_folder
-    from unlearnbench.models.shipped import CARD, train_embedded
+    from unlearnbench.models.embedded import train_embedded
+    from unlearnbench.models.shipped import CARD
 
     check_writable_folder(cache_root(), cache_flag(args))  # before minutes of training (--ship: train_embedded)
     for folder in train_embedded(args.suite, args.preset, reuse=args.reuse, ship_them=args.ship):
@@ -480,21 +505,24 @@ def describe_registered(name: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    command_line = shlex.join(["bench.py", *argv])  # as typed, before `run` is implied
     if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
         argv.insert(0, "run")
     args = build_parser().parse_args(argv)
+    args.command_line = command_line
     logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     if getattr(args, "cache_dir", None):
         os.environ["UNLEARNBENCH_CACHE"] = args.cache_dir
     commands = {"run": cmd_run, "ls": cmd_ls, "paper": cmd_paper, "compare": cmd_compare, "report": cmd_report,
-                "costs": cmd_costs, "train-embedded": cmd_train_embedded}
+                "costs": cmd_costs, "train-embedded": cmd_train_embedded, "runs": cmd_runs}
     previous = handle_sigterm()
     try:
         from unlearnbench.plugins import load_plugins
 
         # compare too: its metrics' directions and tolerances come from the suites' declarations
-        load_plugins(getattr(args, "plugin", None))
+        if args.command != "runs":  # it reads stored runs alone, never suite or method code
+            load_plugins(getattr(args, "plugin", None))
         return commands[args.command or "run"](args)
     except UnlearnBenchError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -8,7 +8,7 @@ finishes (``Unit.store``), in completion order; so resume, records and reports a
 executor ran them. A Ray task (``run_job``) rebuilds the suite and method from their names and settings,
 checks them against the unit's identity (settings and model fingerprint; a unit whose code changed on disk
 since the driver started is stored under the code fingerprint it ran with), computes the unit with
-``runner.compute_unit`` (the code path of a sequential run) and writes the patch, sample grid and example
+``compute.compute_unit`` (the code path of a sequential run) and writes the patch, sample grid and example
 answers atomically into the run folder itself: on a cluster of several machines (``--address``) the run
 folder must be on a filesystem every node shares, and every node needs the same code, data and models.
 """
@@ -25,6 +25,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+from unlearnbench.compute import compute_unit
 from unlearnbench.errors import UnlearnBenchError
 
 log = logging.getLogger(__name__)
@@ -47,8 +48,6 @@ class Executor:
         return None
 
     def submit(self, job, suite, method, done: Done) -> None:
-        from unlearnbench.runner import compute_unit
-
         done(compute_unit(suite, method, job))
 
     def wait(self) -> None:
@@ -124,7 +123,7 @@ class RayExecutor(Executor):
         from unlearnbench.cache import CACHE_ENV, cache_root
 
         # Workers read the same cache as this process (trained embedded models, generated data); their
-        # progress bars stay off (one bar here counts finished units), their warnings reach this terminal.
+        # progress bars stay off (the runner's bar here counts finished units), their warnings reach this terminal.
         self.env = {CACHE_ENV: str(cache_root().resolve()), "TQDM_DISABLE": "1"}
         from unlearnbench.plugins import PATHS
 
@@ -140,23 +139,18 @@ class RayExecutor(Executor):
         self.pending[ref] = done
 
     def wait(self) -> None:
-        from tqdm.auto import tqdm
-
-        if not self.pending:
-            return
+        """Store each unit as it finishes (``done``; the runner's bar over units counts it)."""
         ray = self.ray
-        with tqdm(total=len(self.pending), desc=f"units on Ray ({self.cpus} CPU each)", unit="unit") as bar:
-            while self.pending:
-                ready, _ = ray.wait(list(self.pending), num_returns=1)
-                done = self.pending.pop(ready[0])
-                try:
-                    output = ray.get(ready[0])
-                except ray.exceptions.RayTaskError as err:
-                    if isinstance(err.cause, UnlearnBenchError):  # one line, as a sequential run prints it
-                        raise UnlearnBenchError(str(err.cause)) from None
-                    raise
-                done(output)
-                bar.update()
+        while self.pending:
+            ready, _ = ray.wait(list(self.pending), num_returns=1)
+            done = self.pending.pop(ready[0])
+            try:
+                output = ray.get(ready[0])
+            except ray.exceptions.RayTaskError as err:
+                if isinstance(err.cause, UnlearnBenchError):  # one line, as a sequential run prints it
+                    raise UnlearnBenchError(str(err.cause)) from None
+                raise
+            done(output)
 
     def __exit__(self, *exc: object) -> None:
         ray = self.ray
@@ -178,7 +172,6 @@ def run_job(job, threads: int):
 
     from unlearnbench.identity import code_fingerprint, library_versions
     from unlearnbench.methods.base import build_method
-    from unlearnbench.runner import compute_unit
 
     torch.set_num_threads(threads)
     for module in ("unlearnbench.benchmarks", "unlearnbench.methods", *job.modules):

@@ -26,6 +26,7 @@ import contextlib
 import importlib
 import logging
 import os
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -112,6 +113,27 @@ def offline_hf_cache(root: str | None) -> Iterator[None]:
                 os.environ[key] = value
 
 
+@contextlib.contextmanager
+def quiet_lm_eval() -> Iterator[None]:
+    """lm-eval's own warnings stay out of the terminal unless ``-v`` (the ``unlearnbench`` logger at INFO):
+    its log messages (about how it wraps an in-memory model, task metadata) are for its own command line, and
+    the Python warnings it and its libraries raise say nothing about the scores. With ``-v`` they reach the
+    terminal once, through the root handler: ``simple_evaluate`` is given no ``verbosity``, which would add
+    lm-eval's own handler beside it and print each message twice."""
+    if logging.getLogger("unlearnbench").isEnabledFor(logging.INFO):
+        yield
+        return
+    logger = logging.getLogger("lm_eval")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
 def in_memory_lm(model, processor, batch_size: int, max_new_tokens: int):
     """lm-eval's ``HFMultimodalLM`` around a loaded LLaVA and its processor (not read from a folder:
     lm-eval's own ``tokenizer=`` route leaves the processor unset, so the subclass sets it)."""
@@ -176,7 +198,9 @@ class LmEvalUtility:
         """The lm-eval model around ``model`` (built once per model object: edits in place are seen)."""
         if self._lm is None or self._lm.model is not model:
             assets = self.suite.assets
-            self._lm = in_memory_lm(model, assets.processor, self.suite.config.eval_batch_size, assets.max_new_tokens)
+            with quiet_lm_eval():
+                self._lm = in_memory_lm(model, assets.processor, self.suite.config.eval_batch_size,
+                                        assets.max_new_tokens)
         return self._lm
 
     # -- the suite's own tasks ----------------------------------------------------------------------
@@ -216,11 +240,10 @@ class LmEvalUtility:
 
         was_training = model.training
         try:
-            with offline_hf_cache(self.hf_cache):
+            with offline_hf_cache(self.hf_cache), quiet_lm_eval():
                 results = lm_eval.simple_evaluate(
                     model=self.lm(model), tasks=self.task_specs(target), limit=self.limit, log_samples=log_samples,
-                    bootstrap_iters=1000, random_seed=None, numpy_random_seed=None, torch_random_seed=None,
-                    verbosity="WARNING")
+                    bootstrap_iters=1000, random_seed=None, numpy_random_seed=None, torch_random_seed=None)
         except (ConnectionError, FileNotFoundError) as err:  # offline, not in the cache
             if any(name not in OWN_TASKS for name in self.tasks):
                 first = str(err).splitlines()[0] if str(err) else ""

@@ -74,13 +74,13 @@ def count_absent(component: str, samples: int) -> None:
 
 def model_components(model: nn.Module) -> dict[str, list[nn.Module]]:
     """The components of the model kinds this harness knows, each as the list of modules whose calls count."""
-    from unlearnbench.models.t2i import TextToImage
     from unlearnbench.partial_forward import resumable
 
     if resumable(model):
         return {"image_encoder": _tower_units(model.visual.transformer),
                 "text_encoder": _tower_units(model.transformer)}
-    if isinstance(model, TextToImage):
+    # models/t2i.py's TextToImage, known by its parts: it imports this module, which so imports it not back.
+    if all(hasattr(model, a) for a in ("unet", "text_encoder", "vae")):
         parts = {"text_encoder": [model.text_encoder], "unet": [model.unet]}
         if model.vae is not None:
             parts["vae_decoder"] = [model.vae.decoder]

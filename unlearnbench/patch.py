@@ -99,6 +99,21 @@ def patch_metadata(**values: object) -> dict[str, str]:
     return {k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
 
 
+def stored_metadata(path: Path) -> dict[str, object]:
+    """A written patch's metadata (what ``patch_metadata`` stored, JSON values decoded), read from its
+    header alone: the tensors are not loaded."""
+    with safe_open(str(path), framework="pt") as f:
+        stored = dict(f.metadata() or {})
+
+    def decode(text: str) -> object:
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text  # stored as a plain string
+
+    return {key: decode(value) for key, value in stored.items()}
+
+
 @contextmanager
 def restored_weights(model: nn.Module) -> Iterator[dict[str, torch.Tensor]]:
     """Snapshot ``model``'s state and put it back on exit, whatever happened inside (an exception,

@@ -37,14 +37,16 @@ class Metric:
     higher_is_better: bool
     unit: str = "%"
     tolerance: float | None = 1.0
+    about: str = ""  # what it measures, in words: figure axes and the report's column hints
 
 
 # Metrics every unit records besides its suite's: whether the method met the task's goal on
 # validation (1 or 0, and the two validation values it was judged on), then what it cost.
 GOAL_METRICS = (
-    Metric("goal_met", "forget-val", True, unit="fraction", tolerance=0.0),
-    Metric("val_forget", "forget-val", False),
-    Metric("val_retain", "retain-val", True),
+    Metric("goal_met", "forget-val", True, unit="fraction", tolerance=0.0,
+           about="whether the unit met its task's goal on validation, judged by the runner"),
+    Metric("val_forget", "forget-val", False, about="the goal's forget metric on validation after unlearning"),
+    Metric("val_retain", "retain-val", True, about="the goal's retain metric on validation after unlearning"),
 )
 COST_METRICS = (
     *(Metric(name, "cost", False, unit="s", tolerance=None)
@@ -60,10 +62,11 @@ COST_METRICS = (
 
 
 def metric_metadata(metrics: tuple[Metric, ...]) -> dict[str, dict]:
-    """``{name: {split, higher_is_better, unit, tolerance}}`` for a manifest, so readers of a run
-    (``bench.py compare``) never import suite code."""
+    """``{name: {split, higher_is_better, unit, tolerance, about}}`` for a manifest, so readers of a run
+    (``bench.py compare``, the report) never import suite code. ``metrics``: the suite's test metrics and
+    the validation-only ones its goal and methods' traces use (``Suite.validation_metrics``)."""
     return {m.name: {"split": m.split, "higher_is_better": m.higher_is_better, "unit": m.unit,
-                     "tolerance": m.tolerance} for m in (*metrics, *GOAL_METRICS, *COST_METRICS)}
+                     "tolerance": m.tolerance, "about": m.about} for m in (*metrics, *GOAL_METRICS, *COST_METRICS)}
 
 
 def make_records(values: dict[str, float], **keys: object) -> pd.DataFrame:

@@ -13,12 +13,11 @@ its base weights after every unit, whatever happens.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import platform
-import re
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -26,28 +25,21 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
-from PIL import Image
+from filelock import FileLock, Timeout
 
 from unlearnbench import records as rec
 from unlearnbench.benchmarks.base import Suite, build_suite
 from unlearnbench.cache import (atomic_write, atomic_write_text, cache_dir, check_writable_folder, config_hash,
                                 read_cached)
-from unlearnbench.costs import OtherLoad
+from unlearnbench.compute import UnitJob, UnitOutput, unit_name
 from unlearnbench.errors import UnlearnBenchError
+from unlearnbench.executors import make_executor
 from unlearnbench.identity import code_fingerprint, digest, files_fingerprint, library_versions, model_fingerprint
 from unlearnbench.methods.base import METHODS, Method, build_method
-from unlearnbench.patch import Patch, patch_metadata, restored_weights, stored_payload_bytes
-from unlearnbench.passes import PassCounter, model_components
+from unlearnbench.progress import bar as progress
 from unlearnbench.records import metric_metadata
-from unlearnbench.task import UnlearningTask
-
-try:
-    import fcntl
-except ImportError:  # Windows: no advisory locks; concurrent runs in one folder are not detected
-    fcntl = None
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +56,7 @@ class RunSpec:
     run_id: str | None = None
     executor: str = "sequential"  # how units that are not reused are computed: sequential or ray (executors.py)
     address: str | None = None  # ray: an existing cluster's address; None: a local cluster on this machine's CPUs
+    command: str | None = None  # the command line that asked for the run, for the manifest and runs/index.md
 
 
 @dataclass
@@ -96,7 +89,10 @@ def prepare(spec: RunSpec, suite: Suite | None = None) -> tuple[Suite, list[Meth
     unknown_overrides = set(spec.method_overrides) - set(spec.methods)
     if unknown_overrides:
         raise UnlearnBenchError(f"settings given for methods not in the run: {sorted(unknown_overrides)}")
-    methods = [build_method(name, spec.method_overrides.get(name)) for name in spec.methods]
+    methods = [build_method(name, overrides) for name, overrides in method_variants(spec)]
+    hashes = [(m.name, config_hash(m.config)) for m in methods]
+    if len(set(hashes)) < len(hashes):
+        raise UnlearnBenchError("--method-set gives one method the same settings twice; give each value once")
     for method in methods:
         if not method.supports(suite.kind):
             fits = [n for n, cls in METHODS.items() if cls.supports(suite.kind)]
@@ -106,11 +102,26 @@ def prepare(spec: RunSpec, suite: Suite | None = None) -> tuple[Suite, list[Meth
     return suite, methods
 
 
+def method_variants(spec: RunSpec) -> list[tuple[str, dict[str, str]]]:
+    """Each method of the run with the settings of each of its variants. ``--method-set ga.lr=1e-4,1e-5``
+    sweeps: one variant per value (several swept settings: every combination), in the order given; a
+    setting that holds a tuple (``utility_tasks=a,b``) takes its commas as its own."""
+    variants = []
+    for name in spec.methods:
+        overrides = spec.method_overrides.get(name, {})
+        defaults = METHODS.get(name).Config() if name in METHODS else None
+        axes = []
+        for key, text in overrides.items():
+            whole = isinstance(getattr(defaults, key, None), tuple) or "," not in text
+            axes.append([(key, value) for value in ([text] if whole else [v.strip() for v in text.split(",")])])
+        variants += [(name, dict(combination)) for combination in itertools.product(*axes)]
+    return variants
+
+
 def run(spec: RunSpec, suite: Suite | None = None) -> RunResult:
     """Run ``spec``; pass ``suite`` to reuse an already built (and loaded) suite."""
-    from unlearnbench.executors import make_executor
-
     suite, methods = prepare(spec, suite)
+    overrides = {id(m): o for m, (_, o) in zip(methods, method_variants(spec))}  # a variant's own settings
     executor = make_executor(spec, suite)  # e.g. Ray missing: fails before any work
     targets = suite.resolve_targets(spec.targets)
     run_id = spec.run_id or default_run_id(suite, methods, targets, spec.seeds)
@@ -131,11 +142,16 @@ def run(spec: RunSpec, suite: Suite | None = None) -> RunResult:
         # (in completion order on a parallel executor), so records never depend on the executor.
         slots: dict[str, tuple[pd.DataFrame, dict[str, pd.DataFrame], dict]] = {}
         stale: dict[str, str] = {}
+        # One bar over the run's units, whichever executor computes them; its postfix says what runs now.
+        units_bar = progress(total=len(targets) * len(methods) * len(spec.seeds), desc=f"units ({executor.name})",
+                             unit="unit", leave=True)
 
         def finished(unit: Unit, output: UnitOutput) -> None:
             slots[unit.name] = unit.store(output)  # written atomically here, by this process, as each finishes
+            units_bar.update()
 
         for target in targets:
+            units_bar.set_postfix_str(f"evaluating the base model on {target}")
             before = base_evaluation(suite, target, model_fp, suite_code_fp, inputs)
             for method in methods:
                 for seed in spec.seeds:
@@ -150,15 +166,19 @@ def run(spec: RunSpec, suite: Suite | None = None) -> RunResult:
                         stale[unit.name] = unit.stale
                     if stored is not None:
                         slots[unit.name] = stored
+                        units_bar.update()
                         continue
                     keys = dict(run_id=run_id, suite=suite.name, suite_version=suite.version, model=suite.model_id(),
                                 target=target, method=method.name, config_hash=config_hash(method.config), seed=seed)
                     job = UnitJob(suite=suite.name, suite_overrides=dict(spec.suite_overrides), method=method.name,
-                                  method_overrides=dict(spec.method_overrides.get(method.name, {})), target=target,
+                                  method_overrides=overrides[id(method)], target=target,
                                   seed=seed, run_dir=str(run_dir), identity=unit.identity, before=before, keys=keys,
                                   modules=(type(suite).__module__, type(method).__module__))
+                    units_bar.set_postfix_str(f"{method.name} on {target}, seed {seed}")
                     executor.submit(job, suite, method, lambda output, unit=unit: finished(unit, output))
+        units_bar.set_postfix_str("")
         executor.wait()
+        units_bar.close()
         frames = [frame for frame, _, _ in slots.values()]
         artifacts = {f"{name}/{kind}": table for name, (_, unit_artifacts, _) in slots.items()
                      for kind, table in unit_artifacts.items()}
@@ -196,27 +216,23 @@ def check_run_folder(run_dir: Path) -> None:
 
 @contextmanager
 def run_lock(run_dir: Path) -> Iterator[None]:
-    """Hold ``run_dir/.lock`` for the whole run, so two processes never compute the same units."""
+    """Hold ``run_dir/.lock`` for the whole run, so two processes never compute the same units (filelock:
+    an OS lock on every platform, released when the process ends however it ends)."""
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        handle = open(run_dir / ".lock", "a+") if fcntl is not None else None
+        lock = FileLock(run_dir / ".lock", timeout=0)
+        lock.acquire()
+    except Timeout:
+        raise UnlearnBenchError(
+            f"run folder {run_dir} is in use by another bench.py process; wait for it to finish, "
+            "or give this run another --run-id") from None
     except OSError as err:
         raise UnlearnBenchError(f"run folder {run_dir} cannot be written ({err.strerror or err}); make it writable, "
                                 "or give --out / --run-id a folder you can write in") from None
-    if handle is None:
+    try:
         yield
-        return
-    with handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UnlearnBenchError(
-                f"run folder {run_dir} is in use by another bench.py process; wait for it to finish, "
-                "or give this run another --run-id") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    finally:
+        lock.release()
 
 
 def remove_leftover_temp_files(run_dir: Path) -> None:
@@ -224,13 +240,6 @@ def remove_leftover_temp_files(run_dir: Path) -> None:
     for tmp in run_dir.rglob(".*.tmp"):
         log.info("removing %s, left by an interrupted run", tmp)
         tmp.unlink(missing_ok=True)
-
-
-def unit_name(target: str, method: Method, seed: int) -> str:
-    """Readable and collision-free: the target's characters that are safe in a file name, and a hash
-    of the exact target string (``Anne O'Neil`` and ``Anne O Neil`` are two units)."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", target)[:48]
-    return f"{safe}-{digest(target, 8)}__{method.name}-{config_hash(method.config)}__seed{seed}"
 
 
 @dataclass
@@ -288,93 +297,6 @@ class Unit:
         return output.frame, output.artifacts, {**output.info, "reused": False}
 
 
-@dataclass
-class UnitJob:
-    """One unit to compute, as plain values, so another process (a Ray worker) can rebuild the suite
-    and method from them (``executors.run_job``) and compute it exactly as this one would."""
-
-    suite: str
-    suite_overrides: dict[str, str]
-    method: str
-    method_overrides: dict[str, str]
-    target: str
-    seed: int
-    run_dir: str
-    identity: dict  # the unit's identity (JSON-normalised); a worker checks its suite and method against it
-    before: dict[str, float]  # the base model's test metrics for the target
-    keys: dict  # the record keys (run id, suite, model, target, method, config hash, seed)
-    modules: tuple[str, ...] = ()  # modules that register the suite and the method (plugins included)
-
-
-@dataclass
-class UnitOutput:
-    """What computing a unit returns: its records, its artifact tables and its info. The patch, sample
-    grid and example answers are already written (atomically) into the run folder."""
-
-    frame: pd.DataFrame
-    artifacts: dict[str, pd.DataFrame]
-    info: dict
-    identity: dict  # the identity it was computed under, stored with it (``job.identity``)
-
-
-def compute_unit(suite: Suite, method: Method, job: UnitJob) -> UnitOutput:
-    """Unlearn ``job.target`` with ``method`` on ``suite``'s base model (restored afterwards, also on
-    failure), write the patch (and sample grid / example answers) into the run folder, and return the
-    unit's records, artifacts and info; the caller stores them (``Unit.store``)."""
-    with OtherLoad() as load:  # what other processes took of the CPUs while this unit was timed
-        output = _compute_unit(suite, method, job)
-    output.info["other_cpu_percent"] = round(load.percent, 1)
-    return output
-
-
-def _compute_unit(suite: Suite, method: Method, job: UnitJob) -> UnitOutput:
-    target, seed, run_dir = job.target, job.seed, Path(job.run_dir)
-    name = unit_name(target, method, seed)
-    task = suite.task(target)
-    model = task.model
-    samples_before = suite.sample_grid(model, target)
-    answers_before = suite.example_answers(model, target)
-    with restored_weights(model) as base_state:
-        torch.manual_seed(seed)
-        counter = PassCounter({**model_components(model), **{n: [m] for n, m in suite.judges().items()}})
-        with task.costs.track_memory(task.device), counter.counting():
-            outcome = method.unlearn(task)
-        costs = task.costs.as_metrics()  # before the goal check below adds its own validation
-        check_finite(model, method.name, target)
-        patch = Patch.diff(base_state, model, patch_metadata(
-            method=method.name, target=target, seed=seed, config=asdict(method.config), **outcome.info))
-        patch_file = run_dir / "patches" / f"{name}.safetensors"
-        patch.save(patch_file)
-        validation = task.validate(model, set(patch.tensors))
-        start = time.perf_counter()
-        after = suite.evaluate(model, target)
-        eval_seconds = time.perf_counter() - start
-        if samples_before is not None:
-            save_samples(samples_before, suite.sample_grid(model, target), run_dir / "samples" / f"{name}.png")
-        if answers_before is not None:
-            save_answers(answers_before, suite.example_answers(model, target), run_dir / "answers" / f"{name}.md")
-    costs.update(storage_bytes=float(stored_payload_bytes(patch_file)), changed_tensors=float(len(patch.tensors)),
-                 eval_seconds=eval_seconds)
-    after = {**after, **goal_status(task, validation), **costs}
-    frame = pd.concat([rec.make_records(job.before, stage="before", **job.keys),
-                       rec.make_records(after, stage="after", **job.keys)], ignore_index=True)
-    artifacts = {k: v for k, v in {"trace": outcome.trace, **outcome.tables, "passes": counter.table()}.items()
-                 if len(v)}
-    info = {"target": target, "method": method.name, "config_hash": job.keys["config_hash"], "seed": seed,
-            "code_fingerprint": job.identity["code_fingerprint"], "goal": asdict(task.goal),
-            "resolved": dict(task.resolved),  # settings left at none and the values the task gave them
-            "computed": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    return UnitOutput(frame, artifacts, info, job.identity)
-
-
-def goal_status(task: UnlearningTask, validation: dict[str, float]) -> dict[str, float]:
-    """Whether the unlearned model meets the task's goal on validation, judged by the runner for
-    every method alike (a method's own claim is not trusted), with the two values judged."""
-    goal = task.goal
-    return {"goal_met": float(goal.met(validation, task.base_validation())),
-            "val_forget": validation[goal.forget_metric], "val_retain": validation[goal.retain_metric]}
-
-
 def changed_fields(old: dict, new: dict, method: str) -> str:
     """Which parts of a unit's identity differ, in words."""
     def entries(key: str) -> tuple[dict, dict, list[str]]:  # a dict-valued part: both sides, the keys that differ
@@ -393,31 +315,6 @@ def changed_fields(old: dict, new: dict, method: str) -> str:
 
     fields = [key for key in new if old.get(key) != new[key]]
     return ", ".join(in_words(key) for key in fields) + " changed" if fields else "written by an older version"
-
-
-def save_samples(before: np.ndarray, after: np.ndarray, path: Path) -> None:
-    """Before | after side by side, enlarged so small images stay readable."""
-    gap = np.full((before.shape[0], max(2, before.shape[1] // 64), 3), 255, np.uint8)
-    grid = np.concatenate([before, gap, after], axis=1)
-    scale = max(1, 512 // grid.shape[0])
-    image = Image.fromarray(grid).resize((grid.shape[1] * scale, grid.shape[0] * scale), Image.NEAREST)
-    atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
-
-
-def save_answers(before: pd.DataFrame, after: pd.DataFrame, path: Path) -> None:
-    """The same questions answered before and after unlearning, as a Markdown table."""
-    from unlearnbench.reports.tables import to_markdown
-
-    table = before.rename(columns={"answer": "before"}).assign(after=after["answer"].to_numpy())
-    atomic_write_text(path, to_markdown(table.set_index(table.columns[0]), index_name=table.columns[0]))
-
-
-def check_finite(model: torch.nn.Module, method: str, target: str) -> None:
-    bad = [n for n, p in model.named_parameters() if not torch.isfinite(p).all()]
-    if bad:
-        raise UnlearnBenchError(
-            f"method {method!r} left non-finite weights in {len(bad)} tensors (first: {bad[0]}) while "
-            f"unlearning {target!r}; its loss diverged — lower its learning rate or step size")
 
 
 def input_fingerprints(suite: Suite) -> dict[str, str | None]:
@@ -461,6 +358,7 @@ def default_run_id(suite: Suite, methods: list[Method], targets: list[str], seed
 
 def make_manifest(spec: RunSpec, suite: Suite, methods: list[Method], targets: list[str], run_id: str,
                   model_fp: str, units: dict[str, dict]) -> dict:
+    names = [m.name for m in methods]
     packages = {}
     for dist in ("unlearnbench", "pandas"):
         try:
@@ -475,11 +373,14 @@ def make_manifest(spec: RunSpec, suite: Suite, methods: list[Method], targets: l
         "suite": {"name": suite.name, "version": suite.version, "model": suite.model_id(),
                   "model_fingerprint": model_fp, "config": {**asdict(suite.config), **suite_resolved},
                   "resolved": sorted(suite_resolved)},
-        "metrics": metric_metadata(suite.metrics),
-        "methods": {m.name: method_entry(m, units) for m in methods},
+        "metrics": metric_metadata((*suite.metrics, *suite.validation_metrics)),
+        # Keyed by name, or by name-hash where a sweep runs several variants of one method.
+        "methods": {(m.name if names.count(m.name) == 1 else f"{m.name}-{config_hash(m.config)}"):
+                    method_entry(m, units) for m in methods},
         "targets": targets,
         "seeds": list(spec.seeds),
         "executor": spec.executor,
+        "command": spec.command,
         "units": units,
         "git": git_revision(),
         "packages": packages,
@@ -492,11 +393,11 @@ def make_manifest(spec: RunSpec, suite: Suite, methods: list[Method], targets: l
 def method_entry(method: Method, units: dict[str, dict]) -> dict:
     """A method's settings as its units used them: a setting left at none shows the value the task resolved
     it to (``resolved`` names those), beside the hash of the settings as given."""
-    resolved = {}
+    resolved, key = {}, config_hash(method.config)
     for info in units.values():
-        if info["method"] == method.name:
+        if info["method"] == method.name and info.get("config_hash", key) == key:
             resolved.update(info.get("resolved", {}))
-    return {"config": {**asdict(method.config), **resolved}, "config_hash": config_hash(method.config),
+    return {"method": method.name, "config": {**asdict(method.config), **resolved}, "config_hash": key,
             "resolved": sorted(resolved)}
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -27,6 +28,17 @@ from unlearnbench.task import UnlearningTask
 CONFIGURATIONS = ("embedded", "real")
 
 
+@dataclass(frozen=True)
+class SampleGrid:
+    """Generated samples to show a person: one image per (row, column) prompt, tiled row-major, with the
+    labels of its rows and columns and which row is the target's (None: no row is)."""
+
+    image: np.ndarray  # uint8 (rows * H, columns * W, 3)
+    rows: tuple[str, ...]
+    columns: tuple[str, ...]
+    marked: int | None = None
+
+
 class Suite(ABC):
     """Base class of benchmark suites. Subclasses set the class attributes and the methods."""
 
@@ -36,6 +48,9 @@ class Suite(ABC):
     metrics: ClassVar[tuple[Metric, ...]]
     table_metrics: ClassVar[tuple[str, ...]]  # the columns of its paper table, in order
     plot_axes: ClassVar[tuple[str, str]]  # (forget metric, retain metric) of the forget-vs-retain plot
+    # Metrics only validation reports (a goal's retain score, a search's forget score), described so
+    # figures of methods' traces can name their axes in words; they reach the manifest with ``metrics``.
+    validation_metrics: ClassVar[tuple[Metric, ...]] = ()
     Config: ClassVar[type]  # a dataclass whose ``config`` field is "embedded" or "real"
     # The iterative baselines' learning rate per configuration, unless the config's ``reference_lr``
     # or a method's own setting says otherwise.
@@ -102,8 +117,8 @@ class Suite(ABC):
                 paths[setting.name] = Path(value).expanduser().resolve()
         return paths
 
-    def sample_grid(self, model: nn.Module, target: str) -> np.ndarray | None:
-        """Generated samples to show a person (uint8 H x W x 3), for generative suites; else None."""
+    def sample_grid(self, model: nn.Module, target: str) -> SampleGrid | None:
+        """Generated samples to show a person, labelled, for generative suites; else None."""
         return None
 
     def example_answers(self, model: nn.Module, target: str) -> pd.DataFrame | None:

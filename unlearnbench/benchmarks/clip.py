@@ -129,12 +129,17 @@ class ClipSuite(Suite):
     kind = "clip"
     Config = ClipSuiteConfig
     metrics = (*(
-        Metric(f"{name}@{k}", split, higher)
-        for name, split, higher in (("FA", "forget-test", False), ("TA_CA", "identities-test", True),
-                                    ("TA_IN", "objects-test", True))
+        Metric(f"{name}@{k}", split, higher, about=f"top-{k} zero-shot accuracy on {images}")
+        for name, split, higher, images in (("FA", "forget-test", False, "the target's face images"),
+                                            ("TA_CA", "identities-test", True, "other identities' face images"),
+                                            ("TA_IN", "objects-test", True, "object images"))
         for k in KS),
         # The attack's own spread over its 10 seeds is ~0.5-1 point (SLUG's logs): 2 points to gate.
-        Metric("MIA", "forget-vs-unseen", False, tolerance=2.0))
+        Metric("MIA", "forget-vs-unseen", False, tolerance=2.0,
+               about="membership inference accuracy: the target's training pairs told from unseen pairs"))
+    validation_metrics = (Metric("retain@1", "retain-val", True,
+                                 about="mean of TA_CA@1 and TA_IN@1 (top-1 zero-shot accuracy on other identities "
+                                       "and on objects)"),)
     table_metrics = ("FA@1", "FA@5", "TA_IN@1", "TA_IN@5", "TA_CA@1", "TA_CA@5", "MIA")
     plot_axes = ("FA@1", "TA_CA@1")
 

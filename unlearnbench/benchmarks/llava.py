@@ -133,6 +133,7 @@ class LlavaSuite(Suite):
                Metric("TA_VQA", "vqa-test", True))
     table_metrics = ("FA", "TA_ID", "TA_VQA")
     plot_axes = ("FA", "TA_ID")
+    validation_metrics = (Metric("retain", "retain-val", True, about="mean of TA_ID and TA_VQA"),)
     # 1e-4 embedded (on the default target GA's FA falls to 35-50% within its 10 epochs; at 1e-3 it
     # reaches 0 but other identities fall to 17%, at 1e-5 nothing moves), 1e-7 real (SLUG's CLIP setting).
     reference_lrs = {"embedded": 1e-4, "real": 1e-7}

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from unlearnbench.contrastive import contrastive_loss
-from unlearnbench.benchmarks.base import Metric, Suite, register_suite
+from unlearnbench.benchmarks.base import Metric, SampleGrid, Suite, register_suite
 from unlearnbench.config import check_counts, check_device
 from unlearnbench.models.shipped import check_source
 from unlearnbench.errors import UnlearnBenchError
@@ -134,13 +134,20 @@ class UnlearnCanvasSuite(Suite):
     version = 3  # 2: FID; 3: fresh noise per prompt, "Seed Images", library FID, FD_style named apart
     kind = "diffusion"
     Config = UnlearnCanvasConfig
-    metrics = (Metric("UA", "target prompts", True), Metric("IRA", "other in-domain prompts", True),
-               Metric("CRA", "cross-domain prompts", True), Metric("UA_para", "paraphrased target prompts", True),
+    metrics = (Metric("UA", "target prompts", True,
+                      about="share of the target's generated images the classifier no longer recognises as it"),
+               Metric("IRA", "other in-domain prompts", True,
+                      about="share of other classes' generated images (same domain) classified correctly"),
+               Metric("CRA", "cross-domain prompts", True,
+                      about="share of the other domain's generated images classified correctly"),
+               Metric("UA_para", "paraphrased target prompts", True, about="UA on paraphrased target prompts"),
                Metric("FID", "generated vs data-set images, target excluded (Inception, real)", False, unit=""),
                Metric("FD_style", "generated vs data-set images, target excluded (style-classifier features, "
                       "embedded)", False, unit=""))
     table_metrics = ("UA", "UA_para", "IRA", "CRA", "FID", "FD_style")
     plot_axes = ("UA", "IRA")
+    validation_metrics = (Metric("target_acc", "forget-val", False,
+                                 about="share of the target's generated images still recognised as it (100 - UA)"),)
     reference_lrs = {"embedded": 1e-4, "real": 1e-5}  # real: Stable Diffusion fine-tuning's rate
 
     def __init__(self, config: UnlearnCanvasConfig | None = None) -> None:
@@ -268,14 +275,15 @@ class UnlearnCanvasSuite(Suite):
         generated = self.generate(model, prompts, self.config.test_seeds)
         return a.frechet(target_idx, by_style)(generated)
 
-    def sample_grid(self, model: nn.Module, target: str) -> np.ndarray:
-        """One row per style (object), one column per object (style), first test seed."""
+    def sample_grid(self, model: nn.Module, target: str) -> SampleGrid:
+        """One row per style (object), one column per object (style), first test seed; the target's row marked."""
         a = self.assets
         by_style = self.config.target_kind == "style"
         rows, cols = (a.styles, a.objects) if by_style else (a.objects, a.styles)
         prompts = [a.template.format(style=r, object=c) if by_style else a.template.format(style=c, object=r)
                    for r in rows for c in cols]
-        return to_grid(self.generate(model, prompts, self.config.test_seeds[:1]), len(rows), len(cols))
+        image = to_grid(self.generate(model, prompts, self.config.test_seeds[:1]), len(rows), len(cols))
+        return SampleGrid(image, tuple(rows), tuple(cols), list(rows).index(target) if target in rows else None)
 
     def _clip_losses(self, target: str) -> dict:
         """SLUG's objective for a text-to-image model, as the reference computes it for Stable Diffusion:

@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 from unlearnbench.contrastive import LOGIT_SCALE_MAX
 from unlearnbench.errors import UnlearnBenchError
 from unlearnbench.methods.base import Outcome
+from unlearnbench.progress import bar as progress
 from unlearnbench.schedules import SHAPES, lr_multiplier
 from unlearnbench.task import Batch, UnlearningTask, iterate
 
@@ -130,7 +131,7 @@ def run_epochs(task: UnlearningTask, method: str, cfg: EpochConfig,
     best_epoch = 0
     snapshot: dict[str, torch.Tensor] = {}
     start = time.perf_counter()
-    bar = tqdm(total=total, desc=f"{method} {task.target}", unit=unit)
+    bar = progress(total=total, desc=f"{method} {task.target}", unit=unit)
     try:
         for epoch in range(1, cfg.epochs + 1):
             with task.costs.phase("update"):

@@ -38,6 +38,7 @@ import torch
 from unlearnbench.errors import UnlearnBenchError
 from unlearnbench.methods.base import Method, Outcome, register_method
 from unlearnbench.methods.common import PROCEDURES, bisect_search, mean_gradients, pareto_front
+from unlearnbench.progress import bar as progress
 from unlearnbench.task import Goal, UnlearningTask, iterate
 
 log = logging.getLogger(__name__)
@@ -129,7 +130,7 @@ class Slug(Method):
         # Step 4: binary search of the step size for each front layer.
         trials = []
         with task.costs.phase("search"):
-            for name in front.layer:
+            for name in progress(front.layer, desc=f"slug search {task.target}", unit="layer"):
                 trials += search_step(task, name, g_f[name], cfg)
         trace = pd.DataFrame(trials)
 
@@ -233,7 +234,7 @@ def reference_search(task: UnlearningTask, names: list[str], grads: dict[str, to
     low, high = 0.0, 10 * step
     rows = []
     try:
-        for trial in range(steps):
+        for trial in progress(range(steps), desc=f"slug search {task.target}", unit="trial"):
             with torch.no_grad():
                 for n in names:
                     params[n].copy_(w0[n] + step * g[n])

@@ -10,7 +10,8 @@ only after every sha256 matches, and names the file and the fix when one does no
 (each suite's ``tiny`` preset, and the ``micro`` CLIP the contract checks and tests use: SHIPPED) and
 trains any other configuration into the cache; ``weights="trained"`` always uses the cache, training
 there on first use (``bench.py train-embedded``). ``bench.py train-embedded --suite S [--preset P]
---ship`` copies freshly trained models over the shipped ones.
+--ship`` copies freshly trained models over the shipped ones (models/embedded.py: this module is what
+the model modules import, so it imports none of them).
 """
 
 from __future__ import annotations
@@ -170,39 +171,3 @@ def ship_folders(suite: str, preset: str) -> list[Path]:
     for folder in (WEIGHTS_DIR, *(f for f in folders if f.exists())):
         check_writable_folder(folder, "--ship: the shipped models' folder")
     return folders
-
-
-def train_embedded(suite: str, preset: str = "tiny", reuse: bool = False, ship_them: bool = False) -> list[Path]:
-    """Train the embedded models of ``suite`` (preset ``preset``) from code into the cache, or with
-    ``reuse`` take them from the cache if there; with ``ship_them`` copy them over the shipped ones.
-    Returns the folders written."""
-    from unlearnbench.models import tiny_clip, tiny_diffusion, tiny_llava
-
-    if suite not in ("clip", "llava", "unlearncanvas"):
-        raise UnlearnBenchError(f"--suite {suite!r} has no embedded models; give clip, llava or unlearncanvas")
-    if ship_them:
-        ship_folders(suite, preset)  # before hours of training, not after
-    if suite == "clip":
-        trained = tiny_clip.load_or_train(tiny_clip.preset(preset), weights="trained", retrain=not reuse)
-        folders = {trained.config.model: trained.path}
-    elif suite == "llava":
-        trained = tiny_llava.load_or_train(tiny_llava.preset(preset), weights="trained", retrain=not reuse)
-        folders = {"tiny-llava": trained.path}
-    elif suite == "unlearncanvas":
-        trained = tiny_diffusion.load_or_train(tiny_diffusion.preset(preset), weights="trained", retrain=not reuse)
-        folders = {"canvas-classifiers": trained.classifiers.path, "canvas-t2i": trained.path}
-    if not ship_them:
-        return list(folders.values())
-    return [ship(folder, name) for name, folder in folders.items()]
-
-
-def shipped_settings() -> dict[str, dict]:
-    """Each shipped model's name and the settings this code would train it from (SHIPPED)."""
-    from unlearnbench.models import canvas_classifier, tiny_clip, tiny_diffusion, tiny_llava
-
-    canvas = tiny_diffusion.PRESETS["tiny"]
-    return {"ub-clip-tiny": tiny_clip.training_settings(tiny_clip.PRESETS["tiny"]),
-            "ub-clip-micro": tiny_clip.training_settings(tiny_clip.PRESETS["micro"]),
-            "tiny-llava": tiny_llava.training_settings(tiny_llava.PRESETS["tiny"]),
-            "canvas-classifiers": canvas_classifier.training_settings(canvas.data, canvas.classifier),
-            "canvas-t2i": tiny_diffusion.training_settings(canvas)}

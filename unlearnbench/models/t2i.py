@@ -28,6 +28,7 @@ from transformers import CLIPTextModel, PreTrainedTokenizerBase
 
 from unlearnbench.errors import UnlearnBenchError
 from unlearnbench.passes import count_absent
+from unlearnbench.progress import bar as progress
 
 
 @dataclass(frozen=True)
@@ -176,6 +177,9 @@ class TextToImage(nn.Module):
         shape_one = (self.unet.config.in_channels, size, size)
         empty = self.encode_prompts([""])
         out = []
+        # Only where generating takes a while (delay): a search's few quick images print nothing.
+        bar = progress(total=-(-len(prompts) // batch_size) * steps, desc=f"generating {len(prompts)} images",
+                       unit="step", delay=2)
         for start in range(0, len(prompts), batch_size):
             chunk, chunk_seeds = list(prompts[start:start + batch_size]), seeds[start:start + batch_size]
             n = len(chunk)
@@ -194,6 +198,7 @@ class TextToImage(nn.Module):
                 eps = eps_uncond + guidance * (eps_cond - eps_uncond)
                 # 3. one scheduler step towards x_0
                 x = sampler.step(eps, t, x, **step_kwargs).prev_sample
+                bar.update()
             # 4. back to pixels, a few latents at a time
             if self.vae is not None:
                 for latents in x.split(decode_batch_size):
@@ -202,6 +207,7 @@ class TextToImage(nn.Module):
             else:
                 count_absent("vae_decoder", n)  # a latent model would decode each image here
                 out.append(x.float().clamp(-1, 1).cpu())
+        bar.close()
         return torch.cat(out)
 
 

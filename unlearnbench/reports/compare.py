@@ -31,7 +31,7 @@ from scipy import stats as scipy_stats
 from unlearnbench import records as rec
 from unlearnbench.config import as_text
 from unlearnbench.errors import UnlearnBenchError
-from unlearnbench.reports.tables import ORIGINAL, human_bytes, loaded_note
+from unlearnbench.reports.tables import ORIGINAL, human_bytes, loaded_note, variant_labels
 
 KEYS = ["method", "metric"]
 UNIT = ["method", "target", "seed"]
@@ -69,6 +69,16 @@ class StoredRun:
             raise UnlearnBenchError(f"{role} {path}: its manifest has no metric directions (written by an older "
                                     "unlearnbench); rerun it with this version")
         return cls(folder, records, manifest)
+
+    def configs(self) -> dict[tuple[str, str], dict]:
+        return {(m.get("method", name), m["config_hash"]): m["config"] for name, m in self.manifest["methods"].items()}
+
+    def labelled(self) -> pd.DataFrame:
+        """The records with each method named by its variant label: its name where the run holds one
+        configuration of it, so a changed setting pairs with the old one (and is reported as changed);
+        name and settings for the variants of a ``--method-set`` sweep, which pair variant by variant."""
+        labels = variant_labels(self.records, self.configs())
+        return self.records.assign(method=[labels[key] for key in zip(self.records.method, self.records.config_hash)])
 
 
 def unit_values(records: pd.DataFrame) -> pd.DataFrame:
@@ -115,7 +125,7 @@ def compare_runs(base: StoredRun, new: StoredRun, tolerances: dict[str, float] |
     if unknown:
         raise UnlearnBenchError(f"--tolerance names metrics neither run has: {', '.join(sorted(unknown))}")
     metadata, _ = metric_metadata(base, new)
-    old, now = unit_values(base.records), unit_values(new.records)
+    old, now = unit_values(base.labelled()), unit_values(new.labelled())
     shared = old[UNIT].drop_duplicates().merge(now[UNIT].drop_duplicates())
     if shared.empty:
         raise UnlearnBenchError(
@@ -220,7 +230,8 @@ def settings_changes(base: StoredRun, new: StoredRun) -> list[str]:
 def missing_in_new(base: StoredRun, new: StoredRun) -> list[str]:
     """The methods, targets, seeds and single units BASE ran that NEW did not."""
     def units(run: StoredRun) -> set[tuple[str, str, int]]:
-        after = run.records[run.records.stage == "after"]
+        records = run.labelled()
+        after = records[records.stage == "after"]
         return set(zip(after.method, after.target, after.seed.astype(int)))
 
     old, now = units(base), units(new)

@@ -9,7 +9,7 @@ autoescape on, so targets, settings and model answers always show as text, never
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
@@ -18,7 +18,7 @@ import pandas as pd
 from unlearnbench.cache import atomic_write_text
 from unlearnbench.config import as_text
 from unlearnbench.reports.plots import direction_arrow
-from unlearnbench.reports.tables import MISSED, MISSED_NOTE, from_markdown
+from unlearnbench.reports.tables import MISSED, MISSED_NOTE, column_name
 
 TEMPLATE = "report.html.j2"
 
@@ -34,8 +34,10 @@ class UnitPart:
     """What a page shows of one (target, method, seed) unit besides its numbers."""
 
     name: str
-    figures: tuple[Figure, ...] = ()  # SLUG's layers and step search, the before | after samples
-    answers: Path | None = None  # answers/<unit>.md: the same questions answered before and after
+    figures: tuple[Figure, ...] = ()  # every trace its method stored, the before | after samples
+    # answers/<unit>.parquet: the same questions answered before and after (answers/<unit>.md in runs
+    # stored before answers were data: shown as the text it is)
+    answers: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class RunPart:
     manifest: dict
     figures: tuple[Figure, ...]
     units: tuple[UnitPart, ...]
+    units_table: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per unit (tables.unit_table)
 
 
 def write_report(path: Path, title: str, notes: list[str], table: pd.DataFrame, runs: list[RunPart]) -> Path:
@@ -68,17 +71,28 @@ def environment() -> jinja2.Environment:
 def table_view(table: pd.DataFrame, metrics: dict[str, dict]) -> dict:
     """Header cells with each metric's direction (↑/↓ from the manifest's metric metadata) and what it
     measures; rows with their missed-goal mark. A paper table's column "FA@1 (published)" or
-    "UA (style)" takes the direction of FA@1 or UA."""
+    "UA (style)" takes the direction of FA@1 or UA. Cells break only before a "±", so a wide table
+    wraps its numbers' spreads rather than its numbers."""
     columns = []
     for column in map(str, table.columns):
         meta = metrics.get(column.split(" (")[0], {})
         better = meta.get("higher_is_better")
-        about = [meta.get("split", ""), meta.get("unit", ""),
+        about = [meta.get("about", ""), meta.get("split", ""), meta.get("unit", ""),
                  "" if better is None else f"{'higher' if better else 'lower'} is better"]
-        columns.append({"name": column, "arrow": direction_arrow(better), "about": ", ".join(a for a in about if a)})
-    rows = [{"label": str(label), "missed": str(label).endswith(MISSED), "cells": list(map(str, row))}
+        columns.append({"name": column_name(column), "arrow": direction_arrow(better),
+                        "about": ", ".join(a for a in about if a)})
+    rows = [{"label": str(label), "missed": str(label).endswith(MISSED), "cells": list(map(cell_text, row))}
             for label, row in zip(table.index, table.itertuples(index=False))]
     return {"index": table.index.name or "method", "columns": columns, "rows": rows}
+
+
+def cell_text(value: object) -> str:
+    """A number's cell with no break inside "16.00 KB" or "85.00", one allowed before "± 7.07"; a layer's long
+    dotted name may break after its dots (a zero-width space), rather than widen the page."""
+    text = str(value)
+    if " " not in text and len(text) > 24:
+        return text.replace(".", ".\u200b")
+    return text.replace(" ", "\u00a0").replace("\u00a0±\u00a0", " ±\u00a0")
 
 
 def run_view(run: RunPart) -> dict:
@@ -101,12 +115,13 @@ def run_view(run: RunPart) -> dict:
     methods = []
     for name, method in manifest["methods"].items():
         code = sorted({u["code_fingerprint"] for u in units.values()
-                       if u["method"] == name and u["config_hash"] == method["config_hash"]})
+                       if u["method"] == method.get("method", name) and u["config_hash"] == method["config_hash"]})
         methods.append({"name": name, "config_hash": method["config_hash"], "code": ", ".join(code),
                         "settings": ", ".join(f"{k}={setting_text(v)}" for k, v in method["config"].items())})
     return {"label": run.label, "anchor": f"-{run.label}" if run.label else "", "summary": summary,
             "settings": [(key, setting_text(value)) for key, value in suite["config"].items()], "methods": methods,
-            "figures": [figure_view(f) for f in run.figures], "units": [unit_view(u, units) for u in run.units]}
+            "figures": [figure_view(f) for f in run.figures], "units": [unit_view(u, units) for u in run.units],
+            "units_table": table_view(run.units_table, manifest["metrics"]) if len(run.units_table) else None}
 
 
 def unit_view(unit: UnitPart, units: dict[str, dict]) -> dict:
@@ -126,14 +141,12 @@ def data_uri(png: Path) -> str:
 
 
 def answers_view(path: Path) -> dict:
-    """The before | after answers as a table; the file's text as it is if it is not a table we can read
-    (answers written before cells were escaped may hold a bare '|')."""
-    text = Path(path).read_text()
-    try:
-        table = from_markdown(text)
-    except ValueError:
-        return {"columns": [], "rows": [], "text": text}
-    return {"columns": list(table.columns), "rows": table.values.tolist(), "text": ""}
+    """The before | after answers, rendered from their table (answers/<unit>.parquet); a run stored before
+    answers were data has them as Markdown text, shown as the text it is."""
+    if path.suffix != ".parquet":
+        return {"columns": [], "rows": [], "text": Path(path).read_text()}
+    table = pd.read_parquet(path)
+    return {"columns": list(map(str, table.columns)), "rows": table.astype(str).values.tolist(), "text": ""}
 
 
 def setting_text(value: object) -> str:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 import pandas as pd
 
 from unlearnbench.errors import UnlearnBenchError
-from unlearnbench.reports.tables import COST_COLUMNS, GOAL_COLUMN, MISSED, ORIGINAL, summary_table
+from unlearnbench.reports.tables import COST_COLUMNS, GOAL_COLUMN, MISSED, ORIGINAL, column_name, summary_table
 
 NOT_COMPARABLE = "‡"  # a published number measured by another protocol or model than ours
 
@@ -141,9 +141,7 @@ def with_published(records: pd.DataFrame, table: PaperTable, ci: float | None = 
         if metric in published_columns:
             out[f"{metric} (published{mark})"] = [
                 format_published(table.published.get(row.removesuffix(MISSED), {}).get(metric)) for row in out.index]
-    names = {"runtime_s": "runtime (s)", "storage_bytes": "storage", "forward_samples": "fwd samples",
-             "backward_samples": "bwd samples"}
-    return out.rename(columns=lambda c: next((c.replace(k, v) for k, v in names.items() if c.startswith(k)), c))
+    return out.rename(columns=column_name)
 
 
 def format_published(value: float | str | None) -> str:

@@ -6,14 +6,15 @@ Cells are the mean over targets and seeds; with more than one value, ``mean ± s
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
+from tabulate import tabulate
 
 ORIGINAL = "original"
+UTIL_PREFIX = "util:"  # lm-eval utility metrics (unlearnbench/lm_eval_utility.py)
 COST_COLUMNS = ("runtime_s", "storage_bytes", "forward_samples", "backward_samples")
 GOAL_COLUMN = "goal_met"
 MISSED = " †"  # appended to a variant that missed the goal on some target or seed
@@ -55,28 +56,44 @@ def variant_labels(records: pd.DataFrame, configs: dict[tuple[str, str], dict] |
     return labels
 
 
-def method_metric_stats(records: pd.DataFrame, configs: dict[tuple[str, str], dict] | None = None) -> pd.DataFrame:
-    """Mean, std and count per (method, config hash, metric), with a readable ``variant`` label; the
-    base model appears as method ``original``.
+def labelled_values(records: pd.DataFrame, configs: dict[tuple[str, str], dict] | None = None) -> pd.DataFrame:
+    """Every unit's ``after`` rows and the base model's (method ``original``) with a readable ``variant``
+    label, marked with ``MISSED`` where the variant missed the goal on some unit: what tables and
+    figures of a run's variants are drawn from.
 
-    The base model's row comes from the ``before`` stage of one method per (target, seed), so it is
-    counted once per target and seed however many methods ran.
+    The base model's rows come from the ``before`` stage of one method per (target, seed), so they count
+    once per target and seed however many methods ran.
     """
     before = records[records.stage == "before"]
     first = before[["method", "config_hash"]].iloc[0].tolist() if len(before) else [None, None]
     original = before[(before.method == first[0]) & (before.config_hash == first[1])]
     original = original.assign(method=ORIGINAL, config_hash="")
-    after = records[records.stage == "after"]
-    both = pd.concat([original, after], ignore_index=True)
-    stats = both.groupby(["method", "config_hash", "metric"], sort=False).value.agg(["mean", "std", "count"])
-    stats = stats.reset_index()
+    both = pd.concat([original, records[records.stage == "after"]], ignore_index=True)
     labels = variant_labels(both, configs)
     # A paper table labels each run's metrics ("goal_met (style)"): the goal counts in every run.
-    goal = stats[stats.metric.str.split(" (", regex=False).str[0] == GOAL_COLUMN]
-    missed = {key for key, mean in goal.groupby(["method", "config_hash"])["mean"].min().items() if mean < 1}
-    stats.insert(0, "variant", [labels[(m, h)] + (MISSED if (m, h) in missed else "")
-                                for m, h in zip(stats.method, stats.config_hash)])
-    return stats
+    goal = both[both.metric.str.split(" (", regex=False).str[0] == GOAL_COLUMN]
+    missed = {key for key, value in goal.groupby(["method", "config_hash"]).value.min().items() if value < 1}
+    both.insert(0, "variant", [labels[(m, h)] + (MISSED if (m, h) in missed else "")
+                               for m, h in zip(both.method, both.config_hash)])
+    return both
+
+
+def method_metric_stats(records: pd.DataFrame, configs: dict[tuple[str, str], dict] | None = None) -> pd.DataFrame:
+    """Mean, std and count per (variant, method, config hash, metric) of ``labelled_values``, in run order."""
+    values = labelled_values(records, configs)
+    return (values.groupby(["variant", "method", "config_hash", "metric"], sort=False).value
+            .agg(["mean", "std", "count"]).reset_index())
+
+
+def util_columns(records: pd.DataFrame) -> list[str]:
+    """The lm-eval utility metrics the records hold (``util:<task>:<metric>``, without their stderrs)."""
+    return [m for m in dict.fromkeys(records.metric) if m.startswith(UTIL_PREFIX) and not m.endswith("_stderr")]
+
+
+def report_columns(records: pd.DataFrame, table_metrics: Sequence[str]) -> list[str]:
+    """A run's table columns: the suite's table metrics, lm-eval utility metrics where the run has them,
+    whether the goal was met, and the costs."""
+    return [*table_metrics, *util_columns(records), GOAL_COLUMN, *COST_COLUMNS]
 
 
 def summary_table(records: pd.DataFrame, metrics: Sequence[str], ci: float | None = None,
@@ -93,6 +110,49 @@ def summary_table(records: pd.DataFrame, metrics: Sequence[str], ci: float | Non
     table.index.name = "method"
     return table.reindex(index=[v for v in order if v in table.index],
                          columns=[m for m in metrics if m in table.columns]).fillna("")
+
+
+# What a method reports of its choice (its patch's metadata, unlearnbench/patch.py) -> the units table's column.
+CHOICES = {"layer": "layer", "step": "step", "alpha": "alpha", "kept_epoch": "epoch kept"}
+
+
+def unit_table(records: pd.DataFrame, units: dict[str, dict], metrics: Sequence[str],
+               choices: dict[str, dict] | None = None, configs: dict[tuple[str, str], dict] | None = None
+               ) -> pd.DataFrame:
+    """One row per unit, in the run's order: target, seed, method variant, its value of each of ``metrics``
+    (formatted as the summary's cells), whether it met the goal, what its method chose where it says
+    (``choices``: unit name -> its patch metadata: layer, step, alpha or the epoch kept) and its runtime."""
+    values = labelled_values(records, configs)
+    after = values[values.method != ORIGINAL]
+    cells = after.pivot_table(index=["method", "config_hash", "target", "seed"], columns="metric", values="value",
+                              aggfunc="first")
+    variants = dict(zip(zip(after.method, after.config_hash), after.variant))
+    shown_metrics = [m for m in metrics if m in cells.columns]
+    rows = []
+    for name, info in units.items():
+        key = (info["method"], info["config_hash"], info["target"], info["seed"])
+        if key not in cells.index:
+            continue
+        unit = cells.loc[key]
+        row = {"target": info["target"], "seed": str(info["seed"]), "method": variants[key[:2]]}
+        row |= {m: "" if pd.isna(unit[m]) else format_cell(unit[m], float("nan"), 1, m) for m in shown_metrics}
+        if GOAL_COLUMN in unit.index and pd.notna(unit[GOAL_COLUMN]):
+            row["goal"] = "met" if unit[GOAL_COLUMN] >= 1 else "missed"
+        chose = (choices or {}).get(name, {})
+        row |= {column: choice_text(chose[key]) for key, column in CHOICES.items() if key in chose}
+        if "runtime_s" in unit.index:
+            row["runtime_s"] = format_cell(unit["runtime_s"], float("nan"), 1, "runtime_s")
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    order = ["target", "seed", "method", *shown_metrics, "goal", *CHOICES.values(), "runtime_s"]
+    return table[[c for c in order if c in table.columns]].set_index("target").fillna("")
+
+
+def choice_text(value: object) -> str:
+    """A method's choice as a cell: a step or alpha in 3 significant digits, anything else as it is."""
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 def ci_half_width(std: pd.Series, count: pd.Series, level: float) -> pd.Series:
@@ -128,56 +188,63 @@ def human_bytes(n: float) -> str:
     return f"{n:.0f} B" if i == 0 else f"{n:.2f} {units[i]}"
 
 
+# Cost columns as a table shows them: their cells are formatted (16.00 KB, 1,104), so the header says what
+# they count rather than the metric's name with its unit.
+COLUMN_NAMES = {"runtime_s": "runtime (s)", "storage_bytes": "storage", "forward_samples": "forward passes",
+                "backward_samples": "backward passes"}
+
+
+def column_name(metric: str) -> str:
+    """A column's header: ``runtime_s`` -> ``runtime (s)``, also inside a paper table's ``runtime_s (style)``."""
+    return next((metric.replace(k, v, 1) for k, v in COLUMN_NAMES.items() if metric.startswith(k)), metric)
+
+
+def shown(table: pd.DataFrame, index_name: str) -> pd.DataFrame:
+    """The table as writers print it: readable headers, the index as its first column, every cell text."""
+    out = table.rename(columns=column_name).rename_axis(index_name).reset_index()
+    return out.astype(str)
+
+
+def alignments(cells: pd.DataFrame) -> tuple[str, ...]:
+    """Numbers right (a column whose every cell starts like one: "85.00 ± 7.07", "16.00 KB"), text left."""
+    return tuple("right" if i and cells[c].str.match(r"^$|^[-+]?[\d.]").all() else "left"
+                 for i, c in enumerate(cells.columns))
+
+
 def to_markdown(table: pd.DataFrame, index_name: str = "method") -> str:
-    header = [index_name, *map(str, table.columns)]
-    rows = [[str(i), *map(str, row)] for i, row in zip(table.index, table.itertuples(index=False))]
-    lines = ["| " + " | ".join(map(markdown_cell, header)) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(map(markdown_cell, row)) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
+    cells = shown(table, index_name)
+    # tabulate keeps '|' and line breaks as they are; either would break a row.
+    cells = cells.apply(lambda column: column.str.replace("|", r"\|", regex=False).str.replace("\n", " ",
+                                                                                                regex=False))
+    return cells.to_markdown(index=False, colalign=alignments(cells), disable_numparse=True) + "\n"
 
 
-def markdown_cell(text: str) -> str:
-    """A cell that cannot break its row: a model's answer may hold a '|' or a line break."""
-    return text.replace("|", r"\|").replace("\r", " ").replace("\n", " ")
+# Symbols of our cells that LaTeX needs in math mode (pandas escapes LaTeX's own special characters).
+LATEX_SYMBOLS = {"±": r"$\pm$", "†": r"$^\dagger$", "‡": r"$^\ddagger$"}
 
 
-def from_markdown(text: str) -> pd.DataFrame:
-    """The table ``to_markdown`` wrote, as strings (every column, the index one first); ValueError when
-    ``text`` is not such a table (e.g. a row whose answer held an unescaped '|', written before cells
-    were escaped)."""
-    lines = [line.strip() for line in text.strip().splitlines()]
-    if len(lines) < 2 or not all(line.startswith("|") and line.endswith("|") for line in lines):
-        raise ValueError("not a Markdown table")
-    header, *rows = [[cell.strip().replace(r"\|", "|") for cell in re.split(r"(?<!\\)\|", line[1:-1])]
-                     for line in (lines[0], *lines[2:])]
-    if any(len(row) != len(header) for row in rows):
-        raise ValueError(f"a row of the Markdown table does not have the header's {len(header)} cells")
-    return pd.DataFrame(rows, columns=header)
+def latex_symbols(text: str) -> str:
+    for symbol, latex in LATEX_SYMBOLS.items():
+        text = text.replace(symbol, latex)
+    return text
 
 
 def latex_escape(text: str) -> str:
-    return (str(text).replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("%", r"\%")
-            .replace("&", r"\&").replace("#", r"\#").replace("±", r"$\pm$").replace("†", r"$^\dagger$")
-            .replace("‡", r"$^\ddagger$"))
+    """Text (a table's note, one or more lines) for a LaTeX document, escaped as pandas escapes a table's
+    cells: each line a one-column table's row, read back without the tabular around it."""
+    lines = str(text).split("\n")
+    rows = (pd.DataFrame({"line": lines}).style.hide(axis="index").hide(axis="columns").format(escape="latex")
+            .to_latex().splitlines()[1:-1])
+    return latex_symbols("\n".join(row.removesuffix(r" \\") for row in rows))
 
 
 def to_latex(table: pd.DataFrame, index_name: str = "method") -> str:
-    esc = latex_escape
-    cols = "l" + "r" * len(table.columns)
-    lines = [rf"\begin{{tabular}}{{{cols}}}", r"\toprule",
-             " & ".join(esc(c) for c in [index_name, *table.columns]) + r" \\", r"\midrule"]
-    lines += [" & ".join(esc(c) for c in [i, *row]) + r" \\"
-              for i, row in zip(table.index, table.itertuples(index=False))]
-    lines += [r"\bottomrule", r"\end{tabular}"]
-    return "\n".join(lines) + "\n"
+    cells = shown(table, index_name)
+    styler = cells.style.hide(axis="index").format(escape="latex").format_index(escape="latex", axis=1)
+    return latex_symbols(styler.to_latex(hrules=True, column_format="l" + "r" * (cells.shape[1] - 1)))
 
 
 def to_terminal(table: pd.DataFrame, index_name: str = "method") -> str:
-    header = [index_name, *map(str, table.columns)]
-    rows = [[str(i), *map(str, row)] for i, row in zip(table.index, table.itertuples(index=False))]
-    widths = [max(len(r[c]) for r in [header, *rows]) for c in range(len(header))]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(cell.ljust(w) if c == 0 else cell.rjust(w) for c, (cell, w) in enumerate(zip(cells, widths)))
-
-    return "\n".join([line(header), "  ".join("-" * w for w in widths), *map(line, rows)])
+    cells = shown(table, index_name)
+    return tabulate(cells, headers="keys", showindex=False, tablefmt="simple", disable_numparse=True,
+                    colalign=alignments(cells))
