@@ -190,6 +190,13 @@ def files_fingerprint(path: Path) -> str | None:
     return sha.hexdigest()[:16]
 
 
+def imported_package_modules(path: str, module: str) -> list[str]:
+    """Names of the ``unlearnbench`` modules (and imported names, filtered later) ``path`` imports,
+    at top level or inside functions (tests/test_imports.py checks them for cycles)."""
+    return [name for name in _imports(path, *_stamp(path), module)
+            if name == PACKAGE or name.startswith(PACKAGE + ".")]
+
+
 def syntax_hash(path: Path) -> str:
     return _syntax_hash(str(path), *_stamp(str(path)))
 
