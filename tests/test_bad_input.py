@@ -206,10 +206,10 @@ def test_a_search_that_never_forgets_is_reported(capsys, micro_suite, tmp_path):
     assert main(argv) == 0
     run_dir = next(p.parent for p in tmp_path.rglob("manifest.json"))
     assert "slug †" in capsys.readouterr().out  # missed the goal
-    search = next((run_dir / "plots").glob("*__slug_search.png"))
+    search = next((run_dir / "plots").glob("*__search.png"))
     search.unlink()
     assert main(["report", str(run_dir)]) == 0
-    assert search.is_file() and "SLUG&#39;s step search per front layer" in (run_dir / "report.html").read_text()
+    assert search.is_file() and "slug&#39;s step search" in (run_dir / "report.html").read_text()
 
 
 @pytest.fixture(scope="module")

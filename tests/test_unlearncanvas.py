@@ -373,7 +373,7 @@ def test_slug_diffusion_choice_when_no_trial_forgets():
     trace = pd.DataFrame({"layer": ["w"] * 3, "step": [1.0, 5.5, 7.75], "met": [False] * 3, "forgot": [False] * 3,
                           "target_acc": [nan, 66.7, nan], "IRA": [nan] * 3, "target_hits": [1, 2, 1]})
     goal = Goal("target_acc", 0.0, "IRA", 10.0)
-    assert choose_reference_trial(trace, goal).step == 1.0  # fewest recognised; ties: the smaller step
+    assert choose_reference_trial(trace, goal).step == 7.75  # fewest recognised (a lower bound), largest step
     forgot = trace.assign(forgot=[False, True, False], target_acc=[nan, 0.0, nan], IRA=[nan, 40.0, nan])
     assert choose_reference_trial(forgot, goal).step == 5.5  # a forgetting trial ranks first
 

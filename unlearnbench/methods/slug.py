@@ -328,12 +328,14 @@ def choose_trial(trace: pd.DataFrame, goal: Goal) -> pd.Series:
 def choose_reference_trial(trace: pd.DataFrame, goal: Goal) -> pd.Series:
     """``choose_trial`` on the reference search's trace, where a trial that exited early has no forget
     score (NaN) and did not forget. If some trial forgot, the choice is ``choose_trial``'s, as without
-    early exit (a forgetting trial ranks before every other). If none did, the one with the fewest target
-    images recognised (ties: the smaller step, as ``Goal.shortfall`` breaks them): an early-exited trial's
-    count of recognised images is what is known of its forget score."""
+    early exit (a forgetting trial ranks before every other). If none did, the one closest to forgetting:
+    the fewest target images recognised, and on equal counts the largest step. An early-exited trial's
+    count is only a lower bound (it stopped at the first image too many), and a larger step forgets at
+    least as much, so here the larger step is the closer one, not a tie (``Goal.shortfall`` breaks true
+    ties to the smaller step); the choice is then the same as without early exit."""
     if trace.forgot.any() or "target_hits" not in trace:
         return choose_trial(trace, goal)
-    return trace.sort_values(["target_hits", "step"]).iloc[0]
+    return trace.sort_values(["target_hits", "step"], ascending=[True, False]).iloc[0]
 
 
 @register_method("slug-noise")
