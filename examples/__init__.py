@@ -1,1 +1,1 @@
-"""A worked plugin method and its regression checks (see README, "Add and regression-test your own method")."""
+"""A worked plugin method and its regression checks (see README, "Plugins: your own method")."""

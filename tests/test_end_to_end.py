@@ -32,7 +32,7 @@ def test_default_llava_run_forgets_with_slug_lm(tmp_path):
     """The embedded llava default (the shipped tiny LLaVA): slug-lm takes the default target's FA from
     >= 95% to <= 30% with other identities and utility within 5 points (measured: 100 -> 25, other
     identities -0.6 points; 10 with retain_scoring=forgetting, which keeps a larger step of equal
-    retention: README, llava)."""
+    retention: docs/PROTOCOLS.md, SLUG's step choice)."""
     assert main(["--suite", "llava", "--methods", "slug-lm", "--out", str(tmp_path)]) == 0
     records = read(next(tmp_path.glob("*/records.parquet")))
     values = records.pivot_table(index=["method", "stage"], columns="metric", values="value")

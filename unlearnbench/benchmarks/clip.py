@@ -70,7 +70,7 @@ class ClipSuiteConfig:
     model: str = "ViT-B-32"  # any open_clip model name
     pretrained: str = "laion400m_e32"  # open_clip pretrained tag (used with a cache-dir `weights`)
     weights: str | None = None  # a checkpoint file, or an open_clip cache dir holding `pretrained`
-    data: str | None = None  # root with imagenet/ and celeba/ (README, clip, "Real data")
+    data: str | None = None  # root with imagenet/ and celeba/ (README, "Real data")
     # "heldout": validation splits apart from test; "slug": the paper's protocol (docs/PROTOCOLS.md)
     protocol: str = "heldout"
     imagenet_fraction: float = 0.05  # heldout: per-class test fraction of ImageNet val (seed 0)
@@ -424,7 +424,7 @@ def load_real_assets(cfg: ClipSuiteConfig) -> ClipAssets:
     """open_clip model + ImageNet val + CelebA from local paths; errors name what is missing."""
     if cfg.data is None:
         raise UnlearnBenchError("clip config=real needs the data root: --data PATH (PATH/imagenet/val/<wnid>/*.JPEG "
-                                "and PATH/celeba/..., see README, clip, 'Real data')")
+                                "and PATH/celeba/..., see README, 'Real data')")
     # Data first: a wrong path should fail in a second, not after building a large model.
     data = slug_data(cfg) if cfg.protocol == "slug" else heldout_data(Path(cfg.data), cfg.imagenet_fraction)
     if cfg.forget_pairs is not None:

@@ -431,7 +431,7 @@ def load_real_assets(cfg: LlavaSuiteConfig) -> LlavaAssets:
 
     if cfg.data is None:
         raise UnlearnBenchError("llava config=real needs the data root: --data PATH (PATH/mu_llava_<name>/ parquet "
-                                "data sets and PATH/vqa.jsonl, see README 'Suites: llava')")
+                                "data sets and PATH/vqa.jsonl, see README, 'Real data')")
     root = Path(cfg.data)
     if not root.is_dir():
         raise UnlearnBenchError(f"llava data root not found: {root}")

@@ -2,7 +2,7 @@
 
 Methods that work on "all parameters" (SalUn's saliency mask, SSD's Fisher statistics, SLUG's layer
 ranking) see a model through these proportions, so an embedded model should be shaped like its real
-counterpart. ``python -m unlearnbench.models.proportions`` prints the table the README quotes: the real
+counterpart. ``python -m unlearnbench.models.proportions`` prints the table docs/RESULTS.md quotes: the real
 architectures are built on the meta device (no memory, no weights), the embedded ones are the shipped
 models.
 """
