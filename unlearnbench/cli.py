@@ -39,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     paper = sub.add_parser("paper", parents=[common],
                            help="regenerate a table of the SLUG paper, published numbers alongside")
     paper.add_argument("table", metavar="TABLE", help="which table: " + "; ".join(
-        f"{name} ({table.caption.split(':')[0]})" for name, table in paper_tables().items()))
+        f"{name} ({table.caption.split(':')[0]})" for name, table in paper_tables().items())
+        + "; claims (the paper's claims, each checked on the embedded suites: reproduced or not)")
     add_run_arguments(paper)
     paper.set_defaults(seeds="0")
 
@@ -280,6 +281,8 @@ def cmd_paper(args: argparse.Namespace) -> int:
     from unlearnbench.reports.tables import MISSED, MISSED_NOTE, latex_escape, to_latex, to_markdown, to_terminal
     from unlearnbench.runner import prepare, run
 
+    if args.table == "claims":
+        return cmd_claims(args)
     table = paper_table(args.table)
     args.suite, args.methods = table.suite, ",".join(table.methods)
     check_run_arguments(args)
@@ -323,6 +326,59 @@ def cmd_paper(args: argparse.Namespace) -> int:
     print(to_terminal(view) + note)
     write_index(Path(args.out))
     print(f"\nwrote {out}/ (tables, plots, report.html; runs in runs.json) in {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+def cmd_claims(args: argparse.Namespace) -> int:
+    """``bench.py paper claims``: one run per suite of ``CLAIM_RUNS`` (embedded), the unlearncanvas run's
+    runtime projected to SD v1.5 as ``bench.py costs --real-scale`` does, and the claims checked on them."""
+    import time
+
+    import torch
+
+    from unlearnbench.cache import atomic_write_text
+    from unlearnbench.real_scale import pass_times, resolve_device
+    from unlearnbench.reports.claims import CLAIM_RUNS, FOOTNOTE, claims_table, evidence_from
+    from unlearnbench.reports.costs import cost_table
+    from unlearnbench.reports.index import write_index
+    from unlearnbench.reports.tables import to_markdown, to_terminal
+    from unlearnbench.runner import RunSpec, prepare, run
+
+    given = [flag for flag, value in (("--config", args.config), ("--data", args.data), ("--weights", args.weights),
+                                      ("--set", args.suite_set), ("--method-set", args.method_set),
+                                      ("--run-id", args.run_id)) if value]
+    if given:
+        raise UnlearnBenchError(f"bench.py paper claims runs every suite's embedded default; {', '.join(given)} "
+                                "would apply to all of them: run one suite with `bench.py --suite ...` instead")
+    check_run_arguments(args)
+    out = Path(args.out)
+    specs = {name: RunSpec(suite=c.suite, methods=list(c.methods), targets=args.targets or c.targets,
+                           seeds=parse_seeds(args.seeds), out_dir=out, run_id=f"paper-claims-{name}",
+                           executor=args.executor, address=args.address, command=getattr(args, "command_line", None))
+             for name, c in CLAIM_RUNS.items()}
+    suites = {name: prepare(spec)[0] for name, spec in specs.items()}  # every bad name fails before any work
+    check_output_folders(args)
+    start = time.perf_counter()
+    records, projected, device = {}, {}, resolve_device("auto")
+    for name, spec in specs.items():
+        result = run(spec, suites[name])
+        print(f"{name}: {result.reuse_line()}")
+        records[name] = result.records
+        if name == "unlearncanvas":
+            table, _ = cost_table(result, pass_times(suites[name].kind, "auto"))
+            projected[name] = table.groupby("method").without_base_val_s.mean()
+    where = f"{device} ({torch.get_num_threads()} threads, random weights)"
+    claims = claims_table(evidence_from(records, projected, where)).set_index("suite")
+    folder = out / "paper-claims"
+    text = ("The SLUG paper's claims checked on the embedded suites (`python bench.py paper claims`); targets per "
+            f"suite: {', '.join(f'{n} {s.targets}' for n, s in specs.items())}.\n\n"
+            + to_markdown(claims, index_name="suite") + f"\n\n{FOOTNOTE}\n")
+    atomic_write_text(folder / "claims.md", text)
+    print(to_terminal(claims, index_name="suite"))
+    print(FOOTNOTE)
+    write_index(out)
+    print(f"\nwrote {folder / 'claims.md'} (runs: {', '.join(str(out / s.run_id) for s in specs.values())}) in "
+          f"{time.perf_counter() - start:.0f} s")
     return 0
 
 
