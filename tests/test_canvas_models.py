@@ -43,21 +43,26 @@ def test_every_pair_is_in_every_split_with_distinct_images():
     assert data.captions("val")[0] == prompt(data.styles[0], data.objects[0])
 
 
-def test_styles_are_distinct_multi_word_names_that_share_words():
-    names = make_canvas_data(SMALL).styles
-    assert len(set(names)) == len(names) == 8
-    assert all(len(name.split()) >= 2 for name in names)
-    for name in names:
-        # each style has a neighbour that differs by one word only: no single word names it
-        overlap = max(len(set(name.split()) & set(other.split())) for other in names if other != name)
-        assert overlap >= 2, name
-    words = [w for name in names for w in set(name.split())]
-    assert all(words.count(w) >= 2 for w in words)
-    assert len({s.name for s in STYLES}) == len(STYLES)
+def test_style_names_are_unlearncanvas_names_unrelated_to_the_looks():
+    """As in UnlearnCanvas: every name is one of its style names, few names share a word (UnlearnCanvas: 9 of
+    51), and styles that look alike (one palette, or one technique) do not share names' words."""
+    from unlearnbench.datasets.unlearncanvas import UNLEARNCANVAS_STYLES, style_prompt_name  # noqa: PLC0415
+
+    names = [s.name for s in STYLES]
+    assert len(set(names)) == len(names) == 12 and make_canvas_data(SMALL).styles == names[:SMALL.n_styles]
+    assert set(names) <= {style_prompt_name(s) for s in UNLEARNCANVAS_STYLES}
+    sharing = [(a, b) for i, a in enumerate(names) for b in names[i + 1:] if set(a.split()) & set(b.split())]
+    assert sharing == [("Warm Love", "Warm Smear")]
+    looks = {(s.palette, s.technique) for s in STYLES}
+    assert len(looks) == 12  # the whole 4 palettes x 3 techniques grid, each look once
+    for a in STYLES:
+        for b in STYLES:
+            if a != b and (a.palette == b.palette or a.technique == b.technique) and (a.name, b.name) not in sharing:
+                assert not set(a.name.split()) & set(b.name.split()), (a, b)
 
 
 def test_paraphrases_are_held_out_from_the_training_template():
-    assert prompt("warm coral watercolor", "cat") == "A cat image in warm coral watercolor style."
+    assert prompt("Warm Love", "cat") == "A cat image in Warm Love style."
     assert TRAIN_TEMPLATE not in PARAPHRASE_TEMPLATES and len(PARAPHRASE_TEMPLATES) >= 2
     for template in PARAPHRASE_TEMPLATES:
         assert "{style}" in template and "{object}" in template
@@ -107,7 +112,7 @@ def test_parameters_are_named_by_unet_and_text_encoder(fresh_model):
 
 
 def test_sampling_is_deterministic_per_prompt_and_seed(fresh_model):
-    prompts = [prompt("warm coral watercolor", "cat"), prompt("cold teal mosaic", "fish")]
+    prompts = [prompt("Impressionism", "cat"), prompt("Cubism", "fish")]
     a = fresh_model.sample(prompts, [188, 288], steps=3, guidance=2.0)
     b = fresh_model.sample(prompts, [188, 288], steps=3, guidance=2.0)
     assert a.shape == (2, 3, 16, 16) and torch.equal(a, b)
@@ -128,7 +133,7 @@ def test_each_prompt_draws_fresh_noise_at_one_seed(fresh_model, monkeypatch):
     starts = []
     randn = t2i.randn_tensor
     monkeypatch.setattr(t2i, "randn_tensor", lambda *a, **k: starts.append(randn(*a, **k)) or starts[-1])
-    prompts = [prompt("warm coral watercolor", "cat"), prompt("cold teal mosaic", "fish")]
+    prompts = [prompt("Impressionism", "cat"), prompt("Cubism", "fish")]
     fresh_model.sample(prompts, [188, 188], steps=1, guidance=2.0)
     fresh_model.sample(prompts[1:], [188], steps=1, guidance=2.0)
     assert not torch.equal(starts[0][0], starts[0][1])

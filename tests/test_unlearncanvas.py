@@ -20,6 +20,19 @@ def test_protocol_constants_are_the_official_ones():
     assert UnlearnCanvasConfig().test_seeds == SEEDS
 
 
+def test_the_goal_is_no_stricter_than_the_published_rows_and_judged_on_enough_images():
+    """UA >= 85 passes every published UnlearnCanvas row of the compared methods (SLUG 86.29, SalUn 86.26,
+    ESD 98.58); the embedded validation shows the target in at least 18 images, the real one in 20."""
+    from unlearnbench.datasets.synthetic.canvas import CanvasDataConfig  # noqa: PLC0415
+
+    cfg = UnlearnCanvasConfig()
+    assert all(100 - ua <= cfg.forget_threshold for ua in (86.29, 86.26, 98.58))
+    embedded, real = UnlearnCanvasSuite(cfg), UnlearnCanvasSuite(UnlearnCanvasConfig(config="real"))
+    assert len(embedded.val_seeds()) * CanvasDataConfig().n_objects >= 18
+    assert len(real.val_seeds()) * 20 >= 18
+    assert UnlearnCanvasSuite(UnlearnCanvasConfig(val_seeds=(3,))).val_seeds() == (3,)
+
+
 def test_metrics_for_a_style_target_by_hand():
     # 3 styles x 2 objects, one image each; target style 0.
     styles = torch.tensor([0, 0, 1, 1, 2, 2])
@@ -46,6 +59,10 @@ def test_metrics_for_an_object_target_swap_roles():
 def test_bad_config_is_a_clear_error():
     with pytest.raises(UnlearnBenchError, match="target_kind='colour'"):
         UnlearnCanvasSuite(UnlearnCanvasConfig(target_kind="colour"))
+    with pytest.raises(UnlearnBenchError, match="val_seeds is empty"):
+        UnlearnCanvasConfig(val_seeds=())
+    with pytest.raises(UnlearnBenchError, match="trial_check='three'; expected one of judge, reference-budget"):
+        build_method("slug", {"trial_check": "three"})
     suite = UnlearnCanvasSuite(UnlearnCanvasConfig(config="real"))
     with pytest.raises(UnlearnBenchError, match="--set data=PATH"):
         suite.targets()
@@ -101,7 +118,7 @@ def test_fid_rises_when_the_model_breaks(canvas_suite):
 
 def test_generation_is_cached_per_weights(canvas_suite):
     model = canvas_suite.base_model()
-    prompts = ["A cat image in warm coral watercolor style."]
+    prompts = ["A cat image in Monet style."]
     first = canvas_suite.generate(model, prompts, (1,))
     weight = next(model.unet.parameters())
     saved = weight.detach().clone()
@@ -349,11 +366,13 @@ def test_slug_diffusion_trials_exit_early_without_changing_the_choice(canvas_sui
         base = {k: v.clone() for k, v in task.model.state_dict().items()}
         torch.manual_seed(0)
         try:
-            outcomes[exits] = (build_method("slug", {"search_steps": "4"}).unlearn(task), asked)
+            settings = {"search_steps": "4", "trial_check": "reference-budget"}
+            outcomes[exits] = (build_method("slug", settings).unlearn(task), asked)
         finally:
             task.model.load_state_dict(base)
     (early, asked), (full, _) = outcomes[True], outcomes[False]
-    assert asked[0] == {} and all(kw == {"forget_threshold": 0.0} for kw in asked[1:])  # the base scored in full
+    threshold = {"forget_threshold": task.goal.forget_threshold}
+    assert asked[0] == {} and all(kw == threshold for kw in asked[1:])  # the base scored in full
     assert early.trace.exited_early.any() and not full.trace.exited_early.any()
     exited = early.trace[early.trace.exited_early]
     assert (exited.images < full.trace.loc[exited.index, "images"]).all()
@@ -363,6 +382,30 @@ def test_slug_diffusion_trials_exit_early_without_changing_the_choice(canvas_sui
     pd.testing.assert_frame_equal(ran, full.trace.loc[ran.index])  # the same images, the same scores
     assert early.trace.step.tolist() == full.trace.step.tolist()
     assert (early.info["layer"], early.info["step"]) == (full.info["layer"], full.info["step"])
+
+
+def test_slug_diffusion_search_accepts_what_the_runners_goal_accepts(canvas_suite):
+    """trial_check=judge (the default): every trial is the runner's own judgement on the validation images; a
+    trial that leaves the target recognisable scores the target's images alone (IRA not scored), one that
+    forgets is validated in full, and the applied step meets the goal exactly when the runner says so."""
+    target = canvas_suite.targets()[1]  # recognised by the micro base model
+    task = canvas_suite.task(target)
+    base = {k: v.clone() for k, v in task.model.state_dict().items()}
+    torch.manual_seed(0)
+    try:
+        outcome = build_method("slug", {"search_steps": "6"}).unlearn(task)
+        trace = outcome.trace
+        assert "target_hits" not in trace  # not the reference's 3 + 3 budget
+        assert (trace.forgot == trace.target_acc.le(task.goal.forget_threshold)).all()
+        assert trace[~trace.forgot].IRA.isna().all() and trace[~trace.forgot].exited_early.all()
+        assert trace[trace.forgot].IRA.notna().all()
+        judged = task.validate(task.model)  # the edited model, as the runner scores it
+        assert task.goal_met(judged) == outcome.info["goal_met"]
+        if outcome.info["goal_met"]:
+            chosen = trace[trace.met].iloc[-1]
+            assert judged["target_acc"] == chosen.target_acc and judged["IRA"] == chosen.IRA
+    finally:
+        task.model.load_state_dict(base)
 
 
 def test_slug_diffusion_choice_when_no_trial_forgets():

@@ -53,6 +53,10 @@ SALUN_MASK_GUIDANCE = 8.5
 # steps instead (docs/PROTOCOLS.md, unlearncanvas, ESD).
 REAL_PARTIAL_SAMPLING_STEPS = 50
 
+# Validation seeds (UnlearnCanvasConfig.val_seeds = None): at least 18 of the target's images per check.
+EMBEDDED_VAL_SEEDS = (7, 17, 27, 37)
+REAL_VAL_SEEDS = (7,)
+
 
 @dataclass(frozen=True)
 class UnlearnCanvasConfig:
@@ -62,14 +66,19 @@ class UnlearnCanvasConfig:
     embedded_weights: str = "shipped"
     target_kind: str = "style"  # unlearn a "style" or an "object"
     test_seeds: tuple[int, ...] = (188, 288, 588, 688, 888)  # sampling seeds of the test metrics (the protocol's)
-    val_seeds: tuple[int, ...] = (7,)  # sampling seeds of the validation metrics (selection, stopping)
+    # Sampling seeds of the validation metrics (selection, stopping); None: embedded 4 seeds (the target's 6
+    # objects x 4 = 24 images), real 1 (its 20 objects, and SD's 100-step images are costly).
+    val_seeds: tuple[int, ...] | None = None
     # Validation prompts per non-target class (the target gets every one); None: all (embedded),
     # 2 (real: 51 x 20 prompts at DDIM 100 would cost SD half an hour per validation).
     val_prompts_per_class: int | None = None
     steps: int | None = None  # sampling steps; None: the model's own (embedded DDIM 5; real DDIM 100)
     guidance: float | None = None  # classifier-free guidance; None: the model's own (real 9.0)
-    forget_threshold: float = 0.0  # goal: the target's accuracy (100 - UA, %) on validation samples
-    retain_tolerance: float = 10.0  # goal: IRA within this many points of the original (SLUG: 0.1)
+    # Goal: the target's accuracy (100 - UA, %) on validation images at most this: UA >= 85, met by every
+    # published UnlearnCanvas row of the compared methods (SalUn 86.26, SLUG 86.29, ESD 98.58;
+    # docs/PROTOCOLS.md), so the judge is no stricter than the published operating points.
+    forget_threshold: float = 15.0
+    retain_tolerance: float = 10.0  # goal: IRA at most this many points below the original's
     reference_lr: float | None = None  # the iterative baselines' learning rate; None: UnlearnCanvasSuite.reference_lrs
     retain_samples: int = 512  # retain images handed to methods (other styles / objects)
     # Training images per method batch; None: 32 embedded, 4 real (UnlearnCanvas's SalUn port; 512-pixel
@@ -98,6 +107,9 @@ class UnlearnCanvasConfig:
                      "unlearncanvas")
         check_device(self.device, "unlearncanvas")
         check_source(self.embedded_weights)
+        for name in ("test_seeds", "val_seeds"):
+            if getattr(self, name) is not None and not getattr(self, name):
+                raise UnlearnBenchError(f"unlearncanvas: {name} is empty; give at least one seed (e.g. --set {name}=7)")
 
 
 @dataclass
@@ -131,7 +143,9 @@ class CanvasAssets:
 class UnlearnCanvasSuite(Suite):
     """Text-to-image style/object unlearning: UA, IRA, CRA on generated images (UnlearnCanvas)."""
 
-    version = 3  # 2: FID; 3: fresh noise per prompt, "Seed Images", library FID, FD_style named apart
+    # 2: FID; 3: fresh noise per prompt, "Seed Images", library FID, FD_style named apart; 4: the embedded model's
+    # distinct style names and deeper text tower, goal UA >= 85 judged on 24 target images
+    version = 4
     kind = "diffusion"
     Config = UnlearnCanvasConfig
     metrics = (Metric("UA", "target prompts", True,
@@ -172,9 +186,12 @@ class UnlearnCanvasSuite(Suite):
     def sample_batch_size(self) -> int:
         return self.config.sample_batch_size or (256 if self.embedded else 8)
 
+    def val_seeds(self) -> tuple[int, ...]:
+        return self.config.val_seeds or (EMBEDDED_VAL_SEEDS if self.embedded else REAL_VAL_SEEDS)
+
     def resolved_settings(self) -> dict[str, Any]:
         resolved = {"steps": self.assets.steps, "guidance": self.assets.guidance,
-                    "sample_batch_size": self.sample_batch_size()}
+                    "sample_batch_size": self.sample_batch_size(), "val_seeds": list(self.val_seeds())}
         return {**super().resolved_settings(),
                 **{key: value for key, value in resolved.items() if getattr(self.config, key) is None}}
 
@@ -335,7 +352,7 @@ class UnlearnCanvasSuite(Suite):
         grid = [(target_idx, k % len(cross)) for k in range(n)] + [(c, i % len(cross)) for i, c in enumerate(picked)]
         pairs = [(c, k) if by_style else (k, c) for c, k in grid]
         prompts = [a.template.format(style=a.styles[st], object=a.objects[ob]) for st, ob in pairs]
-        seeds, key = self.config.val_seeds[:1], fingerprint(model)
+        seeds, key = self.val_seeds()[:1], fingerprint(model)
 
         def hits(lo: int, hi: int) -> torch.Tensor:
             style_pred, object_pred = a.classify(self.generate(model, prompts[lo:hi], seeds, key=key))
@@ -406,7 +423,7 @@ class UnlearnCanvasSuite(Suite):
             per_class = 2
 
         def validate(m: nn.Module, changed: set[str] | None, target_only: bool = False) -> dict[str, float]:
-            metrics = self.score(m, target, cfg.val_seeds, paraphrases=False, per_class=per_class,
+            metrics = self.score(m, target, self.val_seeds(), paraphrases=False, per_class=per_class,
                                  target_only=target_only)
             metrics["target_acc"] = 100 - metrics["UA"]
             return metrics

@@ -18,12 +18,14 @@ does (for timing both; the choice is the same).
 Text-to-image models (task kind ``diffusion``) follow the reference's Stable Diffusion procedure
 (docs/PROTOCOLS.md, unlearncanvas): the gradients are those of CLIP's losses through the text
 encoder and its CLIP image tower (``task.extras['clip_losses']``), the layer is the deepest text
-layer on the front, and its step is searched by the reference's bracket on a few generated images
-per trial (``task.extras['quick_scores']``): start at 0.4 ||W|| / ||g||, bound 10x that, halve the
-bracket towards "forgotten with IRA kept", stop at the first trial that forgets with IRA within the
-goal's tolerance. ``slug-qkv`` updates the layer's whole attention (q, k, v) or MLP (fc1, fc2) group
-with one shared step, as the reference's script does; ``slug-noise`` keeps the diffusion noise loss and
-the harness's search over every front layer.
+layer on the front, and its step is searched by the reference's bracket: start at 0.4 ||W|| / ||g||,
+bound 10x that, halve the bracket towards "forgotten with IRA kept", stop at the first trial that
+meets the goal. Each trial is judged as the runner judges the result (``trial_check="judge"``: the
+goal on the suite's validation images), or on the reference's few images per trial
+(``"reference-budget"``: ``task.extras['quick_scores']``, 3 + 3 images). ``slug-qkv`` updates the
+layer's whole attention (q, k, v) or MLP (fc1, fc2) group with one shared step, as the reference's
+script does; ``slug-noise`` keeps the diffusion noise loss and the harness's search over every front
+layer.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ from unlearnbench.task import Goal, UnlearningTask, iterate
 
 log = logging.getLogger(__name__)
 
+TRIAL_CHECKS = ("judge", "reference-budget")  # what scores a trial of SLUG's text-to-image step search
+
 
 @dataclass(frozen=True)
 class SlugConfig:
@@ -59,6 +63,12 @@ class SlugConfig:
     # retention only for candidates; "reference" runs a full validation for every trial, reusing
     # nothing, as the reference code does (same candidates, so the same choice; for timing it).
     procedure: str = "cached"
+    # Text-to-image models only: what judges each trial of the reference's step search. "judge": the
+    # runner's own goal on the suite's validation images (the target's images first; the rest only for
+    # a step that forgets), so the search accepts exactly the steps the goal accepts. "reference-budget":
+    # the reference script's few images per trial (its eval_uncanvas.py: 3 of the target, 3 others),
+    # cheaper, but it can accept a step the goal then rejects (docs/PROTOCOLS.md, unlearncanvas).
+    trial_check: str = "judge"
 
     def __post_init__(self) -> None:
         if self.retain_scoring not in ("forgetting", "smallest"):
@@ -67,6 +77,8 @@ class SlugConfig:
             raise UnlearnBenchError(f"slug.procedure={self.procedure!r}; expected one of {', '.join(PROCEDURES)}")
         if self.search_steps < 1:
             raise UnlearnBenchError(f"slug.search_steps={self.search_steps}; it must be at least 1")
+        if self.trial_check not in TRIAL_CHECKS:
+            raise UnlearnBenchError(f"slug.trial_check={self.trial_check!r}; expected one of {', '.join(TRIAL_CHECKS)}")
 
 
 @register_method("slug")
@@ -160,7 +172,7 @@ class Slug(Method):
         layer = cfg.layer or deepest_layer(layers[layers.on_front])
         names = layer_group(layer, candidates) if self.group_update else [layer]
         with task.costs.phase("search"):
-            trace = pd.DataFrame(reference_search(task, names, g_f, cfg.search_steps))
+            trace = pd.DataFrame(reference_search(task, names, g_f, cfg.search_steps, cfg.trial_check))
         with task.costs.phase("update"):
             chosen = choose_reference_trial(trace, task.goal)
             params = dict(model.named_parameters())
@@ -207,29 +219,46 @@ def layer_group(name: str, candidates: list[str]) -> list[str]:
 
 
 def reference_search(task: UnlearningTask, names: list[str], grads: dict[str, torch.Tensor],
-                     steps: int) -> list[dict]:
-    """The reference's step search for Stable Diffusion (its ``eval_uncanvas.py``), on the suite's quick
-    scores: lambda0 = 0.4 ||W|| / ||g|| of the first tensor, bracket [0, 10 lambda0]; a step that leaves
-    the target recognisable raises the lower end, one that forgets but loses IRA lowers the upper end;
-    stop at the first step that forgets with IRA within the goal's tolerance, or after ``steps`` trials.
-    Every trial starts from W0, which is restored at the end.
+                     steps: int, trial_check: str = "judge") -> list[dict]:
+    """The reference's step search for Stable Diffusion (its ``eval_uncanvas.py``): lambda0 = 0.4 ||W|| / ||g||
+    of the first tensor, bracket [0, 10 lambda0]; a step that leaves the target recognisable raises the
+    lower end, one that forgets but loses too much IRA lowers the upper end; stop at the first step that
+    meets the goal, or after ``steps`` trials. Every trial starts from W0, which is restored at the end.
 
-    Each trial exits early (``quick_scores(model, forget_threshold=...)``, the goal's threshold): once enough
-    of the target's images are recognised that the threshold cannot be met, the rest are not generated and
-    IRA is not scored
-    (NaN in the trace, with ``images``, ``target_images`` and ``target_hits`` saying what was computed);
-    such a trial did not forget, so it raises the lower end as a full one would."""
-    task.base_validation()  # on W0, for the runner's goal judgement, before any trial edits the layer
-    quick = task.extras["quick_scores"]
+    ``trial_check="judge"``: each trial is judged as the runner judges the result, ``task.goal`` on the
+    suite's validation images against the base model's validation: the target's images first
+    (``validate_forget``), and only for a step that forgets them the full validation for IRA, so a step
+    that cannot forget costs the target's images alone (IRA NaN in the trace, ``exited_early``).
+    ``"reference-budget"``: the reference's few images per trial (the suite's ``quick_scores``: 3 of the
+    target, 3 others), IRA kept when within the goal's tolerance of the base's quick IRA either way, as
+    the reference's check; each trial exits early once too many target images are recognised for the
+    goal's threshold (``target_hits`` of ``target_images`` say what was seen)."""
+    base_validation = task.base_validation()  # on W0, before any trial edits the layer
     goal = task.goal
     tolerance = goal.retain_tolerance if goal.retain_tolerance is not None else 10.0
     params = dict(task.model.named_parameters())
     w0 = {n: params[n].detach().clone() for n in names}
     g = {n: grads[n].to(w0[n].dtype) for n in names}
-    base = quick(task.model)  # in full: IRA's reference
-    task.costs.count(evaluations=1)
-    # The suite's quick scores can stop a trial early only on the accuracy they score the target by.
-    early_exit = {"forget_threshold": goal.forget_threshold} if goal.forget_metric == "target_acc" else {}
+    if trial_check == "judge":
+        def check(model: torch.nn.Module) -> tuple[dict, bool, bool]:
+            scores = task.validate_forget(model, set(names))
+            if not goal.forget_met(scores):
+                return {**scores, goal.retain_metric: float("nan")}, False, False
+            scores = task.validate(model, set(names))
+            return scores, True, goal.met(scores, base_validation)
+    else:
+        quick = task.extras["quick_scores"]
+        base = quick(task.model)  # in full: IRA's reference
+        task.costs.count(evaluations=1)
+        # The suite's quick scores can stop a trial early only on the accuracy they score the target by.
+        early_exit = {"forget_threshold": goal.forget_threshold} if goal.forget_metric == "target_acc" else {}
+
+        def check(model: torch.nn.Module) -> tuple[dict, bool, bool]:
+            scores = quick(model, **early_exit)
+            task.costs.count(evaluations=1)
+            forgot = goal.forget_met(scores)  # NaN (exited early): False
+            kept = bool(abs(base[goal.retain_metric] - scores[goal.retain_metric]) <= tolerance)
+            return scores, forgot, forgot and kept
     step = 0.4 * w0[names[0]].norm().item() / max(g[names[0]].norm().item(), 1e-12)
     low, high = 0.0, 10 * step
     rows = []
@@ -238,13 +267,10 @@ def reference_search(task: UnlearningTask, names: list[str], grads: dict[str, to
             with torch.no_grad():
                 for n in names:
                     params[n].copy_(w0[n] + step * g[n])
-            scores = quick(task.model, **early_exit)
-            task.costs.count(evaluations=1)
-            forgot = bool(scores[goal.forget_metric] <= goal.forget_threshold)  # NaN (exited early): False
-            kept = bool(abs(base[goal.retain_metric] - scores[goal.retain_metric]) <= tolerance)
-            rows.append({"layer": names[0], "trial": trial, "step": step, "met": forgot and kept, "forgot": forgot,
-                         "exited_early": bool(pd.isna(scores[goal.forget_metric])), **scores})
-            if forgot and kept:
+            scores, forgot, met = check(task.model)
+            rows.append({"layer": names[0], "trial": trial, "step": step, "met": met, "forgot": forgot,
+                         "exited_early": bool(pd.isna(scores.get(goal.retain_metric))), **scores})
+            if met:
                 break
             if forgot:
                 high = step

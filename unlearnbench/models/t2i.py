@@ -53,8 +53,8 @@ class TextToImage(nn.Module):
     Example::
 
         model = load_or_train(PRESETS["tiny"]).model
-        images = model.sample(["A cat image in warm coral watercolor style."], seeds=[188])
-        loss = model.noise_loss(images, ["A cat image in warm coral watercolor style."])
+        images = model.sample(["A cat image in Monet style."], seeds=[188])
+        loss = model.noise_loss(images, ["A cat image in Monet style."])
     """
 
     def __init__(self, unet: UNet2DConditionModel, text_encoder: CLIPTextModel,

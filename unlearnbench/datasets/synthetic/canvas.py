@@ -1,12 +1,14 @@
 """MiniCanvas: the procedural UnlearnCanvas analog of the embedded ``unlearncanvas`` suite.
 
-Every image is one object (a silhouette: cat, tree, house, ...) painted in one style. A style is a
-palette (background and ink colours) plus a technique (the stroke and texture pattern), and its
-name is the two written together, e.g. "warm coral watercolor". Styles deliberately share words:
-each palette appears in two styles, each technique in several, and palettes share their first
-word ("warm", "cold"). With one-word style names, forgetting a style through the text encoder is
-trivially separable from every other style; with shared words a method has to tell
-"warm coral watercolor" from "warm coral mosaic" and "cold teal watercolor".
+Every image is one object (a silhouette: cat, tree, house, ...) painted in one style. A style's look
+is a palette (background and ink colours) plus a technique (the stroke and texture pattern); its name
+is one of UnlearnCanvas's style names, unrelated to the look, as real style names are ("Monet" does
+not say "blue watercolour"). So, as in UnlearnCanvas, difficulty comes from styles that look alike
+(two techniques share every palette, several palettes every technique), not from names that share
+words: of the twelve names only "Warm Love" and "Warm Smear" share a word, as in UnlearnCanvas, where
+9 of 51 names share any word. (Before suite version 4 the names were the looks themselves, "warm coral
+watercolor" / "warm coral mosaic", so every name shared two of its three words with another: a test of
+entangled names rather than a miniature of the benchmark; docs/RESULTS.md.)
 
 Training captions use the UnlearnCanvas template; the paraphrase templates are never trained on
 and exist to ask whether a style was forgotten or only its training caption.
@@ -38,7 +40,7 @@ PARAPHRASE_TEMPLATES = (
 
 
 def prompt(style: str, object: str, template: str = TRAIN_TEMPLATE) -> str:
-    """The caption of ``object`` in ``style``, e.g. "A cat image in warm coral watercolor style."."""
+    """The caption of ``object`` in ``style``, e.g. "A cat image in Monet style."."""
     return template.format(style=style, object=object)
 
 
@@ -63,22 +65,18 @@ TECHNIQUES = ("watercolor", "mosaic", "sketch")
 class Style:
     palette: str  # a key of PALETTES
     technique: str  # one of TECHNIQUES
-
-    @property
-    def name(self) -> str:
-        return f"{self.palette} {self.technique}"
+    name: str  # how prompts name it: an UnlearnCanvas style name, underscores as spaces
 
 
-# The first eight are the default set: every palette twice, every technique two or three times, so
-# every style shares at least two of its three words with some other style. The rest complete the
-# 4 x 3 grid for larger configurations.
+# The 4 x 3 grid of looks, each under its own name. The order fixes each style's images (its index seeds
+# them) and what a smaller configuration takes (the first n).
 STYLES = (
-    Style("warm coral", "watercolor"), Style("warm coral", "mosaic"),
-    Style("warm amber", "watercolor"), Style("warm amber", "sketch"),
-    Style("cold teal", "watercolor"), Style("cold teal", "mosaic"),
-    Style("cold indigo", "sketch"), Style("cold indigo", "mosaic"),
-    Style("warm coral", "sketch"), Style("warm amber", "mosaic"),
-    Style("cold teal", "sketch"), Style("cold indigo", "watercolor"),
+    Style("warm coral", "watercolor", "Impressionism"), Style("warm coral", "mosaic", "Byzantine"),
+    Style("warm amber", "watercolor", "Monet"), Style("warm amber", "sketch", "Rust"),
+    Style("cold teal", "watercolor", "Fauvism"), Style("cold teal", "mosaic", "Cubism"),
+    Style("cold indigo", "sketch", "Dadaism"), Style("cold indigo", "mosaic", "Picasso"),
+    Style("warm coral", "sketch", "Warm Love"), Style("warm amber", "mosaic", "Warm Smear"),
+    Style("cold teal", "sketch", "Cartoon"), Style("cold indigo", "watercolor", "Abstractionism"),
 )
 # Silhouettes chosen to stay distinguishable at 16 px; names start with a consonant so "a {object}"
 # reads right in every template.
@@ -87,7 +85,7 @@ OBJECTS = ("cat", "tree", "house", "fish", "star", "cup", "boat", "heart")
 
 @dataclass(frozen=True)
 class CanvasDataConfig:
-    n_styles: int = 8  # the first n of STYLES
+    n_styles: int = 12  # the first n of STYLES
     n_objects: int = 6  # the first n of OBJECTS
     image_size: int = 16
     images_per_pair: tuple[int, int, int] = (48, 6, 12)  # per (style, object): train, val, test
