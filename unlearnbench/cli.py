@@ -281,7 +281,9 @@ def cmd_paper(args: argparse.Namespace) -> int:
     from unlearnbench.reports.tables import MISSED, MISSED_NOTE, latex_escape, to_latex, to_markdown, to_terminal
     from unlearnbench.runner import prepare, run
 
-    if args.table == "claims":
+    from unlearnbench.reports import claims
+
+    if args.table == claims.NAME:
         return cmd_claims(args)
     table = paper_table(args.table)
     args.suite, args.methods = table.suite, ",".join(table.methods)
@@ -367,7 +369,8 @@ def cmd_claims(args: argparse.Namespace) -> int:
         if name == "unlearncanvas":
             table, _ = cost_table(result, pass_times(suites[name].kind, "auto"))
             projected[name] = table.groupby("method").without_base_val_s.mean()
-    where = f"{device} ({torch.get_num_threads()} threads, random weights)"
+    threads = torch.get_num_threads()
+    where = f"{device} ({threads} torch thread{'s' if threads > 1 else ''}, random weights)"
     claims = claims_table(evidence_from(records, projected, where)).set_index("suite")
     folder = out / "paper-claims"
     text = ("The SLUG paper's claims checked on the embedded suites (`python bench.py paper claims`); targets per "

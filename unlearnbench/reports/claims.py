@@ -16,6 +16,8 @@ import pandas as pd
 
 from unlearnbench.reports.tables import human_bytes
 
+NAME = "claims"  # bench.py paper claims: beside the paper tables (reports/paper.py), under the same command
+
 
 @dataclass(frozen=True)
 class ClaimRun:

@@ -123,7 +123,9 @@ PAPER_TABLES = {
 
 def paper_table(name: str) -> PaperTable:
     if name not in PAPER_TABLES:
-        raise UnlearnBenchError(f"unknown paper table {name!r}; tables: {', '.join(PAPER_TABLES)}")
+        from unlearnbench.reports.claims import NAME as CLAIMS
+
+        raise UnlearnBenchError(f"unknown paper table {name!r}; tables: {', '.join(PAPER_TABLES)}, {CLAIMS}")
     return PAPER_TABLES[name]
 
 
