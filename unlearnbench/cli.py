@@ -7,6 +7,7 @@ traceback, and nothing already written is touched (units are written atomically 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import math
 import os
@@ -130,9 +131,13 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override a suite setting, e.g. --set forget_metric=FA@1 (repeatable)")
     parser.add_argument("--method-set", action="append", metavar="METHOD.KEY=VALUE",
                         help="override a method setting, e.g. --method-set slug.search_steps=5 (repeatable)")
+    parser.add_argument("--attacks", default="", help="comma-separated attacks run on every unit's unlearned model "
+                        "and on the base model, recorded as METRIC|VARIANT (see `bench.py ls`); default: none")
+    parser.add_argument("--attack-set", action="append", metavar="ATTACK.KEY=VALUE",
+                        help="override an attack setting, e.g. --attack-set relearn.steps=10,50 (repeatable)")
     parser.add_argument("--plugin", action="append", metavar="MODULE",
                         help="import a module (examples.my_method) or .py file (examples/my_method.py) that registers "
-                        "your own methods or suites (repeatable; docs/PLUGINS.md)")
+                        "your own methods, suites or attacks (repeatable; docs/PLUGINS.md)")
     parser.add_argument("--ci", type=float, metavar="LEVEL",
                         help="show the t confidence interval of the mean at LEVEL (e.g. 0.95) instead of ± std")
     parser.add_argument("--out", default="runs", help="folder for run outputs; default: runs/")
@@ -162,10 +167,17 @@ def run_spec(args: argparse.Namespace):
             raise UnlearnBenchError(f"--method-set expects METHOD.KEY=VALUE, got {key}={value}")
         method_overrides.setdefault(method, {})[setting] = value
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    attacks = [a.strip() for a in (args.attacks or "").split(",") if a.strip()]
+    attack_overrides: dict[str, dict[str, str]] = {}
+    for key, value in parse_assignments(args.attack_set, "--attack-set").items():
+        attack, dot, setting = key.partition(".")
+        if not dot or not setting:
+            raise UnlearnBenchError(f"--attack-set expects ATTACK.KEY=VALUE, got {key}={value}")
+        attack_overrides.setdefault(attack, {})[setting] = value
     return RunSpec(suite=args.suite, methods=methods, suite_overrides=suite_overrides,
                    method_overrides=method_overrides, targets=args.targets, seeds=parse_seeds(args.seeds),
                    out_dir=Path(args.out), run_id=args.run_id, executor=args.executor, address=args.address,
-                   command=getattr(args, "command_line", None))
+                   command=getattr(args, "command_line", None), attacks=attacks, attack_overrides=attack_overrides)
 
 
 SEED_RANGE = (0, 2**63 - 1)  # records store seeds as int64
@@ -212,6 +224,8 @@ def check_run_arguments(args: argparse.Namespace) -> None:
         check_no_duplicates([n for n in names if n], "--targets")
     if getattr(args, "methods", None):
         check_no_duplicates([m.strip() for m in args.methods.split(",") if m.strip()], "--methods")
+    if getattr(args, "attacks", None):
+        check_no_duplicates([a.strip() for a in args.attacks.split(",") if a.strip()], "--attacks")
     parse_seeds(args.seeds)
     run_id = args.run_id
     if run_id is not None and (not run_id or run_id.startswith(".") or os.path.isabs(run_id)
@@ -250,11 +264,12 @@ def check_ci(level: float | None) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from unlearnbench.reports.index import write_index
     from unlearnbench.reports.run_report import write_run_report
-    from unlearnbench.runner import prepare, run
+    from unlearnbench.runner import prepare, prepare_attacks, run
 
     check_run_arguments(args)
     spec = run_spec(args)
     suite, _ = prepare(spec)  # fail on bad names before training anything
+    prepare_attacks(spec, suite)
     check_output_folders(args)
     result = run(spec, suite)
     print(result.reuse_line())
@@ -340,7 +355,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
+    from unlearnbench.attacks.base import ATTACKS
     from unlearnbench.benchmarks.base import SUITES
+    from unlearnbench.config import as_text
     from unlearnbench.methods.base import METHODS
 
     if args.name:
@@ -352,6 +369,11 @@ def cmd_ls(args: argparse.Namespace) -> int:
     print("suites:")
     for name, cls in SUITES.items():
         print(f"  {name:<10} v{cls.version} [{cls.kind}] {cls.summary()}")
+    print("attacks (--attacks; settings: --attack-set ATTACK.KEY=VALUE, `bench.py ls ATTACK`):")
+    for name, cls in ATTACKS.items():
+        settings = ", ".join(f"{f.name}={as_text(getattr(cls.Config(), f.name))}"
+                             for f in dataclasses.fields(cls.Config))
+        print(f"  {name:<10} [{', '.join(sorted(cls.kinds))}] {cls.summary()}\n  {'':<10} {settings}")
     return 0
 
 
@@ -474,11 +496,16 @@ def describe_registered(name: str) -> str:
     import dataclasses
     import difflib
 
+    from unlearnbench.attacks.base import ATTACKS
     from unlearnbench.benchmarks.base import SUITES
     from unlearnbench.config import as_text, setting_help
     from unlearnbench.methods.base import METHODS
 
     blocks = []
+    if name in ATTACKS:
+        cls = ATTACKS.get(name)
+        blocks.append((f"attack {name} [{', '.join(sorted(cls.kinds))}]: {cls.summary()}",
+                       f"--attack-set {name}.KEY=VALUE", cls.Config))
     if name in METHODS:
         cls = METHODS.get(name)
         blocks.append((f"method {name} [{', '.join(sorted(cls.kinds))}]: {cls.summary()}",
@@ -487,10 +514,11 @@ def describe_registered(name: str) -> str:
         cls = SUITES.get(name)
         blocks.append((f"suite {name} v{cls.version} [{cls.kind}]: {cls.summary()}", "--set KEY=VALUE", cls.Config))
     if not blocks:
-        close = difflib.get_close_matches(name, METHODS.names() + SUITES.names(), n=3, cutoff=0.5)
+        close = difflib.get_close_matches(name, METHODS.names() + SUITES.names() + ATTACKS.names(), n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise UnlearnBenchError(f"Unknown method or suite {name!r}.{hint} Methods: {', '.join(METHODS.names())}; "
-                                f"suites: {', '.join(SUITES.names())}.")
+        raise UnlearnBenchError(f"Unknown method, suite or attack {name!r}.{hint} Methods: "
+                                f"{', '.join(METHODS.names())}; suites: {', '.join(SUITES.names())}; "
+                                f"attacks: {', '.join(ATTACKS.names())}.")
     lines = []
     for title, flag, config in blocks:
         fields = dataclasses.fields(config)
