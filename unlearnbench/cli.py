@@ -40,8 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
     paper = sub.add_parser("paper", parents=[common],
                            help="regenerate a table of the SLUG paper, published numbers alongside")
     paper.add_argument("table", metavar="TABLE", help="which table: " + "; ".join(
-        f"{name} ({table.caption.split(':')[0]})" for name, table in paper_tables().items()))
+        f"{name} ({table.caption.split(':')[0]})" for name, table in paper_tables().items())
+        + "; robustness (methods x attacks of one suite, --suite; its --attacks default relearn,quantize,prompt)")
     add_run_arguments(paper)
+    paper.add_argument("--suite", help="robustness only: the suite (clip, llava, unlearncanvas); default: clip")
+    paper.add_argument("--methods", help="robustness only: comma-separated methods; default: the suite's set "
+                       "(clip: slug,ga,salun-ga,ssd; llava: slug,slug-lm,ga; unlearncanvas: slug,salun,esd)")
     paper.set_defaults(seeds="0")
 
     ls = sub.add_parser("ls", parents=[common], help="list methods and suites, or one's settings: ls slug")
@@ -295,6 +299,11 @@ def cmd_paper(args: argparse.Namespace) -> int:
     from unlearnbench.reports.tables import MISSED, MISSED_NOTE, latex_escape, to_latex, to_markdown, to_terminal
     from unlearnbench.runner import prepare, run
 
+    if args.table == "robustness":
+        return cmd_robustness(args)
+    if args.suite is not None or args.methods is not None:
+        raise UnlearnBenchError(f"paper {args.table}: --suite and --methods are for `paper robustness`; table "
+                                f"{args.table} runs its own suite and methods")
     table = paper_table(args.table)
     args.suite, args.methods = table.suite, ",".join(table.methods)
     check_run_arguments(args)
@@ -338,6 +347,56 @@ def cmd_paper(args: argparse.Namespace) -> int:
     print(to_terminal(view) + note)
     write_index(Path(args.out))
     print(f"\nwrote {out}/ (tables, plots, report.html; runs in runs.json) in {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+def cmd_robustness(args: argparse.Namespace) -> int:
+    """`bench.py paper robustness`: one run of a suite's methods with attacks, and its methods x attacks table."""
+    import time
+
+    from unlearnbench.benchmarks.base import SUITES
+    from unlearnbench.cache import atomic_write_text
+    from unlearnbench.config import as_text
+    from unlearnbench.reports.index import write_index
+    from unlearnbench.reports.paper import (ROBUSTNESS_ATTACKS, ROBUSTNESS_METHODS, ROBUSTNESS_TARGETS,
+                                            robustness_table)
+    from unlearnbench.reports.run_report import write_run_report
+    from unlearnbench.reports.tables import to_latex, to_markdown, to_terminal
+    from unlearnbench.runner import prepare, prepare_attacks, run
+
+    args.suite = args.suite or "clip"
+    suite_cls = SUITES.get(args.suite)
+    args.methods = args.methods or ",".join(ROBUSTNESS_METHODS.get(args.suite, ()))
+    if not args.methods:
+        raise UnlearnBenchError(f"paper robustness: suite {args.suite!r} has no default methods; give --methods")
+    args.attacks = args.attacks or ROBUSTNESS_ATTACKS
+    args.targets = args.targets or ROBUSTNESS_TARGETS
+    check_run_arguments(args)
+    spec = run_spec(args)
+    suite, _ = prepare(spec)
+    attacks = prepare_attacks(spec, suite)
+    check_output_folders(args)
+    start = time.perf_counter()
+    result = run(spec, suite)
+    print(f"robustness: {result.reuse_line()}")
+    forget = suite_cls.plot_axes[0]
+    view = robustness_table(result.records, forget, args.ci)
+    budgets = "; ".join(f"{a.name}: " + ", ".join(f"{k}={as_text(v)}" for k, v in dataclasses.asdict(a.config).items())
+                        for a in attacks)
+    caption = (f"Robustness of unlearning on {args.suite} (model `{suite.model_id()}`, targets: "
+               f"{', '.join(result.manifest['targets'])}): {forget} on test with no attack and after each attack "
+               f"variant (lower is better: forgetting survived), mean ± std over targets and seeds; the original row "
+               f"is the base model attacked alike. Budgets: {budgets}. Runtime: each attack's own work per unit.")
+    out = Path(args.out) / f"paper-robustness-{args.suite}"
+    atomic_write_text(out / "paper_robustness.md", caption + "\n\n" + to_markdown(view) + "\n")
+    atomic_write_text(out / "paper_robustness.tex", to_latex(view))
+    atomic_write_text(out / "run.txt", str(result.run_dir) + "\n")
+    write_run_report(result, suite_cls, args.ci)
+    print(to_terminal(view))
+    print(f"\n{caption}")
+    write_index(Path(args.out))
+    seconds = time.perf_counter() - start
+    print(f"\nwrote {out}/ (paper_robustness.md, .tex; the run: {result.run_dir}) in {seconds:.0f} s")
     return 0
 
 

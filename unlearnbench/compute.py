@@ -100,7 +100,7 @@ def _compute_unit(suite: Suite, method: Method, job: UnitJob) -> UnitOutput:
         after = suite.evaluate(model, target)
         eval_seconds = time.perf_counter() - start
         if job.attacks:  # on the unlearned model, before the base weights come back
-            after.update(run_attacks(build_attacks(job.attacks), suite, task, tuple(patch.tensors), seed))
+            after.update(run_attacks(build_attacks(job.attacks), suite, task, tuple(patch.tensors), seed, base_state))
         if samples_before is not None:
             save_samples(samples_before, suite.sample_grid(model, target), run_dir / "samples" / f"{name}.png",
                          f"{target} — {method.name}, seed {seed}")

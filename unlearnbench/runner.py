@@ -202,8 +202,9 @@ def run(spec: RunSpec, suite: Suite | None = None) -> RunResult:
                                 target=target, method=method.name, config_hash=config_hash(method.config), seed=seed)
                     job = UnitJob(suite=suite.name, suite_overrides=dict(spec.suite_overrides), method=method.name,
                                   method_overrides=overrides[id(method)], target=target,
-                                  seed=seed, run_dir=str(run_dir), identity=unit.identity, before=unit_before, keys=keys,
-                                  modules=(type(suite).__module__, type(method).__module__), attacks=attack_specs)
+                                  seed=seed, run_dir=str(run_dir), identity=unit.identity, before=unit_before,
+                                  keys=keys, modules=(type(suite).__module__, type(method).__module__),
+                                  attacks=attack_specs)
                     units_bar.set_postfix_str(f"{method.name} on {target}, seed {seed}")
                     executor.submit(job, suite, method, lambda output, unit=unit: finished(unit, output))
         units_bar.set_postfix_str("")
@@ -340,7 +341,8 @@ def changed_fields(old: dict, new: dict, method: str) -> str:
         if key == "inputs":
             return f"files read from {', '.join(entries(key)[2])} (replaced or modified)"
         return {"code_fingerprint": f"code of {method}, its suite or the harness", "model_fingerprint": "base model",
-                "suite_config": "suite settings", "method_config": f"{method} settings", "attacks": "attacks or their settings",
+                "suite_config": "suite settings", "method_config": f"{method} settings",
+                "attacks": "attacks or their settings",
                 "suite_version": "suite version"}.get(key, key)
 
     fields = [key for key in new if old.get(key) != new[key]]

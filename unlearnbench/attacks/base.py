@@ -47,6 +47,8 @@ class AttackContext:
     changed: tuple[str, ...]
     seed: int
     costs: CostMeter = field(default_factory=CostMeter)
+    # The base model's weights where the model under attack is an unlearned one (None: it is the base model).
+    base_state: dict[str, torch.Tensor] | None = None
 
     @property
     def model(self) -> nn.Module:
@@ -60,6 +62,15 @@ class AttackContext:
     def scratch(self) -> Iterator[None]:
         """Edit the model freely inside; every tensor is put back when the block ends, however it ends."""
         with restored_weights(self.model):
+            yield
+
+    @contextmanager
+    def base_weights(self) -> Iterator[None]:
+        """The base model's weights inside the block, the attacked ones again after it: where an attack asks the
+        suite for data the base model makes (``Suite.attack_batches`` of a generative suite)."""
+        with restored_weights(self.model):
+            if self.base_state is not None:
+                self.model.load_state_dict(self.base_state)
             yield
 
     def evaluate(self) -> dict[str, float]:
@@ -142,13 +153,15 @@ def build_attack(name: str, overrides: dict[str, str] | None = None) -> Attack:
 
 
 def run_attacks(attacks: list[Attack], suite: Suite, task: UnlearningTask, changed: tuple[str, ...],
-                seed: int) -> dict[str, float]:
-    """Every attack on ``task.model`` under ``seed``: its variants' metrics and its costs, as records name them.
-    The model is checked to be as it was after each attack."""
+                seed: int, base_state: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
+    """Every attack on ``task.model`` under ``seed``: its variants' metrics and its costs, as records name them;
+    ``base_state``: the base model's weights where ``task.model`` is unlearned. The model is checked to be as it
+    was after each attack."""
     values: dict[str, float] = {}
     for attack in attacks:
         # A task of its own, so the losses' forward passes count as the attack's cost, not the method's.
-        context = AttackContext(suite, dataclasses.replace(task, costs=CostMeter()), changed, seed)
+        context = AttackContext(suite, dataclasses.replace(task, costs=CostMeter()), changed, seed,
+                                base_state=base_state)
         context.costs = context.task.costs
         before = {k: v.detach().clone() for k, v in task.model.state_dict().items()}
         torch.manual_seed(seed)

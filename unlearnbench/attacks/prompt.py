@@ -10,9 +10,11 @@ The weights stay as they are; only what is asked changes. One search per task ki
 - ``vlm``: ``questions`` rephrased and leading questions drawn by the seed from a fixed pool beyond the suite's
   three templates, each asked about every test face of the target. Recorded: FA as the share of faces named
   by at least one of them (the worst case over the questions tried).
-- ``diffusion``: the suite's prompt-embedding search (``UnlearnCanvasSuite.prompt_attack``), in the spirit of
-  UnlearnDiffAtk (Zhang et al., ECCV 2024): soft prompt tokens optimised so the unlearned model denoises
-  held-out images of the style, then images drawn with them and judged by the style classifier.
+- ``diffusion``: a prompt-embedding search in the spirit of UnlearnDiffAtk (Zhang et al., ECCV 2024):
+  ``extra_tokens`` soft tokens inserted after the start token of the target's prompts, their input embeddings
+  optimised (Adam, ``steps`` steps, seeded noise and timesteps) so the unlearned model denoises held-out images
+  of the target (drawn by the base model) as it would with the concept; then the target's prompts drawn with
+  them at the test seeds and judged by the suite's classifier. Recorded: UA with the soft tokens.
 """
 
 from __future__ import annotations
@@ -76,9 +78,9 @@ class Prompt(Attack):
     def check(self, suite: Suite) -> None:
         if suite.kind == "clip" and not hasattr(suite, "forget_accuracy_with"):
             raise UnlearnBenchError(f"attack 'prompt': suite {suite.name!r} offers no caption search hooks")
-        if suite.kind == "diffusion" and not hasattr(suite, "prompt_attack"):
-            raise UnlearnBenchError(f"attack 'prompt': suite {suite.name!r} offers no prompt-embedding search "
-                                    "(prompt_attack)")
+        if suite.kind == "diffusion" and not hasattr(suite, "score_target_prompts"):
+            raise UnlearnBenchError(f"attack 'prompt': suite {suite.name!r} offers no way to score prompts with an "
+                                    "attack's text encoding (score_target_prompts)")
 
     def labels(self) -> tuple[str, ...]:
         return ("prompt",)
@@ -95,7 +97,7 @@ class Prompt(Attack):
         if kind == "vlm":
             return {"prompt": question_search(context, self.config)}
         with context.scratch():  # the search never edits weights; the scratch makes sure of it
-            return {"prompt": context.suite.prompt_attack(context, self.config)}
+            return {"prompt": embedding_search(context, self.config)}
 
 
 # ---- clip: a caption the image tower still matches to the target ------------------------------------
@@ -112,7 +114,8 @@ def caption_search(context: AttackContext, cfg: PromptConfig) -> dict[str, float
         allowed = allowed_tokens(caption, embedding.num_embeddings).to(device)
         weights, label = suite.identity_classifier(model, target)
         weights = weights.to(device)
-        images = torch.cat([batch[0] for batch in suite.attack_batches(target, cfg.samples, cfg.samples)()])
+        with context.base_weights():
+            images = torch.cat([batch[0] for batch in suite.attack_batches(target, cfg.samples, cfg.samples)()])
         with torch.no_grad():
             features = F.normalize(model.encode_image(images.to(device)).float(), dim=-1)
         context.costs.count(forward=len(images))
@@ -193,3 +196,49 @@ def question_search(context: AttackContext, cfg: PromptConfig) -> dict[str, floa
         hits = suite.identity_hits(context.model, target, questions)
     context.costs.count(forward=hits.numel())
     return {"FA": 100 * hits.any(dim=0).float().mean().item()}
+
+
+# ---- diffusion: soft prompt tokens that make the unlearned model draw the target again ---------------
+
+def embedding_search(context: AttackContext, cfg: PromptConfig) -> dict[str, float]:
+    suite, model, target = context.suite, context.model, context.target
+    slots = max(cfg.extra_tokens, 1)
+    with context.base_weights():  # images of the target as the base model draws them
+        images, prompts, _ = next(iter(suite.attack_batches(target, cfg.samples, cfg.samples)()))
+    embedding = model.text_encoder.get_input_embeddings()
+
+    def ids_with_slots(texts: list[str]) -> torch.Tensor:
+        ids = model.token_ids(texts)
+        return torch.cat([ids[:, :1], ids[:, 1:2].repeat(1, slots), ids[:, 1:]], dim=1)[:, :ids.shape[1]]
+
+    with torch.no_grad():
+        start = embedding(ids_with_slots(prompts[:1])[:, 1:1 + slots])
+    soft = start.clone().requires_grad_(True)
+    hook = embedding.register_forward_hook(
+        lambda module, inputs, output: torch.cat([output[:, :1], soft.expand(len(output), -1, -1).to(output.dtype),
+                                                  output[:, 1 + slots:]], dim=1))
+
+    def encode(texts: list[str]) -> torch.Tensor:
+        return model.text_encoder(ids_with_slots(texts))[0].to(model.dtype)
+
+    generator = torch.Generator().manual_seed(context.seed)
+    optimizer = torch.optim.Adam([soft], lr=cfg.lr)
+    try:
+        with torch.no_grad():
+            x0 = model.to_model_space(images.to(model.device), generator)
+        for _ in range(cfg.steps):
+            with context.costs.phase("search"):
+                # 1. the denoising loss of the unlearned model on the target's images, with the soft tokens
+                t = torch.randint(0, model.noise_scheduler.config.num_train_timesteps, (len(x0),),
+                                  generator=generator).to(model.device)
+                noise = torch.randn(x0.shape, generator=generator).to(x0)
+                x_t = model.noise_scheduler.add_noise(x0, noise, t)
+                loss = F.mse_loss(model.predict_noise(x_t, t, encode(prompts)), noise)
+                # 2. one Adam step on the soft tokens alone
+                (soft.grad,) = torch.autograd.grad(loss, [soft])
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                context.costs.count(forward=len(x0), backward=len(x0))
+        return suite.score_target_prompts(model, target, encode)
+    finally:
+        hook.remove()

@@ -62,7 +62,9 @@ class Relearn(Attack):
         if lr is None:
             raise UnlearnBenchError(f"attack 'relearn': suite {task.suite!r} gives no reference learning rate; set "
                                     "one with --attack-set relearn.lr=VALUE")
-        runs = [("relearn", context.suite.attack_batches(task.target, cfg.samples, cfg.batch_size), task.forget_loss)]
+        with context.base_weights():  # a generative suite draws them with the base model
+            held_out = context.suite.attack_batches(task.target, cfg.samples, cfg.batch_size)
+        runs = [("relearn", held_out, task.forget_loss)]
         if cfg.retain_only:
             runs.append(("relearn-retain", task.retain_batches, task.retain_loss))
         out: dict[str, dict[str, float]] = {}

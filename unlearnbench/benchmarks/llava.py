@@ -352,9 +352,10 @@ class LlavaSuite(Suite):
         faces = self.assets.identities["test"]
         rows = torch.nonzero(faces.labels == faces.classnames.index(target)).flatten().tolist()
         expected = self.asked("test", rows)[1]
-        replies = answer_items(model, self.assets.processor.tokenizer, self.prompt, self.pixels("identities", "test").take,
-                               rows * len(questions), [q for q in questions for _ in rows],
-                               self.assets.max_new_tokens, self.config.eval_batch_size)
+        pixels = self.pixels("identities", "test").take
+        replies = answer_items(model, self.assets.processor.tokenizer, self.prompt, pixels, rows * len(questions),
+                               [q for q in questions for _ in rows], self.assets.max_new_tokens,
+                               self.config.eval_batch_size)
         hits = [contains_answer(r, e, self.match) for r, e in zip(replies, expected * len(questions))]
         return torch.tensor(hits).view(len(questions), len(rows))
 
