@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_arguments(paper)
     paper.add_argument("--suite", help="robustness only: the suite (clip, llava, unlearncanvas); default: clip")
     paper.add_argument("--methods", help="robustness only: comma-separated methods; default: the suite's set "
-                       "(clip: slug,ga,salun-ga,ssd; llava: slug,slug-lm,ga; unlearncanvas: slug,salun,esd)")
+                       "(clip: slug,ga,salun-ga,ssd; llava: slug,slug-lm,ga; unlearncanvas: slug,salun)")
     paper.set_defaults(seeds="0")
 
     ls = sub.add_parser("ls", parents=[common], help="list methods and suites, or one's settings: ls slug")

@@ -166,7 +166,7 @@ def for_variant(spec, table: PaperTable, label: str):
 # `bench.py paper robustness`: methods x attacks per suite (unlearnbench/attacks/), not a table of the paper.
 ROBUSTNESS = "robustness"
 ROBUSTNESS_METHODS = {"clip": ("slug", "ga", "salun-ga", "ssd"), "llava": ("slug", "slug-lm", "ga"),
-                      "unlearncanvas": ("slug", "salun", "esd")}
+                      "unlearncanvas": ("slug", "salun")}
 ROBUSTNESS_ATTACKS = "relearn,quantize,prompt"
 ROBUSTNESS_TARGETS = "3"
 
