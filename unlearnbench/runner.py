@@ -203,7 +203,8 @@ def run(spec: RunSpec, suite: Suite | None = None) -> RunResult:
                     job = UnitJob(suite=suite.name, suite_overrides=dict(spec.suite_overrides), method=method.name,
                                   method_overrides=overrides[id(method)], target=target,
                                   seed=seed, run_dir=str(run_dir), identity=unit.identity, before=unit_before,
-                                  keys=keys, modules=(type(suite).__module__, type(method).__module__),
+                                  keys=keys, modules=(type(suite).__module__, type(method).__module__,
+                                                             *(type(a).__module__ for a in attacks)),
                                   attacks=attack_specs)
                     units_bar.set_postfix_str(f"{method.name} on {target}, seed {seed}")
                     executor.submit(job, suite, method, lambda output, unit=unit: finished(unit, output))
