@@ -233,3 +233,26 @@ def test_robustness_table_is_methods_by_attack_variants():
     assert list(table.index) == ["original", "ga", "slug"]
     assert table.loc["slug", "relearn-10"] == "30.00" and table.loc["original", "relearn-10"] == "95.00"
     assert not math.isnan(float(table.loc["ga", "relearn-10"]))
+
+
+def test_paper_robustness_writes_the_methods_by_attacks_table(tmp_path, capsys):
+    from unlearnbench.cli import main
+
+    code = main(["paper", "robustness", "--suite", "clip", "--methods", "noop", "--targets", "1",
+                 "--set", "embedded=micro", "--set", "retain_samples=128", "--set", "forget_metric=FA@1",
+                 "--attacks", "quantize", "--attack-set", "quantize.bits=8", "--out", str(tmp_path)])
+    assert code == 0
+    table = (tmp_path / "paper-robustness-clip" / "paper_robustness.md").read_text()
+    assert "quantize-int8-model" in table and "runtime (s) quantize" in table and "bits=8" in table
+    assert "| original" in table and "| noop" in table
+    assert main(["paper", "clip-table", "--suite", "llava"]) == 2
+    assert "--suite and --methods are for `paper robustness`" in capsys.readouterr().err
+
+
+def test_an_unknown_attack_fails_before_any_work(tmp_path, capsys):
+    from unlearnbench.cli import main
+
+    assert main(["--suite", "clip", "--methods", "noop", "--attacks", "quantise", "--set", "embedded=micro",
+                 "--out", str(tmp_path)]) == 2
+    assert "Unknown attack 'quantise'. Did you mean 'quantize'?" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
