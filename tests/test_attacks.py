@@ -66,6 +66,9 @@ def test_the_contract_catches_an_attack_that_leaves_the_model_changed(micro_suit
         checks = {c.name: c for c in attack_checks(Careless, suites={"clip": micro_suite})}
         with pytest.raises(AttackContractError, match="leaves the model as found.*context.scratch"):
             checks["clip:leaves_model_as_found"]()
+        task = micro_suite.task(micro_suite.targets()[0])
+        with restored_weights(task.model), pytest.raises(UnlearnBenchError, match="left the model's weights changed"):
+            run_attacks([Careless()], micro_suite, task, (), seed=0)  # a run refuses its numbers too
     finally:
         ATTACKS._entries.pop("test-careless")
 
