@@ -25,6 +25,12 @@ that fails part-way leaves the base model exactly as it was. The micro suites ar
 process: the micro CLIP ships in the package (nothing trains); the micro LLaVA and text-to-image
 models are trained into the cache (``$UNLEARNBENCH_CACHE``) the first time, which is logged as a
 warning before it starts (``FIRST_USE``).
+
+Attacks (``unlearnbench/attacks/``) have a contract of their own: ``check_attack(MyAttack, settings)`` or
+``attack_checks`` runs one on a micro suite of each kind it declares, against a model whose first
+``layer_groups`` tensor was changed as a method would, and checks that it returns every metric it declares,
+gives the same numbers twice under one seed, times its work, and leaves the model exactly as it found it
+(weights, modules, hooks, flags); an AttackContractError names the rule and the fix.
 """
 
 from __future__ import annotations
