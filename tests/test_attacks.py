@@ -12,6 +12,7 @@ import torch
 import unlearnbench.attacks  # noqa: F401 - registers the attacks
 from unlearnbench.attacks.base import ATTACKS, AttackContext, build_attack, run_attacks
 from unlearnbench.attacks.quantize import round_trip
+from unlearnbench.costs import CostMeter
 from unlearnbench.errors import UnlearnBenchError
 from unlearnbench.methods.base import build_method
 from unlearnbench.patch import restored_weights
@@ -259,3 +260,30 @@ def test_an_unknown_attack_fails_before_any_work(tmp_path, capsys):
                  "--out", str(tmp_path)]) == 2
     assert "Unknown attack 'quantise'. Did you mean 'quantize'?" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+def test_the_caption_search_substitutes_allowed_tokens_only(micro_suite, unlearned):
+    from unlearnbench.attacks.prompt import PromptConfig, allowed_tokens, search_caption
+
+    task, changed, state = unlearned
+    start = micro_suite.caption_tokens(task.target)[0]
+    with restored_weights(task.model):
+        task.model.load_state_dict(state)
+        context = AttackContext(micro_suite, dataclasses.replace(task, costs=CostMeter()), changed, seed=0)
+        caption = search_caption(context, PromptConfig(steps=6, candidates=8, samples=4))
+    end = int(start.argmax())
+    allowed = allowed_tokens(start, task.model.token_embedding.num_embeddings)
+    assert caption[0] == start[0] and int(caption.argmax()) == end + 2 and caption[end + 2] == start[end]
+    assert (caption == start[end]).sum() == 1  # one end token: the pooling reads the whole caption
+    assert bool(allowed[caption[1:end + 2]].all())
+
+
+def test_substitutions_are_the_allowed_tokens_of_steepest_descent():
+    from unlearnbench.attacks.prompt import allowed_tokens, best_substitutions
+
+    caption = torch.tensor([8, 4, 5, 9, 0, 0])  # start token 8, end token 9 (the highest ids)
+    allowed = allowed_tokens(caption, 10)
+    assert allowed.nonzero().flatten().tolist() == [2, 3, 4, 5, 6, 7]
+    gradient = torch.tensor([-9.0, -8.0, 1.0, -1.0, 0.0, -3.0, 2.0, 0.5, -7.0, -6.0])
+    assert best_substitutions(gradient, allowed, 3).tolist() == [5, 3, 4]
+    assert sorted(best_substitutions(gradient, allowed, 50).tolist()) == [2, 3, 4, 5, 6, 7]

@@ -103,6 +103,15 @@ class Prompt(Attack):
 # ---- clip: a caption the image tower still matches to the target ------------------------------------
 
 def caption_search(context: AttackContext, cfg: PromptConfig) -> dict[str, float]:
+    """FA@k with the caption ``search_caption`` found as the target's zero-shot weight."""
+    caption = search_caption(context, cfg)
+    with torch.no_grad():
+        found = context.model.encode_text(caption[None])[0]
+    return context.suite.forget_accuracy_with(context.model, context.target, found)
+
+
+def search_caption(context: AttackContext, cfg: PromptConfig) -> torch.Tensor:
+    """The (context,) caption tokens the search ends with (the module docstring's clip search)."""
     suite, model, target = context.suite, context.model, context.target
     embedding = getattr(model, "token_embedding", None)
     if not isinstance(embedding, nn.Embedding):
@@ -139,18 +148,15 @@ def caption_search(context: AttackContext, cfg: PromptConfig) -> dict[str, float
             position = int(editable[torch.randint(len(editable), (1,), generator=generator)])
             gradient = token_gradient(model, embedding, caption, loss_of)
             context.costs.count(forward=1, backward=1)
-            scores = -gradient[position].masked_fill(~allowed, -torch.inf)
             tried = caption.repeat(cfg.candidates, 1)
-            tried[:, position] = scores.topk(cfg.candidates).indices
+            tried[:, position] = best_substitutions(gradient[position], allowed, cfg.candidates)
             with torch.no_grad():
                 losses = loss_of(model.encode_text(tried))
             context.costs.count(forward=cfg.candidates)
             i = int(losses.argmin())
             if float(losses[i]) < best:
                 best, caption = float(losses[i]), tried[i].clone()
-    with torch.no_grad():
-        found = model.encode_text(caption[None])[0]
-    return suite.forget_accuracy_with(model, target, found)
+    return caption
 
 
 def with_free_slots(tokens: torch.Tensor, extra: int) -> torch.Tensor:
@@ -164,6 +170,11 @@ def with_free_slots(tokens: torch.Tensor, extra: int) -> torch.Tensor:
     out[end + room] = tokens[end]
     out[end:end + room] = tokens[end - 1]
     return out
+
+
+def best_substitutions(gradient: torch.Tensor, allowed: torch.Tensor, k: int) -> torch.Tensor:
+    """The ``k`` allowed token ids whose one-hot gradient promises the largest decrease of the loss."""
+    return (-gradient).masked_fill(~allowed, -torch.inf).topk(min(k, int(allowed.sum()))).indices
 
 
 def allowed_tokens(caption: torch.Tensor, vocabulary: int) -> torch.Tensor:
