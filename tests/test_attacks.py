@@ -151,8 +151,8 @@ def test_prompt_caption_search_is_seeded_and_bounded(micro_suite, unlearned):
     again = attack_unlearned(micro_suite, unlearned, attack)
     assert {k: v for k, v in first.items() if not k.startswith("runtime")} == \
            {k: v for k, v in again.items() if not k.startswith("runtime")}
-    assert set(first) == {"FA@1|prompt", "FA@5|prompt", "runtime_s|prompt", "forward_samples|prompt",
-                          "backward_samples|prompt"}
+    assert set(first) == {"FA@1|prompt", "FA@5|prompt", "TA_CA@1|prompt", "runtime_s|prompt",
+                          "forward_samples|prompt", "backward_samples|prompt"}
     # 4 image features, the start caption, then per step one gradient pass and 4 candidates
     assert first["forward_samples|prompt"] == 4 + 1 + 3 * (1 + 4)
     assert first["backward_samples|prompt"] == 3
@@ -287,3 +287,14 @@ def test_substitutions_are_the_allowed_tokens_of_steepest_descent():
     gradient = torch.tensor([-9.0, -8.0, 1.0, -1.0, 0.0, -3.0, 2.0, 0.5, -7.0, -6.0])
     assert best_substitutions(gradient, allowed, 3).tolist() == [5, 3, 4]
     assert sorted(best_substitutions(gradient, allowed, 50).tolist()) == [2, 3, 4, 5, 6, 7]
+
+
+def test_the_target_name_as_the_found_caption_gives_the_suites_own_scores(micro_suite):
+    target = micro_suite.targets()[0]
+    model = micro_suite.base_model()
+    names = micro_suite.assets.data.identities["val"].classnames
+    weights, label = micro_suite.identity_classifier(model, target)
+    assert names[label] == target
+    swapped = micro_suite.forget_accuracy_with(model, target, weights[label])  # the name's own weight: no swap
+    test = micro_suite.evaluate(model, target)
+    assert swapped == pytest.approx({k: test[k] for k in ("FA@1", "FA@5", "TA_CA@1")}, abs=1e-4)

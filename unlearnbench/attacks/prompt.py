@@ -6,7 +6,8 @@ The weights stay as they are; only what is asked changes. One search per task ki
   et al. 2023): from the target's caption plus ``extra_tokens`` free slots, each of ``steps`` steps takes the
   gradient of the zero-shot loss on held-out target images with respect to the caption's one-hot tokens, tries
   the ``candidates`` best substitutions at one position drawn by the seed, and keeps the best if it lowers the
-  loss. Recorded: FA@k on the target's test images with the found caption as the target's zero-shot weight.
+  loss. Recorded: FA@k on the target's test images with the found caption as the target's zero-shot weight, and
+  TA_CA@1 under the same swap (a caption that drew every face to it, not the target's, would lower it).
 - ``vlm``: ``questions`` rephrased and leading questions drawn by the seed from a fixed pool beyond the suite's
   three templates, each asked about every test face of the target. Recorded: FA as the share of faces named
   by at least one of them (the worst case over the questions tried).
@@ -86,7 +87,7 @@ class Prompt(Attack):
         return ("prompt",)
 
     def metrics(self, suite: Suite) -> tuple[Metric, ...]:
-        forget = {"clip": ("FA@1", "FA@5"), "vlm": ("FA",)}.get(suite.kind)
+        forget = {"clip": ("FA@1", "FA@5", "TA_CA@1"), "vlm": ("FA",)}.get(suite.kind)
         names = forget if forget is not None else tuple(getattr(suite, "prompt_attack_metrics", ()))
         return tuple(attacked(m, "prompt") for m in suite.metrics if m.name in names)
 

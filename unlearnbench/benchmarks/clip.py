@@ -371,14 +371,21 @@ class ClipSuite(Suite):
     @torch.no_grad()
     def forget_accuracy_with(self, model: nn.Module, target: str, text_feature: torch.Tensor) -> dict[str, float]:
         """FA@k on the target's test images when the target's zero-shot weight is ``text_feature`` (a caption
-        a search found) instead of its name's: does the image tower still match the target to some text?"""
+        a search found) instead of its name's: does the image tower still match the target to some text? With
+        TA_CA@1 under the same swap: a caption that pulled every face to it would lower it."""
         ids = self.assets.data.identities["test"]
         label = ids.classnames.index(target)
-        rows = torch.nonzero(ids.labels == label).flatten()
         weights = self._classifier(model, "identities", None).clone()
         weights[label] = F.normalize(text_feature.float().to(weights.device), dim=-1)
-        logits = self._images(model, "identities", "test", None, rows) @ weights.T
-        return {f"FA@{k}": 100 * topk_correct(logits, ids.labels[rows], k).float().mean().item() for k in KS}
+        logits = self._images(model, "identities", "test", None) @ weights.T
+        names = self.assets.data.ta_ca_names
+        others = ([c for c in ids.labels.unique().tolist() if c != label] if names is None
+                  else [ids.classnames.index(n) for n in names if n != target])
+        out = {f"FA@{k}": 100 * topk_correct(logits, ids.labels, k)[ids.labels == label].float().mean().item()
+               for k in KS}
+        correct = topk_correct(logits, ids.labels, 1).float()
+        out["TA_CA@1"] = 100 * torch.stack([correct[ids.labels == c].mean() for c in others]).mean().item()
+        return out
 
     def _retain_pairs(self, target_label: int) -> tuple[ImageTensors, torch.Tensor]:
         """The retain set's (image, caption) pairs: under protocol=slug every pair of ``retain_pairs`` (the
