@@ -101,7 +101,7 @@ def test_ls_name_shows_settings_defaults_and_help(capsys):
 
 def test_ls_unknown_name_suggests(capsys):
     code, _, err = run_cli(capsys, "ls", "slgu")
-    assert code == 2 and "Unknown method or suite 'slgu'. Did you mean 'slug'" in err
+    assert code == 2 and "Unknown method, suite or attack 'slgu'. Did you mean 'slug'" in err
     assert "Traceback" not in err
 
 

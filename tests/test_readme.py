@@ -17,13 +17,15 @@ from unlearnbench.cli import COMMANDS as SUBCOMMANDS
 from unlearnbench.cli import build_parser
 from unlearnbench.methods.base import METHODS
 from unlearnbench.reports.claims import NAME as CLAIMS
-from unlearnbench.reports.paper import PAPER_TABLES
+from unlearnbench.reports.paper import PAPER_TABLES, ROBUSTNESS
 from unlearnbench.reports.tables import summary_table
 
 README = (ROOT / "README.md").read_text()
 LINES = README.splitlines()
 SUITE_SETTINGS = {f.name for _, cls in SUITES.items() for f in dataclasses.fields(cls.Config)}
-MAX_LINES = 260  # the issue's "at most about 250": history goes to docs/RESULTS.md, protocol to docs/PROTOCOLS.md
+# The issue's "at most about 250", with the claims table and the attacks section later issues asked for: history goes
+# to docs/RESULTS.md, protocol to docs/PROTOCOLS.md.
+MAX_LINES = 270
 
 
 def test_the_readme_is_a_manual_not_a_history():
@@ -111,7 +113,8 @@ def test_every_command_and_option_in_the_readme_exists():
                 for name in token.split(","):
                     assert name in METHODS, f"`bench.py {shlex.join(tokens)}`: no method {name!r}"
         if sub == "paper":
-            assert tokens[1] in {*PAPER_TABLES, CLAIMS}, f"`bench.py {shlex.join(tokens)}`: no table {tokens[1]!r}"
+            known = {*PAPER_TABLES, CLAIMS, ROBUSTNESS}
+            assert tokens[1] in known, f"`bench.py {shlex.join(tokens)}`: no table {tokens[1]!r}"
 
 
 def test_every_setting_the_readme_names_exists():

@@ -7,6 +7,7 @@ traceback, and nothing already written is touched (units are written atomically 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import math
 import os
@@ -40,8 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
                            help="regenerate a table of the SLUG paper, published numbers alongside")
     paper.add_argument("table", metavar="TABLE", help="which table: " + "; ".join(
         f"{name} ({table.caption.split(':')[0]})" for name, table in paper_tables().items())
-        + "; claims (the paper's claims, each checked on the embedded suites: reproduced or not)")
+        + "; claims (the paper's claims, each checked on the embedded suites: reproduced or not)"
+        + "; robustness (methods x attacks of one suite, --suite; its --attacks default relearn,quantize,prompt)")
     add_run_arguments(paper)
+    paper.add_argument("--suite", help="robustness only: the suite (clip, llava, unlearncanvas); default: clip")
+    paper.add_argument("--methods", help="robustness only: comma-separated methods; default: the suite's set "
+                       "(clip: slug,ga,salun-ga,ssd; llava: slug,slug-lm,ga; unlearncanvas: slug,salun)")
     paper.set_defaults(seeds="0")
 
     ls = sub.add_parser("ls", parents=[common], help="list methods and suites, or one's settings: ls slug")
@@ -131,9 +136,13 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override a suite setting, e.g. --set forget_metric=FA@1 (repeatable)")
     parser.add_argument("--method-set", action="append", metavar="METHOD.KEY=VALUE",
                         help="override a method setting, e.g. --method-set slug.search_steps=5 (repeatable)")
+    parser.add_argument("--attacks", default="", help="comma-separated attacks run on every unit's unlearned model "
+                        "and on the base model, recorded as METRIC|VARIANT (see `bench.py ls`); default: none")
+    parser.add_argument("--attack-set", action="append", metavar="ATTACK.KEY=VALUE",
+                        help="override an attack setting, e.g. --attack-set relearn.steps=10,50 (repeatable)")
     parser.add_argument("--plugin", action="append", metavar="MODULE",
                         help="import a module (examples.my_method) or .py file (examples/my_method.py) that registers "
-                        "your own methods or suites (repeatable; docs/PLUGINS.md)")
+                        "your own methods, suites or attacks (repeatable; docs/PLUGINS.md)")
     parser.add_argument("--ci", type=float, metavar="LEVEL",
                         help="show the t confidence interval of the mean at LEVEL (e.g. 0.95) instead of ± std")
     parser.add_argument("--out", default="runs", help="folder for run outputs; default: runs/")
@@ -163,10 +172,17 @@ def run_spec(args: argparse.Namespace):
             raise UnlearnBenchError(f"--method-set expects METHOD.KEY=VALUE, got {key}={value}")
         method_overrides.setdefault(method, {})[setting] = value
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    attacks = [a.strip() for a in (args.attacks or "").split(",") if a.strip()]
+    attack_overrides: dict[str, dict[str, str]] = {}
+    for key, value in parse_assignments(args.attack_set, "--attack-set").items():
+        attack, dot, setting = key.partition(".")
+        if not dot or not setting:
+            raise UnlearnBenchError(f"--attack-set expects ATTACK.KEY=VALUE, got {key}={value}")
+        attack_overrides.setdefault(attack, {})[setting] = value
     return RunSpec(suite=args.suite, methods=methods, suite_overrides=suite_overrides,
                    method_overrides=method_overrides, targets=args.targets, seeds=parse_seeds(args.seeds),
                    out_dir=Path(args.out), run_id=args.run_id, executor=args.executor, address=args.address,
-                   command=getattr(args, "command_line", None))
+                   command=getattr(args, "command_line", None), attacks=attacks, attack_overrides=attack_overrides)
 
 
 SEED_RANGE = (0, 2**63 - 1)  # records store seeds as int64
@@ -213,6 +229,8 @@ def check_run_arguments(args: argparse.Namespace) -> None:
         check_no_duplicates([n for n in names if n], "--targets")
     if getattr(args, "methods", None):
         check_no_duplicates([m.strip() for m in args.methods.split(",") if m.strip()], "--methods")
+    if getattr(args, "attacks", None):
+        check_no_duplicates([a.strip() for a in args.attacks.split(",") if a.strip()], "--attacks")
     parse_seeds(args.seeds)
     run_id = args.run_id
     if run_id is not None and (not run_id or run_id.startswith(".") or os.path.isabs(run_id)
@@ -251,11 +269,12 @@ def check_ci(level: float | None) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from unlearnbench.reports.index import write_index
     from unlearnbench.reports.run_report import write_run_report
-    from unlearnbench.runner import prepare, run
+    from unlearnbench.runner import prepare, prepare_attacks, run
 
     check_run_arguments(args)
     spec = run_spec(args)
     suite, _ = prepare(spec)  # fail on bad names before training anything
+    prepare_attacks(spec, suite)
     check_output_folders(args)
     result = run(spec, suite)
     print(result.reuse_line())
@@ -276,7 +295,7 @@ def cmd_paper(args: argparse.Namespace) -> int:
     from unlearnbench.cache import atomic_write_text
     from unlearnbench.reports.html import write_report
     from unlearnbench.reports.index import write_index
-    from unlearnbench.reports.paper import for_variant, label_records, paper_table, with_published
+    from unlearnbench.reports.paper import ROBUSTNESS, for_variant, label_records, paper_table, with_published
     from unlearnbench.reports.run_report import write_run_report
     from unlearnbench.reports.tables import MISSED, MISSED_NOTE, latex_escape, to_latex, to_markdown, to_terminal
     from unlearnbench.runner import prepare, run
@@ -285,6 +304,11 @@ def cmd_paper(args: argparse.Namespace) -> int:
 
     if args.table == claims.NAME:
         return cmd_claims(args)
+    if args.table == ROBUSTNESS:
+        return cmd_robustness(args)
+    if args.suite is not None or args.methods is not None:
+        raise UnlearnBenchError(f"paper {args.table}: --suite and --methods are for `paper robustness`; table "
+                                f"{args.table} runs its own suite and methods")
     table = paper_table(args.table)
     args.suite, args.methods = table.suite, ",".join(table.methods)
     check_run_arguments(args)
@@ -348,7 +372,9 @@ def cmd_claims(args: argparse.Namespace) -> int:
 
     given = [flag for flag, value in (("--config", args.config), ("--data", args.data), ("--weights", args.weights),
                                       ("--set", args.suite_set), ("--method-set", args.method_set),
-                                      ("--run-id", args.run_id)) if value]
+                                      ("--run-id", args.run_id), ("--suite", args.suite),
+                                      ("--methods", args.methods), ("--attacks", getattr(args, "attacks", None)))
+             if value]
     if given:
         raise UnlearnBenchError(f"bench.py paper claims runs every suite's embedded default; {', '.join(given)} "
                                 "would apply to all of them: run one suite with `bench.py --suite ...` instead")
@@ -385,6 +411,56 @@ def cmd_claims(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_robustness(args: argparse.Namespace) -> int:
+    """`bench.py paper robustness`: one run of a suite's methods with attacks, and its methods x attacks table."""
+    import time
+
+    from unlearnbench.benchmarks.base import SUITES
+    from unlearnbench.cache import atomic_write_text
+    from unlearnbench.config import as_text
+    from unlearnbench.reports.index import write_index
+    from unlearnbench.reports.paper import (ROBUSTNESS_ATTACKS, ROBUSTNESS_METHODS, ROBUSTNESS_TARGETS,
+                                            robustness_table)
+    from unlearnbench.reports.run_report import write_run_report
+    from unlearnbench.reports.tables import to_latex, to_markdown, to_terminal
+    from unlearnbench.runner import prepare, prepare_attacks, run
+
+    args.suite = args.suite or "clip"
+    suite_cls = SUITES.get(args.suite)
+    args.methods = args.methods or ",".join(ROBUSTNESS_METHODS.get(args.suite, ()))
+    if not args.methods:
+        raise UnlearnBenchError(f"paper robustness: suite {args.suite!r} has no default methods; give --methods")
+    args.attacks = args.attacks or ROBUSTNESS_ATTACKS
+    args.targets = args.targets or ROBUSTNESS_TARGETS
+    check_run_arguments(args)
+    spec = run_spec(args)
+    suite, _ = prepare(spec)
+    attacks = prepare_attacks(spec, suite)
+    check_output_folders(args)
+    start = time.perf_counter()
+    result = run(spec, suite)
+    print(f"robustness: {result.reuse_line()}")
+    forget = suite_cls.plot_axes[0]
+    view = robustness_table(result.records, forget, args.ci)
+    budgets = "; ".join(f"{a.name}: " + ", ".join(f"{k}={as_text(v)}" for k, v in dataclasses.asdict(a.config).items())
+                        for a in attacks)
+    caption = (f"Robustness of unlearning on {args.suite} (model `{suite.model_id()}`, targets: "
+               f"{', '.join(result.manifest['targets'])}): {forget} on test with no attack and after each attack "
+               f"variant (lower is better: forgetting survived), mean ± std over targets and seeds; the original row "
+               f"is the base model attacked alike. Budgets: {budgets}. Runtime: each attack's own work per unit.")
+    out = Path(args.out) / f"paper-robustness-{args.suite}"
+    atomic_write_text(out / "paper_robustness.md", caption + "\n\n" + to_markdown(view) + "\n")
+    atomic_write_text(out / "paper_robustness.tex", to_latex(view))
+    atomic_write_text(out / "run.txt", str(result.run_dir) + "\n")
+    write_run_report(result, suite_cls, args.ci)
+    print(to_terminal(view))
+    print(f"\n{caption}")
+    write_index(Path(args.out))
+    seconds = time.perf_counter() - start
+    print(f"\nwrote {out}/ (paper_robustness.md, .tex; the run: {result.run_dir}) in {seconds:.0f} s")
+    return 0
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     from unlearnbench.reports.index import run_index, write_index
     from unlearnbench.reports.tables import to_terminal
@@ -399,7 +475,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
+    from unlearnbench.attacks.base import ATTACKS
     from unlearnbench.benchmarks.base import SUITES
+    from unlearnbench.config import as_text
     from unlearnbench.methods.base import METHODS
 
     if args.name:
@@ -411,6 +489,11 @@ def cmd_ls(args: argparse.Namespace) -> int:
     print("suites:")
     for name, cls in SUITES.items():
         print(f"  {name:<10} v{cls.version} [{cls.kind}] {cls.summary()}")
+    print("attacks (--attacks; settings: --attack-set ATTACK.KEY=VALUE, `bench.py ls ATTACK`):")
+    for name, cls in ATTACKS.items():
+        settings = ", ".join(f"{f.name}={as_text(getattr(cls.Config(), f.name))}"
+                             for f in dataclasses.fields(cls.Config))
+        print(f"  {name:<10} [{', '.join(sorted(cls.kinds))}] {cls.summary()}\n  {'':<10} {settings}")
     return 0
 
 
@@ -533,11 +616,16 @@ def describe_registered(name: str) -> str:
     import dataclasses
     import difflib
 
+    from unlearnbench.attacks.base import ATTACKS
     from unlearnbench.benchmarks.base import SUITES
     from unlearnbench.config import as_text, setting_help
     from unlearnbench.methods.base import METHODS
 
     blocks = []
+    if name in ATTACKS:
+        cls = ATTACKS.get(name)
+        blocks.append((f"attack {name} [{', '.join(sorted(cls.kinds))}]: {cls.summary()}",
+                       f"--attack-set {name}.KEY=VALUE", cls.Config))
     if name in METHODS:
         cls = METHODS.get(name)
         blocks.append((f"method {name} [{', '.join(sorted(cls.kinds))}]: {cls.summary()}",
@@ -546,10 +634,11 @@ def describe_registered(name: str) -> str:
         cls = SUITES.get(name)
         blocks.append((f"suite {name} v{cls.version} [{cls.kind}]: {cls.summary()}", "--set KEY=VALUE", cls.Config))
     if not blocks:
-        close = difflib.get_close_matches(name, METHODS.names() + SUITES.names(), n=3, cutoff=0.5)
+        close = difflib.get_close_matches(name, METHODS.names() + SUITES.names() + ATTACKS.names(), n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise UnlearnBenchError(f"Unknown method or suite {name!r}.{hint} Methods: {', '.join(METHODS.names())}; "
-                                f"suites: {', '.join(SUITES.names())}.")
+        raise UnlearnBenchError(f"Unknown method, suite or attack {name!r}.{hint} Methods: "
+                                f"{', '.join(METHODS.names())}; suites: {', '.join(SUITES.names())}; "
+                                f"attacks: {', '.join(ATTACKS.names())}.")
     lines = []
     for title, flag, config in blocks:
         fields = dataclasses.fields(config)

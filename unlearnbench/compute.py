@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 
 from unlearnbench import records as rec
+from unlearnbench.attacks.base import build_attack, run_attacks
 from unlearnbench.benchmarks.base import SampleGrid, Suite
 from unlearnbench.cache import atomic_write, config_hash
 from unlearnbench.costs import OtherLoad
@@ -51,6 +52,8 @@ class UnitJob:
     before: dict[str, float]  # the base model's test metrics for the target
     keys: dict  # the record keys (run id, suite, model, target, method, config hash, seed)
     modules: tuple[str, ...] = ()  # modules that register the suite and the method (plugins included)
+    # The run's attacks (unlearnbench/attacks/) as (name, settings as text), run on the unlearned model.
+    attacks: tuple[tuple[str, dict[str, str]], ...] = ()
 
 
 @dataclass
@@ -96,6 +99,8 @@ def _compute_unit(suite: Suite, method: Method, job: UnitJob) -> UnitOutput:
         start = time.perf_counter()
         after = suite.evaluate(model, target)
         eval_seconds = time.perf_counter() - start
+        if job.attacks:  # on the unlearned model, before the base weights come back
+            after.update(run_attacks(build_attacks(job.attacks), suite, task, tuple(patch.tensors), seed, base_state))
         if samples_before is not None:
             save_samples(samples_before, suite.sample_grid(model, target), run_dir / "samples" / f"{name}.png",
                          f"{target} — {method.name}, seed {seed}")
@@ -114,6 +119,13 @@ def _compute_unit(suite: Suite, method: Method, job: UnitJob) -> UnitOutput:
             "resolved": dict(task.resolved),  # settings left at none and the values the task gave them
             "computed": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     return UnitOutput(frame, artifacts, info, job.identity)
+
+
+def build_attacks(specs: tuple[tuple[str, dict[str, str]], ...]) -> list:
+    """The attacks named in a job, built from their settings as text (registering the built-in ones first)."""
+    import unlearnbench.attacks  # noqa: F401 - registers the built-in attacks
+
+    return [build_attack(name, overrides) for name, overrides in specs]
 
 
 def goal_status(task: UnlearningTask, validation: dict[str, float]) -> dict[str, float]:

@@ -25,7 +25,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from unlearnbench.compute import compute_unit
+from unlearnbench.compute import build_attacks, compute_unit
 from unlearnbench.errors import UnlearnBenchError
 
 log = logging.getLogger(__name__)
@@ -182,7 +182,8 @@ def run_job(job, threads: int):
     suite = worker_suite(job)
     method = build_method(job.method, job.method_overrides)
     check_same(f"{job.method} settings", asdict(method.config), job.identity["method_config"])
-    code, libraries = code_fingerprint(type(method), type(suite)), library_versions()
+    attacks = build_attacks(job.attacks)  # the identity's code includes theirs where the run has any
+    code, libraries = code_fingerprint(type(method), type(suite), *(type(a) for a in attacks)), library_versions()
     if code != job.identity["code_fingerprint"] or libraries != job.identity["libraries"]:
         # The code changed on disk after bench.py started (or code or libraries differ on this node): the unit
         # is stored under what it ran through, so a rerun recomputes it if that is not current.

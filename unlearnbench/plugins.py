@@ -21,7 +21,8 @@ PATHS: list[str] = []
 
 
 def load_plugins(specs: list[str] | None) -> None:
-    """Import the built-in methods and suites, then the user's plugins (which register their own)."""
+    """Import the built-in methods, suites and attacks, then the user's plugins (which register their own)."""
+    import unlearnbench.attacks  # noqa: F401
     import unlearnbench.benchmarks  # noqa: F401
     import unlearnbench.methods  # noqa: F401
 

@@ -30,6 +30,7 @@ import torch
 from filelock import FileLock, Timeout
 
 from unlearnbench import records as rec
+from unlearnbench.attacks.base import ATTACKS, Attack, build_attack, cost_metrics, run_attacks
 from unlearnbench.benchmarks.base import Suite, build_suite
 from unlearnbench.cache import (atomic_write, atomic_write_text, cache_dir, check_writable_folder, config_hash,
                                 read_cached)
@@ -38,6 +39,7 @@ from unlearnbench.errors import UnlearnBenchError
 from unlearnbench.executors import make_executor
 from unlearnbench.identity import code_fingerprint, digest, files_fingerprint, library_versions, model_fingerprint
 from unlearnbench.methods.base import METHODS, Method, build_method
+from unlearnbench.patch import restored_weights
 from unlearnbench.progress import bar as progress
 from unlearnbench.records import metric_metadata
 
@@ -57,6 +59,8 @@ class RunSpec:
     executor: str = "sequential"  # how units that are not reused are computed: sequential or ray (executors.py)
     address: str | None = None  # ray: an existing cluster's address; None: a local cluster on this machine's CPUs
     command: str | None = None  # the command line that asked for the run, for the manifest and runs/index.md
+    attacks: list[str] = field(default_factory=list)  # attacks run on each unit's unlearned model and on the base
+    attack_overrides: dict[str, dict[str, str]] = field(default_factory=dict)  # attack -> setting -> value (text)
 
 
 @dataclass
@@ -102,6 +106,23 @@ def prepare(spec: RunSpec, suite: Suite | None = None) -> tuple[Suite, list[Meth
     return suite, methods
 
 
+def prepare_attacks(spec: RunSpec, suite: Suite) -> list[Attack]:
+    """Build the run's attacks and check they fit the suite, before any expensive work."""
+    import unlearnbench.attacks  # noqa: F401 - registers the built-in attacks
+
+    unknown = set(spec.attack_overrides) - set(spec.attacks)
+    if unknown:
+        raise UnlearnBenchError(f"settings given for attacks not in the run: {sorted(unknown)}; name them in --attacks")
+    attacks = [build_attack(name, spec.attack_overrides.get(name)) for name in spec.attacks]
+    for attack in attacks:
+        if suite.kind not in attack.kinds:
+            raise UnlearnBenchError(f"attack {attack.name!r} does not support suite {suite.name!r} (task kind "
+                                    f"{suite.kind!r}); attacks that do: "
+                                    f"{', '.join(n for n, cls in ATTACKS.items() if suite.kind in cls.kinds)}")
+        attack.check(suite)
+    return attacks
+
+
 def method_variants(spec: RunSpec) -> list[tuple[str, dict[str, str]]]:
     """Each method of the run with the settings of each of its variants. ``--method-set ga.lr=1e-4,1e-5``
     sweeps: one variant per value (several swept settings: every combination), in the order given; a
@@ -121,10 +142,12 @@ def method_variants(spec: RunSpec) -> list[tuple[str, dict[str, str]]]:
 def run(spec: RunSpec, suite: Suite | None = None) -> RunResult:
     """Run ``spec``; pass ``suite`` to reuse an already built (and loaded) suite."""
     suite, methods = prepare(spec, suite)
+    attacks = prepare_attacks(spec, suite)
+    attack_specs = tuple((a.name, dict(spec.attack_overrides.get(a.name, {}))) for a in attacks)
     overrides = {id(m): o for m, (_, o) in zip(methods, method_variants(spec))}  # a variant's own settings
     executor = make_executor(spec, suite)  # e.g. Ray missing: fails before any work
     targets = suite.resolve_targets(spec.targets)
-    run_id = spec.run_id or default_run_id(suite, methods, targets, spec.seeds)
+    run_id = spec.run_id or default_run_id(suite, methods, targets, spec.seeds, attacks)
     run_dir = Path(spec.out_dir) / run_id
     log.info("run %s: suite %s, methods %s, targets %s, seeds %s, executor %s", run_id, suite.name,
              [m.name for m in methods], targets, list(spec.seeds), executor.name)
@@ -135,8 +158,10 @@ def run(spec: RunSpec, suite: Suite | None = None) -> RunResult:
     with run_lock(run_dir), executor:
         remove_leftover_temp_files(run_dir)
         model_fp = model_fingerprint(suite.base_model())
-        code_fps = {m.name: code_fingerprint(type(m), type(suite)) for m in methods}
+        code_fps = {m.name: code_fingerprint(type(m), type(suite), *(type(a) for a in attacks)) for m in methods}
         suite_code_fp = code_fingerprint(type(suite))
+        # Only a run with attacks has them in its units' identity, so runs without keep theirs.
+        attacked = {"attacks": {a.name: asdict(a.config) for a in attacks}} if attacks else {}
         libraries, inputs = library_versions(), input_fingerprints(suite)
         # One slot per unit in (target, method, seed) order, filled as units are reused or finish
         # (in completion order on a parallel executor), so records never depend on the executor.
@@ -155,11 +180,16 @@ def run(spec: RunSpec, suite: Suite | None = None) -> RunResult:
             before = base_evaluation(suite, target, model_fp, suite_code_fp, inputs)
             for method in methods:
                 for seed in spec.seeds:
+                    unit_before = before
+                    if attacks:  # the base model attacked: the reference point of the unit's attacked numbers
+                        units_bar.set_postfix_str(f"attacking the base model on {target}, seed {seed}")
+                        unit_before = {**before, **base_attacks(suite, target, seed, attacks, model_fp, inputs)}
                     unit = Unit(suite, method, target, seed, run_dir, {
                         "suite": suite.name, "suite_version": suite.version, "suite_config": asdict(suite.config),
                         "model_fingerprint": model_fp, "target": target, "method": method.name,
                         "method_config": asdict(method.config), "seed": seed,
-                        "code_fingerprint": code_fps[method.name], "libraries": libraries, "inputs": inputs})
+                        "code_fingerprint": code_fps[method.name], "libraries": libraries, "inputs": inputs,
+                        **attacked})
                     slots[unit.name] = None
                     stored = unit.reuse()
                     if unit.stale:
@@ -172,8 +202,10 @@ def run(spec: RunSpec, suite: Suite | None = None) -> RunResult:
                                 target=target, method=method.name, config_hash=config_hash(method.config), seed=seed)
                     job = UnitJob(suite=suite.name, suite_overrides=dict(spec.suite_overrides), method=method.name,
                                   method_overrides=overrides[id(method)], target=target,
-                                  seed=seed, run_dir=str(run_dir), identity=unit.identity, before=before, keys=keys,
-                                  modules=(type(suite).__module__, type(method).__module__))
+                                  seed=seed, run_dir=str(run_dir), identity=unit.identity, before=unit_before,
+                                  keys=keys, modules=(type(suite).__module__, type(method).__module__,
+                                                             *(type(a).__module__ for a in attacks)),
+                                  attacks=attack_specs)
                     units_bar.set_postfix_str(f"{method.name} on {target}, seed {seed}")
                     executor.submit(job, suite, method, lambda output, unit=unit: finished(unit, output))
         units_bar.set_postfix_str("")
@@ -185,7 +217,7 @@ def run(spec: RunSpec, suite: Suite | None = None) -> RunResult:
         units = {name: info for name, (_, _, info) in slots.items()}
         records = pd.concat(frames, ignore_index=True)
         rec.write(records, run_dir / "records.parquet")
-        manifest = make_manifest(spec, suite, methods, targets, run_id, model_fp, units)
+        manifest = make_manifest(spec, suite, methods, targets, run_id, model_fp, units, attacks)
         atomic_write_text(run_dir / "manifest.json", json.dumps(manifest, indent=2, default=str))
     reused = sum(info["reused"] for info in units.values())
     return RunResult(run_dir, records, manifest, artifacts, reused=reused, stale=stale)
@@ -311,6 +343,7 @@ def changed_fields(old: dict, new: dict, method: str) -> str:
             return f"files read from {', '.join(entries(key)[2])} (replaced or modified)"
         return {"code_fingerprint": f"code of {method}, its suite or the harness", "model_fingerprint": "base model",
                 "suite_config": "suite settings", "method_config": f"{method} settings",
+                "attacks": "attacks or their settings",
                 "suite_version": "suite version"}.get(key, key)
 
     fields = [key for key in new if old.get(key) != new[key]]
@@ -342,6 +375,25 @@ def base_evaluation(suite: Suite, target: str, model_fp: str, code_fp: str | Non
     return values
 
 
+def base_attacks(suite: Suite, target: str, seed: int, attacks: list[Attack], model_fp: str,
+                 inputs: dict[str, str | None]) -> dict[str, float]:
+    """The run's attacks on the base model for ``target`` under ``seed`` (their ``before`` rows), cached across
+    runs under the identity of the base evaluation plus the attacks' settings and code."""
+    code_fp = code_fingerprint(type(suite), *(type(a) for a in attacks))
+    key = digest({"suite": suite.name, "version": suite.version, "config": asdict(suite.config), "model": model_fp,
+                  "target": target, "seed": seed, "code": code_fp, "libraries": library_versions(), "inputs": inputs,
+                  "attacks": [(a.name, asdict(a.config)) for a in attacks]})
+    path = cache_dir() / "evals" / f"{suite.name}-attacks-{key}.json"
+    values = read_cached(path, read_metric_values, "recomputing it")
+    if values is not None:
+        return values
+    task = suite.task(target)
+    with restored_weights(task.model):
+        values = run_attacks(attacks, suite, task, (), seed)
+    atomic_write_text(path, json.dumps(values))
+    return values
+
+
 def read_metric_values(path: Path) -> dict[str, float]:
     values = json.loads(path.read_text())
     if not isinstance(values, dict) or not all(isinstance(v, (int, float)) for v in values.values()):
@@ -349,15 +401,17 @@ def read_metric_values(path: Path) -> dict[str, float]:
     return values
 
 
-def default_run_id(suite: Suite, methods: list[Method], targets: list[str], seeds: tuple[int, ...]) -> str:
-    """Same command, same run id: that is what lets a rerun resume."""
+def default_run_id(suite: Suite, methods: list[Method], targets: list[str], seeds: tuple[int, ...],
+                   attacks: list[Attack] | None = None) -> str:
+    """Same command, same run id: that is what lets a rerun resume (a run with attacks gets its own)."""
+    attacked = {"attacks": [(a.name, asdict(a.config)) for a in attacks]} if attacks else {}
     return f"{suite.name}-" + config_hash({
         "suite": asdict(suite.config), "model": suite.model_id(), "targets": targets, "seeds": list(seeds),
-        "methods": [(m.name, asdict(m.config)) for m in methods]})
+        "methods": [(m.name, asdict(m.config)) for m in methods], **attacked})
 
 
 def make_manifest(spec: RunSpec, suite: Suite, methods: list[Method], targets: list[str], run_id: str,
-                  model_fp: str, units: dict[str, dict]) -> dict:
+                  model_fp: str, units: dict[str, dict], attacks: list[Attack] | None = None) -> dict:
     names = [m.name for m in methods]
     packages = {}
     for dist in ("unlearnbench", "pandas"):
@@ -373,7 +427,8 @@ def make_manifest(spec: RunSpec, suite: Suite, methods: list[Method], targets: l
         "suite": {"name": suite.name, "version": suite.version, "model": suite.model_id(),
                   "model_fingerprint": model_fp, "config": {**asdict(suite.config), **suite_resolved},
                   "resolved": sorted(suite_resolved)},
-        "metrics": metric_metadata((*suite.metrics, *suite.validation_metrics)),
+        "metrics": metric_metadata((*suite.metrics, *suite.validation_metrics,
+                                    *(m for a in attacks or () for m in (*a.metrics(suite), *cost_metrics(a.name))))),
         # Keyed by name, or by name-hash where a sweep runs several variants of one method.
         "methods": {(m.name if names.count(m.name) == 1 else f"{m.name}-{config_hash(m.config)}"):
                     method_entry(m, units) for m in methods},
@@ -382,6 +437,8 @@ def make_manifest(spec: RunSpec, suite: Suite, methods: list[Method], targets: l
         "executor": spec.executor,
         "command": spec.command,
         "units": units,
+        **({"attacks": {a.name: {"config": asdict(a.config), "labels": list(a.labels())} for a in attacks}}
+           if attacks else {}),
         "git": git_revision(),
         "packages": packages,
         "machine": {"platform": platform.platform(), "python": platform.python_version(),

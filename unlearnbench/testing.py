@@ -25,6 +25,12 @@ that fails part-way leaves the base model exactly as it was. The micro suites ar
 process: the micro CLIP ships in the package (nothing trains); the micro LLaVA and text-to-image
 models are trained into the cache (``$UNLEARNBENCH_CACHE``) the first time, which is logged as a
 warning before it starts (``FIRST_USE``).
+
+Attacks (``unlearnbench/attacks/``) have a contract of their own: ``check_attack(MyAttack, settings)`` or
+``attack_checks`` runs one on a micro suite of each kind it declares, against a model whose first
+``layer_groups`` tensor was changed as a method would, and checks that it returns every metric it declares,
+gives the same numbers twice under one seed, times its work, and leaves the model exactly as it found it
+(weights, modules, hooks, flags); an AttackContractError names the rule and the fix.
 """
 
 from __future__ import annotations
@@ -47,8 +53,8 @@ from unlearnbench.methods.base import METHODS, Method
 from unlearnbench.patch import restored_weights
 from unlearnbench.task import UnlearningTask
 
-__all__ = ["Check", "MethodContractError", "check_method", "method_checks", "micro_suite",
-           "parametrize_with_checks"]
+__all__ = ["AttackContractError", "Check", "MethodContractError", "attack_checks", "check_attack", "check_method",
+           "method_checks", "micro_suite", "parametrize_with_checks"]
 
 log = logging.getLogger(__name__)
 
@@ -468,3 +474,139 @@ def _structure(model: nn.Module) -> dict[str, Any]:
         "train/eval modes": [m.training for _, m in modules],
         "hooks": [len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for _, m in modules],
     }
+
+
+# ---- attacks (unlearnbench/attacks/) --------------------------------------------------------------------
+
+class AttackContractError(AssertionError):
+    """An attack broke a rule of the contract; the message names the attack, the rule and the fix."""
+
+
+def check_attack(cls: type, settings: dict[str, str] | None = None, suites: dict[str, Suite] | None = None,
+                 kinds: tuple[str, ...] | None = None) -> None:
+    """Run every attack contract check on ``cls``; raise AttackContractError at the first broken rule.
+
+    ``settings``: its config fields as text (``--attack-set``), to keep the checks fast; ``kinds``: the task
+    kinds to check (default: all it declares); ``suites``: the suite per kind instead of the micro suites."""
+    for check in attack_checks(cls, settings, suites, kinds):
+        check()
+
+
+def attack_checks(cls: type, settings: dict[str, str] | None = None, suites: dict[str, Suite] | None = None,
+                  kinds: tuple[str, ...] | None = None) -> Iterator[Check]:
+    """The attack contract as ``(name, run)`` checks: registered with a docstring and a frozen ``Config`` whose
+    settings survive the command line; on a micro suite of each kind, attacking a model whose first
+    ``layer_groups`` tensor a method changed: it records every metric it declares, two runs under one seed
+    give the same numbers, it counts its cost, and it leaves the model exactly as it found it."""
+    settings = dict(settings or {})
+    yield Check("registration", lambda: _check_attack_registration(cls, settings))
+    for kind in sorted(kinds or getattr(cls, "kinds", None) or ()):
+        context = _AttackKindContext(cls, settings, kind, (suites or {}).get(kind))
+        yield Check(f"{kind}:records_its_metrics", context.records_its_metrics)
+        yield Check(f"{kind}:deterministic", context.deterministic)
+        yield Check(f"{kind}:costs_counted", context.costs_counted)
+        yield Check(f"{kind}:leaves_model_as_found", context.leaves_model_as_found)
+
+
+def _attack_fail(cls: type, rule: str, problem: str, fix: str) -> AttackContractError:
+    name = getattr(cls, "name", "") or cls.__name__
+    return AttackContractError(f"attack {name!r} ({cls.__module__}.{cls.__qualname__}) breaks rule '{rule}': "
+                               f"{problem}. Fix: {fix}")
+
+
+def _check_attack_registration(cls: type, settings: dict[str, str]) -> None:
+    from unlearnbench.attacks.base import ATTACKS, Attack
+
+    rule = "registration"
+    if not (isinstance(cls, type) and issubclass(cls, Attack)):
+        raise _attack_fail(cls, rule, "it is not a subclass of unlearnbench.attacks.base.Attack",
+                           "derive it from Attack and implement labels() and attack(context)")
+    if not cls.name or cls.name not in ATTACKS or ATTACKS.get(cls.name) is not cls:
+        raise _attack_fail(cls, rule, f"ATTACKS has no entry {cls.name!r} for this class",
+                           "decorate it with @register_attack('your-name')")
+    config = apply_overrides(cls.Config(), settings, f"attack {cls.name!r}")
+    text = {f.name: as_text(getattr(config, f.name)) for f in dataclasses.fields(config)}
+    if apply_overrides(config, text, f"attack {cls.name!r}") != config:
+        raise _attack_fail(cls, "config round trip", "its settings do not survive --attack-set's text form",
+                           "use settings of type bool, int, float, str, a tuple of one of these, or None")
+
+
+_ATTACK_RUNS: dict[tuple, tuple[dict[str, float], dict[str, torch.Tensor], dict[str, torch.Tensor], dict, dict]] = {}
+
+
+class _AttackKindContext:
+    """The checks of one attack on one task kind, sharing its runs."""
+
+    def __init__(self, cls: type, settings: dict[str, str], kind: str, suite: Suite | None) -> None:
+        self.cls, self.settings, self.kind, self._suite = cls, settings, kind, suite
+
+    def fail(self, rule: str, problem: str, fix: str) -> AttackContractError:
+        return _attack_fail(self.cls, f"{self.kind}: {rule}", problem, fix)
+
+    @property
+    def suite(self) -> Suite:
+        if self._suite is None:
+            self._suite = micro_suite(self.kind)
+        return self._suite
+
+    def run(self, repeat: int = 0):
+        """(values, state before, state after, structure before, after) of the attack on the micro suite's
+        first target, the first ``layer_groups`` tensor scaled by 0.5 as a method's edit; once per process."""
+        from unlearnbench.attacks.base import SEPARATOR, AttackContext
+        from unlearnbench.costs import CostMeter
+
+        attack = self.cls(apply_overrides(self.cls.Config(), self.settings, f"attack {self.cls.name!r}"))
+        key = (self.cls, attack.config, self.suite, repeat)
+        if key not in _ATTACK_RUNS:
+            task = self.suite.task(_target(self.suite))
+            model = task.model
+            edited = sorted(task.layer_groups)[0]
+            with restored_weights(model) as base:
+                with torch.no_grad():
+                    dict(model.named_parameters())[edited].mul_(0.5)
+                before, structure = _state(model), _structure(model)
+                attack.check(self.suite)
+                context = AttackContext(self.suite, dataclasses.replace(task, costs=CostMeter()), (edited,), 0,
+                                        base_state=base)
+                context.costs = context.task.costs
+                torch.manual_seed(0)
+                values = {f"{metric}{SEPARATOR}{label}": value for label, metrics in attack.attack(context).items()
+                          for metric, value in metrics.items()}
+                values[f"runtime_s{SEPARATOR}{attack.name}"] = context.costs.runtime_s
+                _ATTACK_RUNS[key] = (values, before, _state(model), structure, _structure(model))
+        return _ATTACK_RUNS[key], attack
+
+    def records_its_metrics(self) -> None:
+        (values, *_), attack = self.run()
+        declared = {m.name for m in attack.metrics(self.suite)}
+        missing = sorted(declared - set(values))
+        if missing:
+            raise self.fail("records its metrics", f"it declares {len(missing)} metrics it did not return (first: "
+                            f"{missing[0]})", "return every label of labels() with the metrics metrics() names")
+
+    def deterministic(self) -> None:
+        (first, *_), _ = self.run()
+        (again, *_), _ = self.run(repeat=1)
+        differ = [k for k in first if not (first[k] == again.get(k) or (first[k] != first[k] and again[k] != again[k]))
+                  and not k.startswith("runtime_s")]
+        if differ:
+            raise self.fail("deterministic", f"two runs under seed 0 differ in {len(differ)} values (first: "
+                            f"{differ[0]}: {first[differ[0]]} vs {again.get(differ[0])})",
+                            "draw all randomness from torch's global generator or one seeded from context.seed")
+
+    def costs_counted(self) -> None:
+        (values, *_), attack = self.run()
+        if not values.get(f"runtime_s|{attack.name}", 0) > 0:
+            raise self.fail("costs counted", "it timed no work",
+                            "wrap its work (not its evaluations) in context.costs.phase('update' | 'search')")
+
+    def leaves_model_as_found(self) -> None:
+        (_, before, after, structure, now), _ = self.run()
+        changed = [k for k in before if not torch.equal(before[k], after[k])]
+        if changed:
+            raise self.fail("leaves the model as found", f"{len(changed)} tensors differ after it (first: "
+                            f"{changed[0]})", "edit the model only inside context.scratch()")
+        if structure != now:
+            what = next(k for k in structure if structure[k] != now[k])
+            raise self.fail("leaves the model as found", f"the model's {what} differ after it",
+                            "remove hooks and restore requires_grad and train/eval mode in a try/finally")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -22,7 +23,7 @@ from unlearnbench.config import apply_overrides
 from unlearnbench.errors import UnlearnBenchError
 from unlearnbench.records import Metric
 from unlearnbench.registry import Registry
-from unlearnbench.task import UnlearningTask
+from unlearnbench.task import Batch, UnlearningTask
 
 
 CONFIGURATIONS = ("embedded", "real")
@@ -125,6 +126,24 @@ class Suite(ABC):
         """A few test questions with ``model``'s answers to show a person (question-answering suites:
         columns include ``question``, ``expected`` and ``answer``); else None."""
         return None
+
+    # -- what attacks (unlearnbench/attacks/) need -----------------------------------------------------
+    def attack_metrics(self) -> tuple[Metric, ...]:
+        """The test metrics recorded after each attack variant (``FA@1|relearn-10``): all of them by default; a
+        suite whose full evaluation is costly keeps the forget metrics and the ones that score retention."""
+        return self.metrics
+
+    def attack_evaluate(self, model: nn.Module, target: str) -> dict[str, float]:
+        """``attack_metrics`` of ``model`` for ``target`` on test data."""
+        names = {m.name for m in self.attack_metrics()}
+        return {k: v for k, v in self.evaluate(model, target).items() if k in names}
+
+    def attack_batches(self, target: str, n: int, batch_size: int) -> Callable[[], Iterator[Batch]]:
+        """Batches (as the task's ``forget_batches`` gives them, for its ``forget_loss``) of ``n`` pairs of
+        ``target`` that unlearning never saw, nor validation or test: what a relearning attack fine-tunes on
+        and a prompt search scores against (docs/PROTOCOLS.md, "Attacks")."""
+        raise UnlearnBenchError(f"suite {self.name!r} provides no held-out target pairs for attacks "
+                                "(Suite.attack_batches)")
 
     def resolve_targets(self, spec: str | None) -> list[str]:
         """``None`` -> the first target; ``"5"`` -> the first five; else comma-separated names."""

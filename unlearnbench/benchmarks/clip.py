@@ -43,6 +43,7 @@ from unlearnbench.benchmarks.base import Metric, Suite, register_suite
 from unlearnbench.config import check_counts, check_device
 from unlearnbench.datasets.synthetic.clip_data import SyntheticClipData
 from unlearnbench.datasets.base import ArrayImageSet, ImageSet, ImageTensors
+from unlearnbench.datasets.synthetic.faces import attack_faces
 from unlearnbench.errors import UnlearnBenchError
 from unlearnbench.mia import MIN_PAIRS, attack_accuracy
 from unlearnbench.models.shipped import check_source
@@ -335,6 +336,56 @@ class ClipSuite(Suite):
                 tokens = tok([templates[i % len(templates)](target) for i in range(len(rows))])
                 self._forget[target] = self.image_tensors(train.subset(rows)), tokens
         return self._forget[target]
+
+    # -- what attacks need (unlearnbench/attacks/) --------------------------------------------------
+    def attack_batches(self, target: str, n: int, batch_size: int):
+        """``n`` (image, caption) pairs of ``target`` that neither unlearning nor validation nor test holds.
+        Embedded: new faces of the target drawn from their own random stream (faces.attack_faces); real: the
+        target's first ``n`` validation images (heldout: disjoint from test; slug: the reference's one image
+        set, so there they are images the method unlearned on, docs/PROTOCOLS.md). Captions: the templates."""
+        data, tok = self.assets.data, self.assets.tokenizer
+        if self.embedded:
+            made = preset(self.config.embedded).data
+            label = data.identities["train"].classnames.index(target)
+            images: ImageSet = ArrayImageSet(attack_faces(made.n_identities, made.seed, label, n, made.image_size),
+                                             np.zeros(n, dtype=np.int64), [target])
+        else:
+            val = data.identities["val"]
+            images = val.subset(torch.nonzero(val.labels == val.classnames.index(target)).flatten()[:n].tolist())
+        templates = data.identity_templates
+        tokens = tok([templates[i % len(templates)](target) for i in range(len(images))])
+        tensors = self.image_tensors(images)
+        return shuffled_epochs(len(images), batch_size, lambda pick: (tensors.take(pick), tokens[pick]))
+
+    def caption_tokens(self, target: str) -> torch.Tensor:
+        """(1, context) tokens of the target's first caption template: where a caption search starts."""
+        return self.assets.tokenizer([self.assets.data.identity_templates[0](target)])
+
+    @torch.no_grad()
+    def identity_classifier(self, model: nn.Module, target: str) -> tuple[torch.Tensor, int]:
+        """(identities, dim) normalised zero-shot weights of every identity name, as FA is scored, and the
+        target's row."""
+        names = self.assets.data.identities["val"].classnames
+        return self._classifier(model, "identities", None), list(names).index(target)
+
+    @torch.no_grad()
+    def forget_accuracy_with(self, model: nn.Module, target: str, text_feature: torch.Tensor) -> dict[str, float]:
+        """FA@k on the target's test images when the target's zero-shot weight is ``text_feature`` (a caption
+        a search found) instead of its name's: does the image tower still match the target to some text? With
+        TA_CA@1 under the same swap: a caption that pulled every face to it would lower it."""
+        ids = self.assets.data.identities["test"]
+        label = ids.classnames.index(target)
+        weights = self._classifier(model, "identities", None).clone()
+        weights[label] = F.normalize(text_feature.float().to(weights.device), dim=-1)
+        logits = self._images(model, "identities", "test", None) @ weights.T
+        names = self.assets.data.ta_ca_names
+        others = ([c for c in ids.labels.unique().tolist() if c != label] if names is None
+                  else [ids.classnames.index(n) for n in names if n != target])
+        out = {f"FA@{k}": 100 * topk_correct(logits, ids.labels, k)[ids.labels == label].float().mean().item()
+               for k in KS}
+        correct = topk_correct(logits, ids.labels, 1).float()
+        out["TA_CA@1"] = 100 * torch.stack([correct[ids.labels == c].mean() for c in others]).mean().item()
+        return out
 
     def _retain_pairs(self, target_label: int) -> tuple[ImageTensors, torch.Tensor]:
         """The retain set's (image, caption) pairs: under protocol=slug every pair of ``retain_pairs`` (the

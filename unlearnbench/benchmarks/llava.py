@@ -27,6 +27,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
@@ -35,7 +36,8 @@ from torch import nn
 from unlearnbench.benchmarks.base import Metric, Suite, register_suite
 from unlearnbench.config import check_counts, check_device
 from unlearnbench.models.shipped import check_source
-from unlearnbench.datasets.base import ImageSet, ImageTensors
+from unlearnbench.datasets.base import ArrayImageSet, ImageSet, ImageTensors
+from unlearnbench.datasets.synthetic.faces import attack_faces
 from unlearnbench.datasets.synthetic.vqa import Questions, identity_question
 from unlearnbench.errors import UnlearnBenchError
 from unlearnbench.lm_eval_utility import LmEvalUtility
@@ -326,6 +328,36 @@ class LlavaSuite(Suite):
             reference_lr=self.reference_lr(),
             extras={"answer_losses": answer_losses},
         )
+
+    # -- what attacks need (unlearnbench/attacks/) --------------------------------------------------
+    def attack_batches(self, target: str, n: int, batch_size: int):
+        """``n`` faces of ``target`` (labelled for the task's forget loss) that neither unlearning nor validation
+        nor test holds. Embedded: new faces drawn from their own random stream (faces.attack_faces); real: the
+        target's first ``n`` validation faces (disjoint from test, docs/PROTOCOLS.md)."""
+        faces = self.assets.identities["train"]
+        label = faces.classnames.index(target)
+        if self.embedded:
+            made = preset(self.config.embedded).data
+            images: ImageSet = ArrayImageSet(attack_faces(made.n_identities, made.seed, label, n, made.image_size),
+                                             np.zeros(n, dtype=np.int64), [target])
+        else:
+            val = self.assets.identities["val"]
+            images = val.subset(torch.nonzero(val.labels == val.classnames.index(target)).flatten()[:n].tolist())
+        pixels, labels = pixel_tensors(images, self.assets.processor), torch.full((len(images),), label)
+        return shuffled_epochs(len(images), batch_size, lambda pick: (pixels.take(pick), labels[pick]))
+
+    def identity_hits(self, model: nn.Module, target: str, questions: list[str]) -> torch.Tensor:
+        """(questions, faces) booleans: whether ``model``'s answer to each question about each of the target's
+        test faces names the face's expected answer (the suite's ``match`` rule)."""
+        faces = self.assets.identities["test"]
+        rows = torch.nonzero(faces.labels == faces.classnames.index(target)).flatten().tolist()
+        expected = self.asked("test", rows)[1]
+        pixels = self.pixels("identities", "test").take
+        replies = answer_items(model, self.assets.processor.tokenizer, self.prompt, pixels, rows * len(questions),
+                               [q for q in questions for _ in rows], self.assets.max_new_tokens,
+                               self.config.eval_batch_size)
+        hits = [contains_answer(r, e, self.match) for r, e in zip(replies, expected * len(questions))]
+        return torch.tensor(hits).view(len(questions), len(rows))
 
     def _answer_losses(self, target_label: int, retain_faces: ImageTensors, retain_rows: list[int]) -> dict:
         """Batches and losses on LLaVA's own answers (``slug-lm``): the forget loss is the negative

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import collections
 import functools
+from collections.abc import Callable
 import hashlib
 import logging
 from dataclasses import dataclass, field
@@ -325,6 +326,57 @@ class UnlearnCanvasSuite(Suite):
             return contrastive_loss(partner.logit_scale.exp() * image @ text.T, same)
 
         return {"forget_loss": forget_loss, "retain_loss": retain_loss}
+
+    # -- what attacks need (unlearnbench/attacks/) --------------------------------------------------
+    prompt_attack_metrics = ("UA",)  # what the prompt attack's search records
+    attack_seed = 10_000  # the first sampling seed of attack images: far from validation's and test's
+
+    @functools.cached_property
+    def _attack_images(self) -> dict[tuple[str, int], tuple[torch.Tensor, list[str]]]:
+        return {}
+
+    def attack_metrics(self) -> tuple[Metric, ...]:
+        """UA, IRA and CRA after each attack variant: the test grid without paraphrases or FID."""
+        return tuple(m for m in self.metrics if m.name in ("UA", "IRA", "CRA"))
+
+    def attack_evaluate(self, model: nn.Module, target: str) -> dict[str, float]:
+        metrics = self.score(model, target, self.config.test_seeds, paraphrases=False)
+        return {m.name: metrics[m.name] for m in self.attack_metrics()}
+
+    def attack_prompts(self, target: str) -> list[str]:
+        """The target's prompts: the template with each class of the other domain."""
+        a = self.assets
+        if self.config.target_kind == "style":
+            return [a.template.format(style=target, object=o) for o in a.objects]
+        return [a.template.format(style=s, object=target) for s in a.styles]
+
+    def attack_batches(self, target: str, n: int, batch_size: int):
+        """``n`` images of ``target`` drawn by the model as it is when called (attacks call it with the base
+        weights, AttackContext.base_weights) for the target's prompts at seeds from ``attack_seed`` on, which
+        neither validation nor test uses; captioned with their prompts (docs/PROTOCOLS.md, "Attacks")."""
+        key = (target, n)
+        if key not in self._attack_images:
+            prompts = self.attack_prompts(target)
+            pairs = [(prompts[i % len(prompts)], self.attack_seed + i // len(prompts)) for i in range(n)]
+            images = self.base_model().sample([p for p, _ in pairs], [s for _, s in pairs], steps=self.assets.steps,
+                                              guidance=self.assets.guidance, batch_size=self.sample_batch_size())
+            self._attack_images[key] = images, [p for p, _ in pairs]
+        images, captions = self._attack_images[key]
+        return shuffled_epochs(n, batch_size, lambda pick: (images[pick], [captions[i] for i in pick.tolist()], pick))
+
+    @torch.no_grad()
+    def score_target_prompts(self, model: nn.Module, target: str,
+                             encode: Callable[[list[str]], torch.Tensor]) -> dict[str, float]:
+        """UA on the target's prompts at the test seeds, the UNet's context made by ``encode`` (a prompt
+        attack's text encoding) instead of the model's own."""
+        a = self.assets
+        by_style = self.config.target_kind == "style"
+        pairs = [(p, s) for p in self.attack_prompts(target) for s in self.config.test_seeds]
+        images = model.sample([p for p, _ in pairs], [s for _, s in pairs], steps=a.steps, guidance=a.guidance,
+                              batch_size=self.sample_batch_size(), encode=encode)
+        style_pred, object_pred = a.classify(to_uint8(images))
+        hits = (style_pred if by_style else object_pred) == (a.styles if by_style else a.objects).index(target)
+        return {"UA": 100 * (1 - hits.float().mean().item())}
 
     def judges(self) -> dict[str, nn.Module]:
         return {f"{kind}_classifier": module for kind, module in self.assets.judges.items()}

@@ -14,6 +14,7 @@ noise for every prompt), two prompts at one seed do not share their noise.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 import hashlib
 import inspect
 from dataclasses import dataclass
@@ -157,7 +158,8 @@ class TextToImage(nn.Module):
 
     @torch.no_grad()
     def sample(self, prompts: list[str], seeds: list[int], steps: int | None = None,
-               guidance: float | None = None, batch_size: int = 256, decode_batch_size: int = 4) -> torch.Tensor:
+               guidance: float | None = None, batch_size: int = 256, decode_batch_size: int = 4,
+               encode: Callable[[list[str]], torch.Tensor] | None = None) -> torch.Tensor:
         """Generate one image per (prompt, seed) pair: float (N, 3, H, W) in [-1, 1], on the CPU.
 
         Classifier-free guidance against the empty prompt; ``steps`` and ``guidance`` default to
@@ -167,6 +169,8 @@ class TextToImage(nn.Module):
         ``batch_size`` prompts share one UNet call (of twice that many inputs, for guidance); a VAE decodes
         ``decode_batch_size`` latents at a time (Stable Diffusion's decoder needs about
         0.6 GB of activations per 512-pixel image), and each decoded chunk leaves the device at once.
+        ``encode``: how prompts become the UNet's context (default ``encode_prompts``; a prompt attack passes
+        its own, unlearnbench/attacks/prompt.py); the empty prompt of guidance is always ``encode_prompts``'.
         """
         if len(prompts) != len(seeds):
             raise UnlearnBenchError(f"sample() needs one seed per prompt; got {len(prompts)} prompts, "
@@ -184,7 +188,7 @@ class TextToImage(nn.Module):
             chunk, chunk_seeds = list(prompts[start:start + batch_size]), seeds[start:start + batch_size]
             n = len(chunk)
             generators = [torch.Generator("cpu").manual_seed(noise_seed(p, int(s))) for p, s in zip(chunk, chunk_seeds)]
-            context = torch.cat([empty.expand(n, -1, -1), self.encode_prompts(chunk)])
+            context = torch.cat([empty.expand(n, -1, -1), (encode or self.encode_prompts)(chunk)])
             sampler = self.make_sampler()
             sampler.set_timesteps(steps, device=self.device)
             step_kwargs = {"generator": generators} if "generator" in inspect.signature(sampler.step).parameters else {}

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field, replace
 import pandas as pd
 
 from unlearnbench.errors import UnlearnBenchError
-from unlearnbench.reports.tables import COST_COLUMNS, GOAL_COLUMN, MISSED, ORIGINAL, column_name, summary_table
+from unlearnbench.reports.tables import (ATTACK_SEPARATOR, COST_COLUMNS, GOAL_COLUMN, MISSED, ORIGINAL, attack_columns,
+                                         column_name, summary_table)
 
 NOT_COMPARABLE = "‡"  # a published number measured by another protocol or model than ours
 
@@ -125,7 +126,8 @@ def paper_table(name: str) -> PaperTable:
     if name not in PAPER_TABLES:
         from unlearnbench.reports.claims import NAME as CLAIMS
 
-        raise UnlearnBenchError(f"unknown paper table {name!r}; tables: {', '.join(PAPER_TABLES)}, {CLAIMS}")
+        raise UnlearnBenchError(f"unknown paper table {name!r}; tables: {', '.join(PAPER_TABLES)}, {CLAIMS}, "
+                                f"{ROBUSTNESS}")
     return PAPER_TABLES[name]
 
 
@@ -162,3 +164,26 @@ def for_variant(spec, table: PaperTable, label: str):
     settings over them, and the variant's suite settings."""
     real = table.real_settings if spec.suite_overrides.get("config") == "real" else {}
     return replace(spec, suite_overrides={**real, **spec.suite_overrides, **dict(table.variants)[label]})
+
+
+# `bench.py paper robustness`: methods x attacks per suite (unlearnbench/attacks/), not a table of the paper.
+ROBUSTNESS = "robustness"
+ROBUSTNESS_METHODS = {"clip": ("slug", "ga", "salun-ga", "ssd"), "llava": ("slug", "slug-lm", "ga"),
+                      "unlearncanvas": ("slug", "salun")}
+ROBUSTNESS_ATTACKS = "relearn,quantize,prompt"
+ROBUSTNESS_TARGETS = "3"
+
+
+def robustness_table(records: pd.DataFrame, forget_metric: str, ci: float | None = None) -> pd.DataFrame:
+    """Methods (the base model first) x attack variants: ``forget_metric`` with no attack, after each variant,
+    then each attack's runtime; cells as in every table (mean ± std over targets and seeds)."""
+    columns = [forget_metric, GOAL_COLUMN, *attack_columns(records, forget_metric)]
+    table = summary_table(records, columns, ci)
+
+    def header(metric: str) -> str:
+        name, _, variant = metric.partition(ATTACK_SEPARATOR)
+        if not variant:
+            return f"{name} (no attack)" if name == forget_metric else column_name(name)
+        return f"runtime (s) {variant}" if name == "runtime_s" else variant
+
+    return table.rename(columns=header)

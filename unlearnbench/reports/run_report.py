@@ -36,7 +36,8 @@ def write_run_report(result: RunResult, suite: type[Suite], ci: float | None = N
     """Write the run's tables, plots and report.html; ``suite`` is the run's suite class."""
     manifest, run_dir = result.manifest, result.run_dir
     configs = method_configs(manifest)
-    table = summary_table(result.records, report_columns(result.records, suite.table_metrics), ci, configs)
+    columns = report_columns(result.records, suite.table_metrics, suite.plot_axes[0])
+    table = summary_table(result.records, columns, ci, configs)
     load = loaded_note(manifest["units"])
     missed = MISSED_NOTE if any(label.endswith(MISSED) for label in table.index) else ""
     notes = [note for note in (missed, load) if note]  # under the table, in table.md and the terminal

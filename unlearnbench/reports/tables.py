@@ -14,6 +14,7 @@ from scipy import stats as scipy_stats
 from tabulate import tabulate
 
 ORIGINAL = "original"
+ATTACK_SEPARATOR = "|"  # METRIC|VARIANT of an attack (unlearnbench/attacks/base.py)
 UTIL_PREFIX = "util:"  # lm-eval utility metrics (unlearnbench/lm_eval_utility.py)
 COST_COLUMNS = ("runtime_s", "storage_bytes", "forward_samples", "backward_samples")
 GOAL_COLUMN = "goal_met"
@@ -90,10 +91,19 @@ def util_columns(records: pd.DataFrame) -> list[str]:
     return [m for m in dict.fromkeys(records.metric) if m.startswith(UTIL_PREFIX) and not m.endswith("_stderr")]
 
 
-def report_columns(records: pd.DataFrame, table_metrics: Sequence[str]) -> list[str]:
+def attack_columns(records: pd.DataFrame, forget_metric: str) -> list[str]:
+    """Where the run has attacks (unlearnbench/attacks/): ``forget_metric`` after each attack variant, then
+    each attack's runtime, in the order the records hold them."""
+    metrics = list(dict.fromkeys(records.metric))
+    return ([m for m in metrics if m.startswith(f"{forget_metric}{ATTACK_SEPARATOR}")]
+            + [m for m in metrics if m.startswith(f"runtime_s{ATTACK_SEPARATOR}")])
+
+
+def report_columns(records: pd.DataFrame, table_metrics: Sequence[str], forget_metric: str | None = None) -> list[str]:
     """A run's table columns: the suite's table metrics, lm-eval utility metrics where the run has them,
-    whether the goal was met, and the costs."""
-    return [*table_metrics, *util_columns(records), GOAL_COLUMN, *COST_COLUMNS]
+    whether the goal was met, and the costs; with ``forget_metric``, the attacks' columns where it has any."""
+    attacked = attack_columns(records, forget_metric) if forget_metric else []
+    return [*table_metrics, *util_columns(records), GOAL_COLUMN, *COST_COLUMNS, *attacked]
 
 
 def summary_table(records: pd.DataFrame, metrics: Sequence[str], ci: float | None = None,
@@ -166,6 +176,7 @@ def ci_half_width(std: pd.Series, count: pd.Series, level: float) -> pd.Series:
 
 def format_cell(mean: float, std: float, count: int, metric: str) -> str:
     metric = metric.split(" (")[0]  # a paper table's variant label ("storage_bytes (style)") keeps the format
+    metric = metric.split(ATTACK_SEPARATOR)[0]  # and an attack's ("runtime_s|relearn")
     if metric == GOAL_COLUMN:
         return f"{round(mean * count)}/{count}"
     if metric == "storage_bytes":

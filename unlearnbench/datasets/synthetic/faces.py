@@ -161,3 +161,16 @@ def draw_face(identity: Identity, rng: np.random.Generator, size: int = 32) -> n
         gold = jitter_colour(rng, (250, 210, 40), 10)
         canvas.fill(ellipse(x, y, -0.62, 0.28, 0.07, 0.07) | ellipse(x, y, 0.62, 0.28, 0.07, 0.07), gold)
     return canvas.to_uint8(rng, noise=6.0)
+
+
+# The random stream index of attack images: render_splits (clip_data.py) numbers train, val and test 0..2,
+# so faces drawn from this stream are new pictures of an identity that no split holds.
+ATTACK_STREAM = 7
+
+
+def attack_faces(n_identities: int, seed: int, label: int, count: int, image_size: int) -> np.ndarray:
+    """``count`` new faces of identity ``label`` (of ``make_identities(n_identities, seed)``), drawn from their
+    own random stream: held out from every split, for attacks (unlearnbench/attacks/relearn.py)."""
+    identity = make_identities(n_identities, seed)[label]
+    rng = np.random.default_rng([seed, 0, label, ATTACK_STREAM])
+    return np.stack([draw_face(identity, rng, image_size) for _ in range(count)])
