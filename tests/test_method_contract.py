@@ -19,8 +19,8 @@ from unlearnbench.testing import MethodContractError, check_method, method_check
 # 87.5 after 2 epochs; 1e-3 forgets. ssd needs its own 10-check alpha search (it forgets the micro CLIP
 # since its token table is a word vocabulary: before, the BPE table dominated SSD's Fisher statistics and
 # no alpha of the search took FA@1 below 25), ssd-slug a stronger dampening schedule, salun 3 epochs at 3e-3.
-# On the micro diffusion model (its text encoder a frozen CLIP text tower) GA and GAFT at 1e-3 left
-# target_acc at 66.67 after 2 epochs; 3e-3 forgets.
+# On the micro diffusion model (its text encoder a frozen CLIP text tower) GA and GAFT at 3e-3 forget
+# (at 1e-3: target_acc 25 and 50 after 2 epochs), though no budget measured keeps IRA (MISSES_GOAL).
 FAST = {"search_steps": "4", "epochs": "2", "max_front_layers": "2"}
 SETTINGS = {
     "clip": {"ga": {"lr": "1e-3"}, "gaft": {"lr": "1e-3"}, "salun-ga": {"lr": "1e-3"},
@@ -46,6 +46,10 @@ MISSES_GOAL: dict[tuple[str, str], str] = {
     **{(esd, "diffusion"): "a few iterations do not forget; enough to would take minutes"
        for esd in ("esd", "esd-x", "esd-u")},
     ("salun-ga", "diffusion"): "2 epochs at lr 1e-3 left target_acc at 100 (and IRA at 0)",
+    # Suite version 4 (named styles, 24 target images, goal target_acc <= 15) on target Byzantine: ga at 3e-3
+    # target_acc 0 with IRA 63.89 -> 33.33; at 1e-3 target_acc 25, IRA 36.11; gaft at 1e-3 50, IRA 47.22.
+    **{(m, "diffusion"): "2 epochs forget only at a rate that costs the micro model's IRA 30 points"
+       for m in ("ga", "gaft")},
     # Measured after the shared stopping rule and the reference's lr schedule: target_acc 100, IRA unchanged.
     ("salun", "diffusion"): "2 epochs at lr 1e-3 under the reference's schedule leave target_acc at 100",
     # 2 epochs at lr 1e-3 on the micro LLaVA: FA 50 (ga, gaft), 66.67 (salun), 100 (salun-ga).
